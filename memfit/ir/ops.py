@@ -1,0 +1,239 @@
+"""The operator set: attributes, shape inference and MAC counts for every op kind.
+
+Canonical kinds and their attributes (4-D activations are NHWC):
+
+=====================  ============================================================================
+conv2d                 x, w[O,KH,KW,I/groups], bias?; strides(sh,sw), dilations(dh,dw),
+                       pads(top,left,bottom,right), groups, activation
+depthwise_conv2d       x, w[1,KH,KW,C*M], bias?; strides, dilations, pads, depth_multiplier,
+                       activation
+fully_connected        x[..., K], w[N,K], bias?; activation, keep_num_dims
+matmul                 a[..., M, K], b[..., K, N] (float only)
+max_pool2d/avg_pool2d  x; kernel(kh,kw), strides, pads, activation, count_include_pad (avg only)
+mean / reduce_max      x; axes, keepdims
+add/sub/mul/div        a, b (numpy broadcasting); activation
+maximum/minimum        a, b
+concat                 *xs; axis, activation
+reshape                x (output shape is the output tensor's shape; shape-giving inputs folded)
+transpose              x; perm
+pad                    x; pads ((before, after) per dim), value (real value, default 0)
+strided_slice          x; begin, end, strides (one per dim, already resolved), shrink_axes
+softmax                x; axis (= last), beta
+logistic/tanh/relu/relu6/relu_n1_to_1/hard_swish/identity/dropout   x
+leaky_relu             x; alpha
+clamp                  x; min, max
+lrn                    x; radius, bias, alpha, beta (TFLite: x / (bias + alpha*sum_sq)^beta over
+                       channels [c-radius, c+radius])
+batch_norm             x, scale, bias, mean, var; epsilon  (folded away at import where possible)
+quantize/dequantize    x (parameters are on the tensors); quantize also does int8->int8 requant
+lstm                   TFLite UNIDIRECTIONAL_SEQUENCE_LSTM, inputs in TFLite order (24, None where
+                       absent); time_major, cell_clip, proj_clip, activation, intermediates
+shape                  x -> int32[rank]                          (folded away at import)
+pack                   *xs; axis                                 (folded away at import)
+=====================  ============================================================================
+
+``activation`` is one of none, relu, relu6, relu_n1_to_1, tanh, sigmoid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+from memfit.errors import ShapeError
+from memfit.ir.core import Op, Shape
+
+ACTIVATIONS = ("none", "relu", "relu6", "relu_n1_to_1", "tanh", "sigmoid")
+
+
+def conv_out(size: int, kernel: int, stride: int, dilation: int, pad_total: int) -> int:
+    effective = (kernel - 1) * dilation + 1
+    return (size + pad_total - effective) // stride + 1
+
+
+def _in(op: Op, i: int) -> Shape:
+    t = op.inputs[i]
+    if t is None:
+        raise ShapeError(f"op {op.name} ({op.kind}) is missing input {i}")
+    return t.shape
+
+
+def _conv2d(op: Op) -> list[Shape]:
+    n, h, w, _ = _in(op, 0)
+    o, kh, kw, _ = _in(op, 1)
+    (sh, sw), (dh, dw) = op.attrs["strides"], op.attrs["dilations"]
+    top, left, bottom, right = op.attrs["pads"]
+    return [(n, conv_out(h, kh, sh, dh, top + bottom), conv_out(w, kw, sw, dw, left + right), o)]
+
+
+def _depthwise(op: Op) -> list[Shape]:
+    n, h, w, _ = _in(op, 0)
+    _, kh, kw, oc = _in(op, 1)
+    (sh, sw), (dh, dw) = op.attrs["strides"], op.attrs["dilations"]
+    top, left, bottom, right = op.attrs["pads"]
+    return [(n, conv_out(h, kh, sh, dh, top + bottom), conv_out(w, kw, sw, dw, left + right), oc)]
+
+
+def _pool(op: Op) -> list[Shape]:
+    n, h, w, c = _in(op, 0)
+    kh, kw = op.attrs["kernel"]
+    sh, sw = op.attrs["strides"]
+    top, left, bottom, right = op.attrs["pads"]
+    return [(n, conv_out(h, kh, sh, 1, top + bottom), conv_out(w, kw, sw, 1, left + right), c)]
+
+
+def _fully_connected(op: Op) -> list[Shape]:
+    x = _in(op, 0)
+    n, k = _in(op, 1)
+    if op.attrs.get("keep_num_dims", False):
+        return [(*x[:-1], n)]
+    return [(math.prod(x) // k, n)]
+
+
+def _matmul(op: Op) -> list[Shape]:
+    a, b = _in(op, 0), _in(op, 1)
+    batch = broadcast_shapes(a[:-2], b[:-2])
+    return [(*batch, a[-2], b[-1])]
+
+
+def broadcast_shapes(*shapes: Sequence[int]) -> Shape:
+    rank = max((len(s) for s in shapes), default=0)
+    out = []
+    for axis in range(rank):
+        dims = {s[axis - rank + len(s)] for s in shapes if axis - rank + len(s) >= 0}
+        dims.discard(1)
+        if len(dims) > 1:
+            raise ShapeError(f"shapes {', '.join(map(str, shapes))} do not broadcast")
+        out.append(dims.pop() if dims else 1)
+    return tuple(out)
+
+
+def _binary(op: Op) -> list[Shape]:
+    return [broadcast_shapes(_in(op, 0), _in(op, 1))]
+
+
+def _same(op: Op) -> list[Shape]:
+    return [_in(op, 0)]
+
+
+def _reduce(op: Op) -> list[Shape]:
+    x = _in(op, 0)
+    axes = {a % len(x) for a in op.attrs["axes"]}
+    if op.attrs.get("keepdims", True):
+        return [tuple(1 if i in axes else d for i, d in enumerate(x))]
+    return [tuple(d for i, d in enumerate(x) if i not in axes)]
+
+
+def _concat(op: Op) -> list[Shape]:
+    shapes = [t.shape for t in op.inputs if t is not None]
+    axis = op.attrs["axis"] % len(shapes[0])
+    out = list(shapes[0])
+    out[axis] = sum(s[axis] for s in shapes)
+    return [tuple(out)]
+
+
+def _declared(op: Op) -> list[Shape]:
+    return [t.shape for t in op.outputs]
+
+
+def _transpose(op: Op) -> list[Shape]:
+    x = _in(op, 0)
+    return [tuple(x[p] for p in op.attrs["perm"])]
+
+
+def _pad(op: Op) -> list[Shape]:
+    x = _in(op, 0)
+    return [tuple(d + b + a for d, (b, a) in zip(x, op.attrs["pads"], strict=True))]
+
+
+def _strided_slice(op: Op) -> list[Shape]:
+    x = _in(op, 0)
+    shape = [
+        len(range(b, e, s))
+        for b, e, s in zip(op.attrs["begin"], op.attrs["end"], op.attrs["strides"], strict=True)
+    ]
+    shrink = set(op.attrs.get("shrink_axes", ()))
+    del x
+    return [tuple(d for i, d in enumerate(shape) if i not in shrink)]
+
+
+def _shape(op: Op) -> list[Shape]:
+    return [(len(_in(op, 0)),)]
+
+
+def _pack(op: Op) -> list[Shape]:
+    shapes = [t.shape for t in op.inputs if t is not None]
+    axis = op.attrs["axis"] % (len(shapes[0]) + 1)
+    out = list(shapes[0])
+    out.insert(axis, len(shapes))
+    return [tuple(out)]
+
+
+SHAPE_FUNCTIONS: dict[str, Callable[[Op], list[Shape]]] = {
+    "conv2d": _conv2d,
+    "depthwise_conv2d": _depthwise,
+    "fully_connected": _fully_connected,
+    "matmul": _matmul,
+    "max_pool2d": _pool,
+    "avg_pool2d": _pool,
+    "mean": _reduce,
+    "reduce_max": _reduce,
+    "add": _binary,
+    "sub": _binary,
+    "mul": _binary,
+    "div": _binary,
+    "maximum": _binary,
+    "minimum": _binary,
+    "concat": _concat,
+    "reshape": _declared,
+    "transpose": _transpose,
+    "pad": _pad,
+    "strided_slice": _strided_slice,
+    "softmax": _same,
+    "logistic": _same,
+    "tanh": _same,
+    "relu": _same,
+    "relu6": _same,
+    "relu_n1_to_1": _same,
+    "hard_swish": _same,
+    "leaky_relu": _same,
+    "clamp": _same,
+    "identity": _same,
+    "dropout": _same,
+    "lrn": _same,
+    "batch_norm": _same,
+    "quantize": _same,
+    "dequantize": _same,
+    "lstm": _declared,
+    "shape": _shape,
+    "pack": _pack,
+}
+
+SUPPORTED_KINDS = frozenset(SHAPE_FUNCTIONS)
+
+
+def infer_shapes(op: Op) -> list[Shape]:
+    """Output shapes of ``op`` from its input shapes and attributes."""
+    return SHAPE_FUNCTIONS[op.kind](op)
+
+
+def macs(op: Op) -> int:
+    """Multiply-accumulates of one execution of ``op`` (0 for ops that do none)."""
+    if op.kind == "conv2d":
+        _, kh, kw, cin = _in(op, 1)
+        return math.prod(op.output.shape) * kh * kw * cin
+    if op.kind == "depthwise_conv2d":
+        _, kh, kw, _ = _in(op, 1)
+        return math.prod(op.output.shape) * kh * kw
+    if op.kind == "fully_connected":
+        return math.prod(op.output.shape) * _in(op, 1)[1]
+    if op.kind == "matmul":
+        return math.prod(op.output.shape) * _in(op, 0)[-1]
+    if op.kind == "lstm":
+        x = _in(op, 0)
+        n_cell = _in(op, 2)[0]  # input_to_forget_weights [n_cell, n_input]
+        n_output = _in(op, 6)[1]  # recurrent_to_forget_weights [n_cell, n_output]
+        steps = math.prod(x[:-1])
+        projection = _in(op, 16)[0] * n_cell if op.input(16) is not None else 0
+        return steps * (4 * n_cell * (x[-1] + n_output) + projection)
+    return 0

@@ -1,0 +1,65 @@
+"""Kernel registry: one NumPy function per op kind.
+
+A kernel takes the op and its input arrays (None for an absent optional input) and returns the
+output array (or a tuple for several outputs) with exactly the output tensor's dtype and shape.
+Quantization parameters are read from the op's tensors. int8 kernels follow TFLite Micro's
+reference kernels bit for bit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from memfit.errors import InternalError
+from memfit.ir.core import Op
+from memfit.ir.dtypes import DType
+
+Kernel = Callable[..., Any]
+KERNELS: dict[str, Kernel] = {}
+"""Kernels for float tensors, and for any dtype where the op only moves data."""
+QUANTIZED_KERNELS: dict[str, Kernel] = {}
+"""Kernels for ops on quantized integer tensors (int8 with int16/int32 inside)."""
+
+
+def register(*kinds: str, quantized: bool = False) -> Callable[[Kernel], Kernel]:
+    table = QUANTIZED_KERNELS if quantized else KERNELS
+    def decorate(fn: Kernel) -> Kernel:
+        for kind in kinds:
+            table[kind] = fn
+        return fn
+
+    return decorate
+
+
+def is_quantized(op: Op) -> bool:
+    """True when the op computes on quantized integers rather than floats."""
+    first = op.inputs[0] if op.inputs and op.inputs[0] is not None else op.outputs[0]
+    return first.dtype is not DType.FLOAT32 and first.quant is not None
+
+
+def find_kernel(op: Op) -> Kernel | None:
+    if is_quantized(op) and op.kind in QUANTIZED_KERNELS:
+        return QUANTIZED_KERNELS[op.kind]
+    return KERNELS.get(op.kind)
+
+
+def run_kernel(op: Op, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
+    kernel = find_kernel(op)
+    if kernel is None:
+        raise InternalError(f"no kernel for {op.kind} on {op.inputs[0].dtype if op.inputs and op.inputs[0] else '?'}")
+    result = kernel(op, *inputs)
+    return result if isinstance(result, tuple) else (result,)
+
+
+# Importing the modules registers their kernels.
+from memfit.runtime.kernels import (  # noqa: E402
+    conv,
+    elementwise,
+    misc,
+    pool,
+)
+
+__all__ = ["KERNELS", "QUANTIZED_KERNELS", "Kernel", "find_kernel", "register", "run_kernel", "conv", "elementwise", "misc", "pool"]
