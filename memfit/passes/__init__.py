@@ -1,9 +1,9 @@
 """Graph rewrites. Importing this package registers every pass."""
 
-from memfit.passes import fold_constants, remove_identity
+from memfit.passes import fold_constants, fold_pad, remove_identity
 from memfit.passes.manager import PASSES, PassResult, register_pass, run_pipeline
 
-CANONICALIZE = ("fold-constants", "remove-identity", "prune")
+CANONICALIZE = ("fold-constants", "remove-identity", "fold-pad", "prune")
 """The pipeline every frontend's graph goes through at import."""
 
 
@@ -18,6 +18,7 @@ __all__ = [
     "PassResult",
     "canonicalize",
     "fold_constants",
+    "fold_pad",
     "register_pass",
     "remove_identity",
     "run_pipeline",
