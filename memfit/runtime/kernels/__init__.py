@@ -58,8 +58,9 @@ def run_kernel(op: Op, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, ...
 from memfit.runtime.kernels import (  # noqa: E402
     conv,
     elementwise,
+    lstm,
     misc,
     pool,
 )
 
-__all__ = ["KERNELS", "QUANTIZED_KERNELS", "Kernel", "find_kernel", "register", "run_kernel", "conv", "elementwise", "misc", "pool"]
+__all__ = ["KERNELS", "QUANTIZED_KERNELS", "Kernel", "find_kernel", "register", "run_kernel", "conv", "elementwise", "lstm", "misc", "pool"]
