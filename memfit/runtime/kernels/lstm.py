@@ -14,7 +14,9 @@ that.)
 Float32 follows TFLite's LSTM: gates i, f, c (the "cell gate" g) and o; optional CIFG (no input
 gate, i = 1 - f), peepholes (input and forget gates see the previous cell state, the output gate
 the new one), layer normalisation of the gate pre-activations, projection with optional bias,
-and cell/projection clipping (a clip of 0 means none).
+and cell/projection clipping (a clip of 0 means none). TFLite Micro's float kernel runs the
+standard LSTM with tanh only (it refuses the variants and skips any other cell activation);
+for those, this kernel follows TFLite (LiteRT), which the tests use as the reference.
 
 int8 follows TFLite Micro's ``lstm_eval`` for int8 activations, int8 weights, int16 cell state
 and int32 biases, bit for bit. Every gate is FC(input) and FC(hidden state), each requantised
@@ -69,6 +71,26 @@ def _from_time_major(y: np.ndarray, time_major: bool) -> np.ndarray:
     return np.ascontiguousarray(y if time_major else y.swapaxes(0, 1))
 
 
+class _Inputs:
+    """The kernel's input arrays by TFLite index, with errors that name the op."""
+
+    def __init__(self, op: Op, arrays: tuple[np.ndarray | None, ...]) -> None:
+        self.op = op
+        self.arrays = arrays
+
+    def get(self, index: int) -> np.ndarray | None:
+        return self.arrays[index] if index < len(self.arrays) else None
+
+    def required(self, index: int) -> np.ndarray:
+        array = self.get(index)
+        if array is None:
+            raise UnsupportedOpError(
+                f"op {self.op.name} (lstm) has no input {index}, which the LSTM needs; the "
+                "model is malformed or uses an LSTM variant memfit does not support"
+            )
+        return array
+
+
 # ---- float32 -----------------------------------------------------------------------------
 
 
@@ -102,7 +124,8 @@ def lstm_float(op: Op, *inputs: np.ndarray | None) -> np.ndarray:
     projection = arg.get(_PROJECTION_W)
     projection_bias = arg.get(_PROJECTION_B)
 
-    xs = _time_major(arg.required(_X), op.attrs.get("time_major", False)).astype(np.float32)
+    time_major = op.attrs.get("time_major", False)
+    xs = _time_major(arg.required(_X), time_major).astype(np.float32)
     steps, batch = xs.shape[:2]
     n_cell = arg.required(_W["f"]).shape[0]
     n_output = arg.required(_R["f"]).shape[1]
@@ -139,27 +162,7 @@ def lstm_float(op: Op, *inputs: np.ndarray | None) -> np.ndarray:
             if proj_clip > 0:
                 hidden = np.clip(hidden, -proj_clip, proj_clip)
         out[t] = hidden
-    return _from_time_major(out, op.attrs.get("time_major", False))
-
-
-class _Inputs:
-    """The kernel's input arrays by TFLite index, with errors that name the op."""
-
-    def __init__(self, op: Op, arrays: tuple[np.ndarray | None, ...]) -> None:
-        self.op = op
-        self.arrays = arrays
-
-    def get(self, index: int) -> np.ndarray | None:
-        return self.arrays[index] if index < len(self.arrays) else None
-
-    def required(self, index: int) -> np.ndarray:
-        array = self.get(index)
-        if array is None:
-            raise UnsupportedOpError(
-                f"op {self.op.name} (lstm) has no input {index}, which the LSTM needs; the "
-                "model is malformed or uses an LSTM variant memfit does not support"
-            )
-        return array
+    return _from_time_major(out, time_major)
 
 
 # ---- fixed-point arithmetic (TFLite's, on int64 arrays holding int32 values) ----------------
@@ -384,7 +387,9 @@ def check_supported(op: Op) -> None:
     for index, dtype in expected.items():
         t = op.input(index)
         if t is None:
-            continue  # reported above as a variant, or by the kernel as malformed
+            if index not in (_W["i"], _R["i"], _BIAS["i"]):  # absent with CIFG, reported above
+                problems.append(f"has no input {index}")
+            continue
         if t.dtype is not dtype or t.quant is None:
             problems.append(f"input {index} ({t.name}) is {t.dtype}, not quantized {dtype}")
         elif not t.quant.per_tensor:
