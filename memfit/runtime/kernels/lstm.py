@@ -198,14 +198,17 @@ def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: int, shift: int)
     return _rounding_divide_by_pot(high, right)
 
 
+def _round_half_away(value: float) -> int:
+    """C's std::round (Python's round() sends halves to even)."""
+    return int(math.copysign(math.floor(abs(value) + 0.5), value))
+
+
 def quantize_multiplier(real: float) -> tuple[int, int]:
     """TFLite's QuantizeMultiplier: ``real ~= multiplier * 2^(shift - 31)``, multiplier in Q31."""
     if real == 0.0:
         return 0, 0
     fraction, shift = math.frexp(real)
-    # std::round: halves away from zero (fraction * 2^31 is exact in double).
-    q_fixed = math.floor(abs(fraction) * (1 << 31) + 0.5)
-    q_fixed = q_fixed if fraction >= 0 else -q_fixed
+    q_fixed = _round_half_away(fraction * (1 << 31))  # exact in double
     if q_fixed == 1 << 31:
         q_fixed //= 2
         shift += 1
@@ -365,7 +368,7 @@ class IntegerLstmParams:
             forget_times_cell=_mul_requant(_GATE_OUTPUT_SCALE, cell_scale, cell),
             input_times_cell_gate=_mul_requant(_GATE_OUTPUT_SCALE, _GATE_OUTPUT_SCALE, cell),
             hidden=_mul_requant(_GATE_OUTPUT_SCALE, _GATE_OUTPUT_SCALE, hidden),
-            cell_scale_power=round(math.log2(cell_scale)),
+            cell_scale_power=_round_half_away(math.log2(cell_scale)),
             cell_clip=quantized_clip if cell_clip > 0 else 0,
         )
 
