@@ -1,0 +1,280 @@
+"""Memory-aware operator order: the topological order with the lowest peak of live bytes.
+
+In a graph with branches (Inception, DenseNet, SqueezeNet fire modules, residuals) the order of
+the ops changes which tensors are live together. The metric is the lower bound of an order
+(``memfit.planning.lifetimes.lower_bound``): storage roots and scratch, aligned.
+
+The search is dynamic programming over sets of scheduled ops (Serenity, MLSys 2020). The bytes
+live after a set of ops has run depend only on the set, not on the order within it, so for each
+set only the order with the lowest peak so far needs keeping; sets are expanded one op at a
+time, level by level. Only down-closed sets occur, and an op that every other op depends on or
+feeds splits them, so their number grows with the width of the graph between such ops, not with
+its length. States whose peak already reaches the best known order's are pruned. When a level
+holds more than ``max_states`` sets, or the time budget is spent, only the most promising sets
+(lowest peak, then fewest live bytes) are kept: the search becomes a beam search, and the result
+is no longer proven optimal.
+
+The result is never worse than the model's own order: if nothing beats it, it is returned.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from memfit.errors import InternalError
+from memfit.ir.core import Graph
+from memfit.planning.arena import align_up
+from memfit.planning.lifetimes import compute_lifetimes, lower_bound, model_order
+from memfit.planning.scratch import ScratchFunction, scratch_bytes
+from memfit.planning.storage import StorageMap, build_storage
+
+DEFAULT_MAX_STATES = 4000
+DEFAULT_TIME_LIMIT = 2.0
+BEAM_AFTER_DEADLINE = 16
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """An op order (op names) and its peak live bytes, beside the model order's.
+
+    ``method`` says where the order comes from: "model order", "dynamic programming" (proven
+    optimal), "beam search" or "greedy". ``optimal`` is True when no topological order has a
+    lower peak.
+    """
+
+    order: tuple[str, ...]
+    peak: int
+    model_order_peak: int
+    method: str
+    optimal: bool
+
+
+def is_topological(graph: Graph, order: Sequence[str]) -> bool:
+    """True when ``order`` names every op once and no op reads a tensor written later."""
+    ops = {op.name: op for op in graph.ops}
+    if len(order) != len(ops) or set(order) != set(ops):
+        return False
+    ready = {t.name for t in graph.inputs}
+    for name in order:
+        op = ops[name]
+        if any(t.name not in ready for t in op.activation_inputs):
+            return False
+        ready.update(t.name for t in op.outputs)
+    return True
+
+
+def apply_schedule(graph: Graph, order: Sequence[str]) -> bool:
+    """Reorder ``graph.ops`` to ``order``; returns whether anything moved.
+
+    Ops are removed and re-added through the graph's methods, so they are new ``Op`` objects
+    with the same names, kinds, tensors and attributes.
+    """
+    if tuple(order) == model_order(graph):
+        return False
+    if not is_topological(graph, order):
+        raise InternalError(f"op order {list(order)} is not a topological order of the graph")
+    for name in order:
+        op = graph.op(name)
+        graph.remove_op(op)
+        graph.add_op(op.kind, op.inputs, op.outputs, op.attrs, name=op.name)
+    return True
+
+
+class _Problem:
+    """The graph reduced to bitmasks: op i is bit i (model order); roots are indices."""
+
+    def __init__(
+        self, graph: Graph, storage: StorageMap, scratch: ScratchFunction, alignment: int
+    ) -> None:
+        self.names = model_order(graph)
+        index = {name: i for i, name in enumerate(self.names)}
+        root_index = {root: r for r, root in enumerate(storage.roots())}
+        self.size = [align_up(graph.tensors[root].nbytes, alignment) for root in storage.roots()]
+        self.writers = [0] * len(self.size)
+        self.users = [0] * len(self.size)
+        self.pinned = [False] * len(self.size)
+        for t in graph.outputs:
+            if not t.is_constant:
+                self.pinned[root_index[storage.root(t.name)]] = True
+        # A root holding a graph input is live from step 0, even if an op writes a view of it.
+        from_start = {root_index[storage.root(t.name)] for t in graph.inputs}
+        self.writes: list[list[int]] = []
+        self.touches: list[list[int]] = []
+        self.preds = [0] * len(self.names)
+        self.succs: list[list[int]] = [[] for _ in self.names]
+        self.scratch = []
+        for i, op in enumerate(graph.ops):
+            written = {root_index[storage.root(t.name)] for t in op.outputs}
+            read = {root_index[storage.root(t.name)] for t in op.activation_inputs}
+            for r in written | read:
+                self.users[r] |= 1 << i
+            self.touches.append(sorted(written | read))
+            written -= from_start
+            for r in written:
+                self.writers[r] |= 1 << i
+            self.writes.append(sorted(written))
+            for t in op.activation_inputs:
+                if t.producer is not None:
+                    self.preds[i] |= 1 << index[t.producer.name]
+            self.scratch.append(align_up(scratch(op), alignment))
+        for i, mask in enumerate(self.preds):
+            for j in _bits(mask):
+                self.succs[j].append(i)
+        # A graph input nothing reads is live at step 0 only.
+        self.initial_live = sum(self.size[r] for r in from_start if self.users[r] or self.pinned[r])
+        self.first_step_only = sum(
+            self.size[r] for r in from_start if not self.users[r] and not self.pinned[r]
+        )
+        self.initial_ready = sum(1 << i for i, mask in enumerate(self.preds) if not mask)
+
+    def step(self, done: int, live: int, op: int) -> tuple[int, int]:
+        """Bytes live while ``op`` runs after the ops in ``done``, and live bytes after it."""
+        new = sum(self.size[r] for r in self.writes[op] if not self.writers[r] & done)
+        during = live + new + self.scratch[op] + (0 if done else self.first_step_only)
+        after = done | 1 << op
+        freed = sum(
+            self.size[r]
+            for r in self.touches[op]
+            if not self.pinned[r] and not self.users[r] & ~after
+        )
+        return during, live + new - freed
+
+    def ready_after(self, done: int, ready: int, op: int) -> int:
+        """The ops ready to run after ``op`` joins ``done`` (``ready`` was before)."""
+        after = done | 1 << op
+        ready &= ~(1 << op)
+        for succ in self.succs[op]:
+            if not self.preds[succ] & ~after:
+                ready |= 1 << succ
+        return ready
+
+    def peak_of(self, order: Sequence[int]) -> int:
+        if not order:  # no ops: the graph inputs are live at step 0 and nothing else
+            return self.initial_live + self.first_step_only
+        done, live, peak = 0, self.initial_live, 0
+        for op in order:
+            during, live = self.step(done, live, op)
+            peak = max(peak, during)
+            done |= 1 << op
+        return peak
+
+    def op_bound(self) -> int:
+        """No order peaks below the bytes one op needs: everything it touches, and scratch."""
+        return max(
+            (
+                sum(self.size[r] for r in self.touches[i]) + self.scratch[i]
+                for i in range(len(self.names))
+            ),
+            default=0,
+        )
+
+
+def _bits(mask: int) -> list[int]:
+    out = []
+    while mask:
+        low = mask & -mask
+        out.append(low.bit_length() - 1)
+        mask ^= low
+    return out
+
+
+def _search(
+    problem: _Problem, width: int, below: int, deadline: float
+) -> tuple[tuple[int, tuple[int, ...]] | None, bool]:
+    """Search with at most ``width`` sets per level (fewer once ``deadline`` passes).
+
+    Returns the lowest peak below ``below`` and its order (None if no kept set leads to one),
+    and whether any level was cut, in which case neither answer is proven.
+    """
+    # a state: set of done ops -> (peak so far, live bytes, ready ops, order as a linked list)
+    State = tuple[int, int, int, tuple | None]
+    level: dict[int, State] = {0: (0, problem.initial_live, problem.initial_ready, None)}
+    truncated = False
+    for _ in problem.names:
+        following: dict[int, State] = {}
+        for done, (peak, live, ready, path) in level.items():
+            for op in _bits(ready):
+                during, live_after = problem.step(done, live, op)
+                new_peak = max(peak, during)
+                if new_peak >= below:
+                    continue
+                after = done | 1 << op
+                known = following.get(after)
+                if known is None or new_peak < known[0]:
+                    ready_after = problem.ready_after(done, ready, op)
+                    following[after] = (new_peak, live_after, ready_after, (op, path))
+        if not following:
+            return None, truncated
+        if time.monotonic() > deadline:
+            width = min(width, BEAM_AFTER_DEADLINE)
+        if len(following) > width:
+            truncated = True
+            kept = sorted(following.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
+            following = dict(kept[:width])
+        level = following
+    ((peak, _, _, path),) = level.values()
+    order: list[int] = []
+    while path is not None:
+        op, path = path
+        order.append(op)
+    return (peak, tuple(reversed(order))), truncated
+
+
+def schedule_ops(
+    graph: Graph,
+    alignment: int = 16,
+    *,
+    storage: StorageMap | None = None,
+    scratch: ScratchFunction = scratch_bytes,
+    max_states: int = DEFAULT_MAX_STATES,
+    time_limit: float = DEFAULT_TIME_LIMIT,
+) -> Schedule:
+    """The op order of ``graph`` with the lowest peak of live bytes that the search finds.
+
+    ``storage`` (default ``build_storage(graph)``) and ``scratch`` must be those the arena will
+    be planned with, so that the peak here is the lower bound of that plan. A greedy pass (one
+    set per level) runs first to give the full search a tighter bound to prune with.
+    """
+    storage = build_storage(graph) if storage is None else storage
+    problem = _Problem(graph, storage, scratch, alignment)
+    identity = tuple(range(len(problem.names)))
+    model_peak = _verified_peak(graph, problem, identity, storage, scratch, alignment)
+    floor = problem.op_bound()
+    deadline = time.monotonic() + time_limit
+
+    best_order, best_peak, method = identity, model_peak, "model order"
+    optimal = best_peak <= floor or not graph.ops
+    for width, name in ((1, "greedy"), (max_states, "dynamic programming")):
+        if optimal:
+            break
+        found, truncated = _search(problem, width, best_peak, deadline)
+        if found is not None:
+            best_peak, best_order = found
+            method = "beam search" if truncated and width > 1 else name
+        optimal = not truncated or best_peak <= floor
+    peak = _verified_peak(graph, problem, best_order, storage, scratch, alignment)
+    return Schedule(tuple(problem.names[i] for i in best_order), peak, model_peak, method, optimal)
+
+
+def _verified_peak(
+    graph: Graph,
+    problem: _Problem,
+    order: tuple[int, ...],
+    storage: StorageMap,
+    scratch: ScratchFunction,
+    alignment: int,
+) -> int:
+    """The lower bound of ``order``, computed both by the search's bookkeeping and from the
+    lifetimes; they must agree."""
+    names = tuple(problem.names[i] for i in order)
+    bound = lower_bound(
+        compute_lifetimes(graph, names, storage=storage, scratch=scratch), alignment
+    )
+    if problem.peak_of(order) != bound:
+        raise InternalError(
+            f"scheduler bookkeeping says peak {problem.peak_of(order)} for an order whose "
+            f"lifetimes give {bound}"
+        )
+    return bound
