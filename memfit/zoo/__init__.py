@@ -36,3 +36,9 @@ def build(name: str) -> Graph:
         known = ", ".join(ZOO) or "none"
         raise ModelFormatError(f"zoo:{name} is not a built-in model; known: {known} (memfit zoo)")
     return entry.build()
+
+
+# Importing the catalog registers every built-in network.
+from memfit.zoo import catalog  # noqa: E402
+
+__all__ = ["ZOO", "ZooEntry", "build", "catalog", "register"]
