@@ -1,6 +1,8 @@
 import pytest
 
 from memfit.errors import InternalError
+from memfit.ir.core import Graph
+from memfit.ir.dtypes import DType
 from memfit.planning.lifetimes import Buffer, compute_lifetimes, lower_bound, model_order
 from memfit.planning.storage import build_storage
 from tests.helpers import residual_block, small_cnn
@@ -89,3 +91,17 @@ def test_lower_bound_of_a_chain_is_the_largest_neighbouring_pair():
 def test_malformed_buffer_is_a_bug():
     with pytest.raises(InternalError):
         Buffer("x", 4, 3, 2)
+
+
+def test_roots_follow_the_graph_tensor_order():
+    # TFLite Micro breaks size ties by tensor index, so buffers keep the file's tensor order
+    g = Graph()
+    out = g.add_tensor("out", (4,), DType.FLOAT32)
+    x = g.add_tensor("x", (4,), DType.FLOAT32)
+    mid = g.add_tensor("mid", (4,), DType.FLOAT32)
+    g.inputs.append(x)
+    g.add_op("relu", [x], [mid])
+    g.add_op("relu", [mid], [out])
+    g.outputs.append(out)
+    assert [t.name for t in g.activations()] == ["x", "mid", "out"]
+    assert [b.name for b in compute_lifetimes(g).buffers] == ["out", "x", "mid"]

@@ -41,8 +41,9 @@ class Buffer:
 class Lifetimes:
     """The buffers one op order needs.
 
-    ``buffers`` holds the storage roots (in ``graph.activations()`` order) and then the scratch
-    buffers (in step order); ``scratch`` maps an op name to its scratch buffer's name.
+    ``buffers`` holds the storage roots in the order of ``graph.tensors`` (the file's tensor
+    order, which TFLite Micro's planner breaks ties with) and then the scratch buffers in step
+    order; ``scratch`` maps an op name to its scratch buffer's name.
     """
 
     order: tuple[str, ...]
@@ -115,7 +116,8 @@ def compute_lifetimes(
             last[t.name] = end
 
     roots: list[Buffer] = []
-    for root, members in storage.members().items():
+    position = {name: i for i, name in enumerate(graph.tensors)}
+    for root, members in sorted(storage.members().items(), key=lambda item: position[item[0]]):
         if any(name not in first for name in members):
             missing = [name for name in members if name not in first]
             raise InternalError(f"tensors {missing} are neither graph inputs nor written by an op")
