@@ -1,0 +1,70 @@
+"""The planners on the shared real models (/work/shared/models/README.md has TFLite Micro's
+figures, measured with its interpreter)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from memfit import api
+from memfit.frontends.tflite import load_tflite
+from memfit.planning import build_storage, compute_lifetimes, lower_bound, plan_memory, tflm_greedy
+from memfit.planning.arena import separate_plan
+from memfit.runtime.executor import execute
+
+MODELS = Path("/work/shared/models/tflite")
+
+# model: (TFLite Micro's arena head, lower bound in model order: tensors, unaligned, no views).
+# The LSTM models are left out: TFLite Micro's LSTM kernel takes scratch that memfit's does not.
+TFLM_FIGURES = {
+    "mlperf_tiny_ad_f32": (3_072, 3_072),
+    "mlperf_tiny_ad_int8": (768, 768),
+    "mlperf_tiny_kws_int8": (16_000, 16_000),
+    "mlperf_tiny_resnet8_f32": (196_608, 196_608),
+    "mlperf_tiny_resnet8_int8": (49_152, 49_152),
+    "mlperf_tiny_strww_int8": (6_656, 6_656),
+    "mlperf_tiny_vww_f32": (294_912, 221_184),
+    "mlperf_tiny_vww_int8": (73_728, 55_296),
+    "tflm_person_detect_int8": (55_296, 55_296),
+    "tflm_micro_speech_int8": (5_968, 5_960),
+    "tflm_mobilenet_v2_224_int8": (2_451_840, 2_451_840),
+}
+FLOAT_MODELS = ["mlperf_tiny_ad_f32", "mlperf_tiny_kws_f32", "mlperf_tiny_vww_f32"]
+
+
+def _path(name: str) -> Path:
+    path = MODELS / f"{name}.tflite"
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return path
+
+
+@pytest.mark.parametrize("name", list(TFLM_FIGURES))
+def test_tflm_baseline_reproduces_tflite_micro(name):
+    # the file as TFLite Micro sees it: no memfit rewrites
+    graph = load_tflite(_path(name))
+    head, bound = TFLM_FIGURES[name]
+    baseline = tflm_greedy(graph)
+    assert baseline.arena.size == head
+    tensors = compute_lifetimes(graph, storage=build_storage(graph, reshape_views=False))
+    assert lower_bound(tensors, alignment=1) == bound
+
+
+def test_visual_wake_words_reaches_the_lower_bound():
+    graph = load_tflite(_path("mlperf_tiny_vww_int8"))
+    plan = plan_memory(graph)
+    assert plan.arena.size == plan.lower_bound == 55_296  # TFLite Micro: 73,728
+    assert plan.assignment.optimal
+
+
+@pytest.mark.parametrize("name", FLOAT_MODELS)
+def test_planned_arena_runs_the_model(name):
+    graph = api.load(_path(name))
+    rng = np.random.default_rng(0)
+    inputs = {t.name: rng.standard_normal(t.shape).astype(np.float32) for t in graph.inputs}
+    expected = execute(graph, inputs, separate_plan(graph))
+    plan = plan_memory(graph)
+    assert plan.arena.size <= tflm_greedy(graph).arena.size
+    got = execute(graph, inputs, plan.arena)
+    for output in expected:
+        np.testing.assert_array_equal(got[output], expected[output])
