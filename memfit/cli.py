@@ -112,6 +112,83 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _status(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """A spinner on stderr for work that may take more than a second."""
+    import contextlib
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return contextlib.nullcontext()
+    return console.status(message)
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from memfit.analysis.memory import analyze_memory
+
+    graph = _load(args)
+    if args.alignment <= 0 or args.alignment & (args.alignment - 1):
+        raise UsageError(f"--alignment {args.alignment}: expected a power of two, e.g. 16")
+    with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
+        analysis = analyze_memory(graph, args.alignment)
+    if args.plot:
+        from memfit.report.plots import plot_memory
+
+        plot = Path(args.plot)
+        _write_atomically(plot, lambda tmp: plot_memory(analysis, tmp))
+    if args.json:
+        print(json.dumps(analysis.to_json(), indent=2))
+        return 0
+    console = Console()
+    table = Table("step", "op", "kind", "output shape", "live bytes", title=graph.name)
+    peak = max((r.live_bytes for r in analysis.rows), default=0)
+    for row in analysis.rows:
+        live = f"{row.live_bytes:,}"
+        table.add_row(
+            str(row.step),
+            row.op,
+            row.kind,
+            "x".join(map(str, row.output_shape)),
+            f"[bold]{live}[/bold]" if row.live_bytes == peak else live,
+        )
+    console.print(table)
+    plan = analysis.plan
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row(
+        "memfit arena (peak)",
+        f"{analysis.peak_bytes:,} bytes",
+        f"{plan.assignment.algorithm}{' (optimal)' if plan.assignment.optimal else ''}",
+    )
+    summary.add_row(
+        "lower bound, memfit schedule",
+        f"{analysis.lower_bound_bytes:,} bytes",
+        f"{plan.schedule.method}{' (optimal)' if plan.schedule.optimal else ''}",
+    )
+    summary.add_row(
+        "lower bound, model order",
+        f"{analysis.model_order_lower_bound_bytes:,} bytes",
+        "no aliasing, no in-place",
+    )
+    summary.add_row(
+        "TFLite Micro's method",
+        f"{analysis.tflm_greedy_bytes:,} bytes",
+        "greedy by size, model order",
+    )
+    ratio = analysis.tflm_greedy_bytes / max(analysis.peak_bytes, 1)
+    summary.add_row("saving vs TFLite Micro's method", f"{ratio:.2f}x", "")
+    summary.add_row("planner time", f"{analysis.planner_seconds:.2f} s", "")
+    console.print(summary)
+    if args.plot:
+        console.print(f"charts written to {args.plot}")
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -148,6 +225,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = model_command("inspect", "print the canonical graph: ops, shapes, dtypes, MACs")
     p.set_defaults(handler=cmd_inspect)
 
+    p = model_command("analyze", "plan the arena and compare with TFLite Micro's planner")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="FILE.png", help="write memory-over-time and layout charts")
+    p.add_argument("--alignment", type=int, default=16, help="buffer alignment in bytes")
+    p.set_defaults(handler=cmd_analyze)
+
     p = sub.add_parser("zoo", help="list the built-in models")
     p.set_defaults(handler=cmd_zoo)
     return parser
@@ -165,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"memfit: {exc}\n(set MEMFIT_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into e.g. `head`, which stopped reading
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("memfit: interrupted", file=sys.stderr)
         return 130

@@ -1,0 +1,1 @@
+"""Analyses that return result objects: memory, MACs."""
