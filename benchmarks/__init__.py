@@ -1,0 +1,1 @@
+"""Benchmarks that regenerate the tables quoted in the README (``python -m benchmarks.NAME``)."""
