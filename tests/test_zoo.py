@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tflite
 
 from memfit import api
 from memfit.cli import main
@@ -60,28 +59,19 @@ def layers(graph: Graph) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
     ]
 
 
-def tflite_layers(path: Path) -> list[tuple[str, tuple[int, ...], tuple[int, ...]]]:
-    """The same list read from a published .tflite file (until the TFLite frontend lands)."""
-    kinds = {
-        tflite.BuiltinOperator.CONV_2D: "conv2d",
-        tflite.BuiltinOperator.DEPTHWISE_CONV_2D: "depthwise_conv2d",
-        tflite.BuiltinOperator.FULLY_CONNECTED: "fully_connected",
-    }
-    m = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
-    sub = m.Subgraphs(0)
-    result = []
-    for i in range(sub.OperatorsLength()):
-        op = sub.Operators(i)
-        code = m.OperatorCodes(op.OpcodeIndex())
-        kind = kinds.get(max(code.BuiltinCode(), code.DeprecatedBuiltinCode()))
-        if kind is None:
-            continue
+def signature(graph: Graph) -> list[tuple[object, ...]]:
+    """Every op's kind, attributes, input shapes (weights included) and output shape."""
+    return [
+        (op.kind, op.attrs, [t.shape for t in op.inputs if t is not None], op.output.shape)
+        for op in graph.ops
+    ]
 
-        def shape(index: int) -> tuple[int, ...]:
-            return tuple(int(d) for d in sub.Tensors(index).ShapeAsNumpy())
 
-        result.append((kind, shape(op.Inputs(1)), shape(op.Outputs(0))))
-    return result
+def published(file: str) -> Graph:
+    path = MODELS / file
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    return api.load(path)
 
 
 # ---- the catalog ----------------------------------------------------------------------------
@@ -156,10 +146,9 @@ def test_mobilenetv2_architecture():
 
 
 def test_mobilenetv2_has_the_layers_of_the_published_file():
-    path = MODELS / "tflm_mobilenet_v2_224_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    assert layers(model("mobilenetv2")) == tflite_layers(path)
+    # Exported from PyTorch: its stride-2 layers pad 1 on every side where Keras and TFLite pad
+    # SAME (0 before, 1 after), and it ends in mean + reshape without softmax.
+    assert layers(model("mobilenetv2")) == layers(published("tflm_mobilenet_v2_224_int8.tflite"))
 
 
 def test_mobilenetv2_035_96_architecture():
@@ -184,11 +173,10 @@ def test_ds_cnn_architecture():
     assert total_macs(g) == expected == 2_656_768
 
 
-def test_ds_cnn_has_the_layers_of_mlperf_tiny():
-    path = MODELS / "mlperf_tiny_kws_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    assert layers(model("ds-cnn")) == tflite_layers(path)
+@pytest.mark.parametrize("dtype", ["f32", "int8"])
+def test_ds_cnn_is_op_for_op_the_mlperf_tiny_model(dtype):
+    reference = published(f"mlperf_tiny_kws_{dtype}.tflite")
+    assert signature(model("ds-cnn")) == signature(reference)
 
 
 def test_resnet8_architecture():
@@ -203,11 +191,10 @@ def test_resnet8_architecture():
     assert [op.attrs["activation"] for op in adds] == ["relu"] * 3
 
 
-def test_resnet8_has_the_layers_of_mlperf_tiny():
-    path = MODELS / "mlperf_tiny_resnet8_int8.tflite"
-    if not path.exists():
-        pytest.skip(f"{path} is not available")
-    assert layers(model("resnet8")) == tflite_layers(path)
+@pytest.mark.parametrize("dtype", ["f32", "int8"])
+def test_resnet8_is_op_for_op_the_mlperf_tiny_model(dtype):
+    reference = published(f"mlperf_tiny_resnet8_{dtype}.tflite")
+    assert signature(model("resnet8")) == signature(reference)
 
 
 def test_yolov2_16_is_darknet_layers_0_to_15():

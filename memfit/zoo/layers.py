@@ -16,6 +16,9 @@ import numpy as np
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph, Tensor
 
+OUTPUT_CHANNEL_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": 0}
+"""The axis of each layer kind's weights that indexes output channels (TFLite layouts)."""
+
 
 def same_pads(
     size_hw: Sequence[int], kernel_hw: Sequence[int], stride: int
@@ -62,10 +65,6 @@ class NetBuilder:
     def __init__(self, name: str, rng: np.random.Generator) -> None:
         self.builder = GraphBuilder(name)
         self.rng = rng
-
-    @property
-    def graph(self) -> Graph:
-        return self.builder.graph
 
     def input(self, name: str, shape: Sequence[int]) -> Tensor:
         return self.builder.input(name, shape)

@@ -25,10 +25,7 @@ from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op
 from memfit.runtime.kernels import run_kernel
 from memfit.runtime.kernels.common import apply_activation_float
-
-LAYER_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected")
-OUTPUT_CHANNEL_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": 0}
-"""Axis of the weight tensor that indexes output channels."""
+from memfit.zoo.layers import OUTPUT_CHANNEL_AXIS
 
 LOGIT_STD = 3.0
 """Spread of a classifier's logits over inputs: confident but not one-hot predictions."""
@@ -68,7 +65,7 @@ def fold_batch_statistics(
         args = [
             None if t is None else (t.data if t.is_constant else values[t.name]) for t in op.inputs
         ]
-        if op.kind not in LAYER_KINDS:
+        if op.kind not in OUTPUT_CHANNEL_AXIS:
             results = run_kernel(op, args)
             values.update((t.name, v) for t, v in zip(op.outputs, results, strict=True))
             continue

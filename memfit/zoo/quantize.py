@@ -27,14 +27,13 @@ from memfit.errors import InternalError, UnsupportedModelError
 from memfit.ir.core import Graph, Op, Quantization, Tensor
 from memfit.ir.dtypes import DType
 from memfit.runtime.executor import execute
+from memfit.zoo.layers import OUTPUT_CHANNEL_AXIS
 
 INT8_MIN, INT8_MAX = -128, 127
 WEIGHT_MAX = 127
 INT32_MAX = 2**31 - 1
 
-WEIGHT_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": 0}
-"""Output-channel axis of each layer kind's weights: the axis of its per-channel scales."""
-CALIBRATED = frozenset({*WEIGHT_AXIS, "add", "leaky_relu"})
+CALIBRATED = frozenset({*OUTPUT_CHANNEL_AXIS, "add", "leaky_relu"})
 """Op kinds whose output parameters come from the calibrated range."""
 SAME_AS_INPUT = frozenset({"reshape", "max_pool2d", "avg_pool2d", "mean"})
 """Op kinds whose output keeps the input's scale and zero point."""
@@ -86,7 +85,7 @@ def weight_quantization(
     return q, Quantization(scales, (0,) * len(scales), axis)
 
 
-def bias_half_range(bias: np.ndarray, input_scale: float) -> np.ndarray:
+def weight_half_range_for_bias(bias: np.ndarray, input_scale: float) -> np.ndarray:
     """The smallest weight half-range per channel for which ``bias`` fits in int32.
 
     TFLite widens the weight range when ``|bias| >= input_scale * weight_scale * INT32_MAX / 2``.
@@ -131,7 +130,9 @@ def _output_quantization(graph: Graph, ranges: Ranges) -> dict[str, Quantization
     for op in graph.ops:
         source = op.inputs[0]
         if len(op.outputs) != 1 or source is None:
-            raise InternalError(f"op {op.name} ({op.kind}) is not a single-output op")
+            raise UnsupportedModelError(
+                f"op {op.name} ({op.kind}): the zoo quantizer handles single-output ops only"
+            )
         if op.kind == "softmax":
             quant[op.output.name] = SOFTMAX_OUTPUT
         elif op.kind in SAME_AS_INPUT:
@@ -159,7 +160,7 @@ def quantize(graph: Graph, ranges: Ranges) -> Graph:
         for t in graph.activations()
     }
     for op in graph.ops:
-        if op.kind in WEIGHT_AXIS:
+        if op.kind in OUTPUT_CHANNEL_AXIS:
             inputs = _quantized_layer_inputs(result, op, mapped)
         else:
             constants = [t.name for t in op.inputs if t is not None and t.is_constant]
@@ -181,19 +182,25 @@ def _quantized_layer_inputs(
 ) -> list[Tensor | None]:
     """Add a layer's int8 weights and int32 bias to ``result``; return the layer's new inputs."""
     x, weights, bias = (*layer.inputs, None)[:3]
-    if x is None or x.is_constant or weights is None or weights.data is None:
+    weight_data = None if weights is None else weights.data
+    bias_data = None if bias is None else bias.data
+    if (
+        x is None
+        or x.is_constant
+        or weight_data is None
+        or (bias is not None and bias_data is None)
+    ):
         raise UnsupportedModelError(
-            f"op {layer.name} ({layer.kind}): the zoo quantizer needs an activation input and "
-            "constant weights"
+            f"op {layer.name} ({layer.kind}): the zoo quantizer needs an activation input, "
+            "constant weights and a constant bias (or none)"
         )
-    if bias is not None and bias.data is None:
-        raise UnsupportedModelError(f"op {layer.name} ({layer.kind}): the bias must be constant")
     q_x = mapped[x.name]
-    input_scale = q_x.quant.scale[0]  # type: ignore[union-attr]
-    widen = None if bias is None else bias_half_range(bias.data, input_scale)  # type: ignore[arg-type]
-    q_weights, w_quant = weight_quantization(weights.data, WEIGHT_AXIS[layer.kind], widen)
+    assert q_x.quant is not None and weights is not None
+    input_scale = q_x.quant.scale[0]
+    widen = None if bias_data is None else weight_half_range_for_bias(bias_data, input_scale)
+    q_weights, w_quant = weight_quantization(weight_data, OUTPUT_CHANNEL_AXIS[layer.kind], widen)
     q_bias = None
-    if bias is not None:
-        data, b_quant = bias_quantization(bias.data, input_scale, w_quant.scale)  # type: ignore[arg-type]
+    if bias is not None and bias_data is not None:
+        data, b_quant = bias_quantization(bias_data, input_scale, w_quant.scale)
         q_bias = result.add_constant(bias.name, data, b_quant)
     return [q_x, result.add_constant(weights.name, q_weights, w_quant), q_bias]
