@@ -79,6 +79,14 @@ def _write_atomically(path: Path, write) -> None:  # type: ignore[no-untyped-def
             os.unlink(tmp)
 
 
+def _apply_plan(graph, path: str):  # type: ignore[no-untyped-def]
+    """The graph rewritten as the plan file says, with its checked memory plan."""
+    from memfit.planning.plan_file import fingerprint, read_plan, restore_plan
+
+    document = read_plan(path)
+    return restore_plan(graph, document, fingerprint(graph), source=f"plan {path}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from memfit.api import run
 
@@ -90,7 +98,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(
             f"the model has {len(graph.outputs)} outputs; write them with --output FILE.npz"
         )
-    outputs = run(graph, _read_inputs(args.input, graph))
+    inputs = _read_inputs(args.input, graph)
+    plan = None
+    if args.plan:
+        graph, memory_plan = _apply_plan(graph, args.plan)
+        plan = memory_plan.arena
+    outputs = run(graph, inputs, plan)
     if out.suffix == ".npy":
         _write_atomically(out, lambda tmp: np.save(tmp, next(iter(outputs.values()))))
     else:
@@ -135,8 +148,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     graph = _load(args)
     if args.alignment <= 0 or args.alignment & (args.alignment - 1):
         raise UsageError(f"--alignment {args.alignment}: expected a power of two, e.g. 16")
+    from memfit.planning.plan_file import fingerprint, plan_to_json, save_plan
+
+    model_fingerprint = fingerprint(graph)
     with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
         analysis = analyze_memory(graph, args.alignment)
+    if args.output:
+        document = plan_to_json(graph, analysis.plan, model_fingerprint)
+        out = Path(args.output)
+        _write_atomically(out, lambda tmp: save_plan(tmp, document))
     if args.plot:
         from memfit.report.plots import plot_memory
 
@@ -220,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = model_command("run", "execute a model on inputs and write its outputs")
     p.add_argument("--input", required=True, help="X.npy (one input) or X.npz (by input name)")
     p.add_argument("--output", required=True, help="Y.npy (one output) or Y.npz")
+    p.add_argument("--plan", metavar="PLAN.json", help="run inside this plan's arena")
     p.set_defaults(handler=cmd_run)
 
     p = model_command("inspect", "print the canonical graph: ops, shapes, dtypes, MACs")
@@ -229,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="write memory-over-time and layout charts")
     p.add_argument("--alignment", type=int, default=16, help="buffer alignment in bytes")
+    p.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan to a file")
     p.set_defaults(handler=cmd_analyze)
 
     p = sub.add_parser("zoo", help="list the built-in models")

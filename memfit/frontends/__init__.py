@@ -70,6 +70,7 @@ def refuse_unsupported(graph_name: str, found: Sequence[tuple[str, str]]) -> Non
     kinds = sorted({op_type for op_type, _ in found})
     raise UnsupportedOpError(
         f"{graph_name}: {len(found)} operator(s) are not supported by memfit "
-        f"({', '.join(kinds)}):\n{lines}\nSupported operators: {', '.join(sorted(SUPPORTED_KINDS))}. "
+        f"({', '.join(kinds)}):\n{lines}\n"
+        f"Supported operators: {', '.join(sorted(SUPPORTED_KINDS))}. "
         "Replace these ops in the model (or convert it with different options) and try again."
     )

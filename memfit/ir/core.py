@@ -61,7 +61,7 @@ class Quantization:
 class Tensor:
     """A value in the graph: an activation (``data is None``) or a constant."""
 
-    __slots__ = ("name", "shape", "dtype", "quant", "data", "producer", "_consumers")
+    __slots__ = ("_consumers", "data", "dtype", "name", "producer", "quant", "shape")
 
     def __init__(
         self,
@@ -102,7 +102,7 @@ class Tensor:
 class Op:
     """One operator. ``inputs`` may hold None for an absent optional input (e.g. no bias)."""
 
-    __slots__ = ("kind", "name", "inputs", "outputs", "attrs")
+    __slots__ = ("attrs", "inputs", "kind", "name", "outputs")
 
     def __init__(
         self,
@@ -227,7 +227,7 @@ class Graph:
             old._consumers.remove(op)
         if tensor is not None:
             tensor._consumers.append(op)
-        op.inputs = op.inputs[:index] + (tensor,) + op.inputs[index + 1 :]
+        op.inputs = (*op.inputs[:index], tensor, *op.inputs[index + 1 :])
 
     def replace_all_uses(self, old: Tensor, new: Tensor) -> None:
         """Make every reader of ``old`` (ops and graph outputs) read ``new`` instead."""

@@ -49,6 +49,7 @@ __all__ = [
     "StorageRef",
     "SuiteResult",
     "apply_schedule",
+    "assemble_plan",
     "build_storage",
     "check_assignment",
     "compute_lifetimes",
@@ -111,7 +112,7 @@ def plan_memory(
         schedule = _model_schedule(graph, alignment, storage)
     lifetimes = compute_lifetimes(graph, schedule.order, storage=storage)
     suite = run_suite(lifetimes.buffers, alignment, exact_time_limit=exact_time_limit)
-    return _finish(graph, schedule, lifetimes, suite, alignment)
+    return assemble_plan(graph, schedule, lifetimes, suite, alignment)
 
 
 def tflm_greedy(graph: Graph, alignment: int = 16) -> MemoryPlan:
@@ -123,7 +124,9 @@ def tflm_greedy(graph: Graph, alignment: int = 16) -> MemoryPlan:
     bound = lower_bound(lifetimes, alignment)
     greedy = greedy_by_size(lifetimes.buffers, alignment)
     check_assignment(lifetimes.buffers, greedy, alignment)
-    return _finish(graph, schedule, lifetimes, SuiteResult(greedy, (greedy,), bound), alignment)
+    return assemble_plan(
+        graph, schedule, lifetimes, SuiteResult(greedy, (greedy,), bound), alignment
+    )
 
 
 def _model_schedule(graph: Graph, alignment: int, storage: StorageMap) -> Schedule:
@@ -132,9 +135,10 @@ def _model_schedule(graph: Graph, alignment: int, storage: StorageMap) -> Schedu
     return Schedule(order, peak, peak, "model order", optimal=False)
 
 
-def _finish(
+def assemble_plan(
     graph: Graph, schedule: Schedule, lifetimes: Lifetimes, suite: SuiteResult, alignment: int
 ) -> MemoryPlan:
+    """The MemoryPlan of a checked assignment: resolve aliases into arena placements."""
     offsets = suite.best.offsets
     storage = lifetimes.storage
     placements = {

@@ -26,6 +26,7 @@ QUANTIZED_KERNELS: dict[str, Kernel] = {}
 
 def register(*kinds: str, quantized: bool = False) -> Callable[[Kernel], Kernel]:
     table = QUANTIZED_KERNELS if quantized else KERNELS
+
     def decorate(fn: Kernel) -> Kernel:
         for kind in kinds:
             table[kind] = fn
@@ -49,7 +50,8 @@ def find_kernel(op: Op) -> Kernel | None:
 def run_kernel(op: Op, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, ...]:
     kernel = find_kernel(op)
     if kernel is None:
-        raise InternalError(f"no kernel for {op.kind} on {op.inputs[0].dtype if op.inputs and op.inputs[0] else '?'}")
+        first = op.inputs[0] if op.inputs else None
+        raise InternalError(f"no kernel for {op.kind} on {first.dtype if first else '?'}")
     result = kernel(op, *inputs)
     return result if isinstance(result, tuple) else (result,)
 
@@ -63,4 +65,16 @@ from memfit.runtime.kernels import (  # noqa: E402
     pool,
 )
 
-__all__ = ["KERNELS", "QUANTIZED_KERNELS", "Kernel", "find_kernel", "register", "run_kernel", "conv", "elementwise", "lstm", "misc", "pool"]
+__all__ = [
+    "KERNELS",
+    "QUANTIZED_KERNELS",
+    "Kernel",
+    "conv",
+    "elementwise",
+    "find_kernel",
+    "lstm",
+    "misc",
+    "pool",
+    "register",
+    "run_kernel",
+]

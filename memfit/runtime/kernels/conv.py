@@ -28,10 +28,8 @@ def conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.
 
 
 @register("depthwise_conv2d")
-def depthwise_conv2d(
-    op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None
-) -> np.ndarray:
-    _, kh, kw, oc = w.shape
+def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    _, kh, kw, _oc = w.shape
     mult = op.attrs.get("depth_multiplier", 1)
     if mult > 1:
         x = np.repeat(x, mult, axis=-1)
@@ -44,9 +42,7 @@ def depthwise_conv2d(
 
 
 @register("fully_connected")
-def fully_connected(
-    op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None
-) -> np.ndarray:
+def fully_connected(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     out = x.reshape(-1, w.shape[1]) @ w.T
     if bias is not None:
         out = out + bias

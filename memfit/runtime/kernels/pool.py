@@ -29,9 +29,9 @@ def avg_pool2d(op: Op, x: np.ndarray) -> np.ndarray:
         counts = np.full(out_hw(op), kernel[0] * kernel[1], dtype=np.float64)
     else:
         ones = pad_nhwc(np.ones((1, *x.shape[1:3], 1)), pads, 0.0)
-        counts = windows(ones, kernel, op.attrs["strides"], (1, 1), out_hw(op)).sum(
-            axis=(-2, -1)
-        )[0, :, :, 0]
+        counts = windows(ones, kernel, op.attrs["strides"], (1, 1), out_hw(op)).sum(axis=(-2, -1))[
+            0, :, :, 0
+        ]
     out = (sums / counts[None, :, :, None]).astype(np.float32)
     return apply_activation_float(out, op.attrs.get("activation", "none"))
 
