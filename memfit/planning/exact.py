@@ -80,5 +80,9 @@ def exact(
         b.name: int(solver.value(offsets[b.name])) * alignment if b.name in offsets else 0
         for b in buffers
     }
-    size = int(solver.value(arena)) * alignment
+    # a merely feasible answer may leave the arena variable above the highest buffer end
+    size = max(
+        (placed[b.name] + width * alignment for b, width in zip(buffers, units, strict=True)),
+        default=0,
+    )
     return Assignment(placed, size, NAME, optimal=status == cp_model.OPTIMAL)
