@@ -305,9 +305,8 @@ def test_int8_twin_has_the_float_structure(name):
         assert q.tensors[t.name].shape == t.shape
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_int8_activations_are_per_tensor_int8(name):
-    q = model(f"{name}-int8")
+def assert_int8_activation_conventions(q: Graph) -> None:
+    """What TFLite's converter does to activations (checked on its own files below too)."""
     for t in q.activations():
         quant = _well_formed(t.quant)
         assert t.dtype is DType.INT8 and quant.per_tensor, t.name
@@ -323,6 +322,31 @@ def test_int8_activations_are_per_tensor_int8(name):
             assert out.zero_point[0] == -128, op.name  # the range starts at 0
         if activation == "relu6":
             assert out.scale[0] <= np.float32(6 / 255), op.name
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_int8_activations_are_per_tensor_int8(name):
+    assert_int8_activation_conventions(model(f"{name}-int8"))
+
+
+@pytest.mark.parametrize("file", ["mlperf_tiny_kws_int8", "mlperf_tiny_resnet8_int8"])
+def test_the_conventions_are_those_of_tflite_files(file):
+    reference = published(f"{file}.tflite")
+    assert_int8_activation_conventions(reference)
+    for op in reference.ops:
+        if op.kind not in ("conv2d", "depthwise_conv2d"):
+            continue  # these files' dense layers have per-tensor weights (older converter)
+        x, w, b = op.inputs
+        axis = WEIGHT_AXIS[op.kind]
+        assert w.quant.axis == axis
+        scales = np.asarray(w.quant.scale, np.float32)
+        shape = [-1 if i == axis else 1 for i in range(w.data.ndim)]
+        real = w.data.astype(np.float32) * scales.reshape(shape)
+        q, quant = weight_quantization(real, axis)
+        assert np.array_equal(q, w.data), op.name
+        assert np.allclose(quant.scale, w.quant.scale, rtol=1e-6, atol=0), op.name
+        _, bias_quant = bias_quantization(np.zeros(len(scales)), x.quant.scale[0], w.quant.scale)
+        assert bias_quant == b.quant, op.name  # float32 product of the two scales, exactly
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -365,6 +389,12 @@ def test_int8_graph_inputs_cover_the_input_range(name):
 # ---- int8 models: numbers (needs the quantized kernels) ----------------------------------------
 
 
+def skip_unless_selected(request: pytest.FixtureRequest) -> None:
+    """pyproject.toml promises that slow tests stay out of the default run; nothing enforces it."""
+    if "slow" not in (request.config.option.markexpr or ""):
+        pytest.skip("slow: run with -m slow")
+
+
 def _missing_quantized_kernels(graph: Graph) -> set[str]:
     data_movement = {"reshape", "max_pool2d"}  # the generic kernels work on int8 as they are
     return {op.kind for op in graph.ops} - set(QUANTIZED_KERNELS) - data_movement
@@ -396,7 +426,9 @@ AGREEMENT = {
     "name",
     [pytest.param(n, marks=pytest.mark.slow if n in SLOW_INT8 else ()) for n in AGREEMENT],
 )
-def test_int8_classifies_like_float(name):
+def test_int8_classifies_like_float(request, name):
+    if name in SLOW_INT8:
+        skip_unless_selected(request)
     f, q = model(name), model(f"{name}-int8")
     missing = _missing_quantized_kernels(q)
     if missing:
@@ -417,7 +449,8 @@ def test_int8_classifies_like_float(name):
 
 
 @pytest.mark.slow
-def test_yolov2_16_int8_tracks_float():
+def test_yolov2_16_int8_tracks_float(request):
+    skip_unless_selected(request)
     f, q = model("yolov2-16"), model("yolov2-16-int8")
     missing = _missing_quantized_kernels(q)
     if missing:
