@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
 
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
@@ -11,6 +12,7 @@ from memfit.planning.checker import check_assignment
 from memfit.planning.lifetimes import model_order
 from memfit.runtime.executor import execute
 from tests.helpers import residual_block, small_cnn
+from tests.test_planning_strategies import random_dags
 
 
 def _conv(b, x, out_channels, kernel, name, rng):
@@ -111,3 +113,40 @@ def test_scratch_gets_an_offset_of_its_own(monkeypatch):
     assert plan.lower_bound == 576 * 2 + 1008  # x, conv and the conv's scratch at step 0
     assert plan.arena.size == plan.lower_bound
     np.testing.assert_array_equal(execute(g, {"x": x}, plan.arena)["add"], expected["add"])
+
+
+def _tensor_spans(graph):
+    """Per tensor (not per root) first and last step, straight from the graph's op order."""
+    end = len(graph.ops) - 1
+    spans = {t.name: [0, 0] for t in graph.inputs}
+    for step, op in enumerate(graph.ops):
+        for t in op.activation_inputs:
+            spans[t.name][1] = step
+        for t in op.outputs:
+            spans[t.name] = [step, step]
+    for t in graph.outputs:
+        spans[t.name][1] = end
+    return spans
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_dags(max_ops=10))
+def test_arena_keeps_live_tensors_apart(graph):
+    """Tensors live at a common step share bytes only as a reshape view of the same bytes."""
+    plan = plan_memory(graph, exact_time_limit=1.0)
+    assert plan.lower_bound <= plan.arena.size
+    assert plan.schedule.peak == plan.lower_bound <= plan.schedule.model_order_peak
+    spans = _tensor_spans(graph)
+    tensors = list(graph.activations())
+    for i, a in enumerate(tensors):
+        a_start = plan.arena.offset(a.name)
+        assert a_start % 16 == 0 and a_start + a.nbytes <= plan.arena.size
+        for b in tensors[i + 1 :]:
+            b_start = plan.arena.offset(b.name)
+            live_together = spans[a.name][0] <= spans[b.name][1] and (
+                spans[b.name][0] <= spans[a.name][1]
+            )
+            share = a_start < b_start + b.nbytes and b_start < a_start + a.nbytes
+            if live_together and share:
+                assert plan.lifetimes.storage.root(a.name) == plan.lifetimes.storage.root(b.name)
+                assert (a_start, a.nbytes) == (b_start, b.nbytes)
