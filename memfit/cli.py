@@ -38,10 +38,11 @@ def _parse_input_shapes(specs: Sequence[str]) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
-def _load(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from memfit.api import load
+def _load(args: argparse.Namespace, canonical: bool = True):  # type: ignore[no-untyped-def]
+    from memfit.frontends import load_model
 
-    return load(args.model, _parse_input_shapes(args.input_shape or []) or None)
+    shapes = _parse_input_shapes(args.input_shape or []) or None
+    return load_model(args.model, shapes, canonical=canonical)
 
 
 def _read_inputs(path: str, graph) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -151,8 +152,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     from memfit.planning.plan_file import fingerprint, plan_to_json, save_plan
 
     model_fingerprint = fingerprint(graph)
+    as_imported = _load(args, canonical=False) if args.model.endswith(".tflite") else None
     with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
-        analysis = analyze_memory(graph, args.alignment)
+        analysis = analyze_memory(graph, args.alignment, as_imported=as_imported)
     if args.output:
         document = plan_to_json(graph, analysis.plan, model_fingerprint)
         out = Path(args.output)

@@ -25,15 +25,22 @@ def _sniff(path: Path) -> str:
     return "onnx" if path.suffix.lower() == ".onnx" else "unknown"
 
 
-def load_model(source: str | Path, input_shapes: InputShapes | None = None) -> Graph:
-    """Read a model file (or ``zoo:NAME``) into a canonical IR graph."""
+def load_model(
+    source: str | Path, input_shapes: InputShapes | None = None, *, canonical: bool = True
+) -> Graph:
+    """Read a model file (or ``zoo:NAME``) into a canonical IR graph.
+
+    With ``canonical=False`` the graph is returned as the frontend imported it, op for op as
+    the file has it (what TFLite Micro would run), without folding or fusing.
+    """
     from memfit.passes import canonicalize
 
     text = str(source)
     if text.startswith(ZOO_PREFIX):
         from memfit.zoo import build
 
-        return canonicalize(build(text[len(ZOO_PREFIX) :]))
+        graph = build(text[len(ZOO_PREFIX) :])
+        return canonicalize(graph) if canonical else graph
     path = Path(text)
     if not path.exists():
         raise ModelFormatError(f"{path}: no such file (give a .tflite or .onnx file, or zoo:NAME)")
@@ -59,7 +66,7 @@ def load_model(source: str | Path, input_shapes: InputShapes | None = None) -> G
             f"{path}: unknown model format {suffix or '(no extension)'}; memfit reads .tflite "
             "and .onnx files (or zoo:NAME for a built-in model, see `memfit zoo`)"
         )
-    return canonicalize(graph)
+    return canonicalize(graph) if canonical else graph
 
 
 def refuse_unsupported(graph_name: str, found: Sequence[tuple[str, str]]) -> None:
