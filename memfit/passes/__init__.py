@@ -1,10 +1,32 @@
 """Graph rewrites. Importing this package registers every pass."""
 
-from memfit.passes import fold_constants, fold_pad, remove_identity
+from memfit.passes import (
+    fold_batch_norm,
+    fold_channel_affine,
+    fold_constants,
+    fold_pad,
+    fold_transposes,
+    fuse_activation,
+    remove_identity,
+)
 from memfit.passes.manager import PASSES, PassResult, register_pass, run_pipeline
 
-CANONICALIZE = ("fold-constants", "remove-identity", "fold-pad", "prune")
-"""The pipeline every frontend's graph goes through at import."""
+CANONICALIZE = (
+    "fold-constants",
+    "remove-identity",
+    "fold-pad",
+    "fold-transposes",
+    "fold-batch-norm",
+    "fold-channel-affine",
+    "fuse-activation",
+    "prune",
+)
+"""The pipeline every frontend's graph goes through at import.
+
+Constants first (weights computed in-graph), then layout: transposes the importer added cancel
+or fold into weights. Batch norms and per-channel mul/add fold into the convolutions before
+them, and only then are activations fused, because a fused activation blocks those folds.
+"""
 
 
 def canonicalize(graph):  # type: ignore[no-untyped-def]
@@ -17,8 +39,12 @@ __all__ = [
     "PASSES",
     "PassResult",
     "canonicalize",
+    "fold_batch_norm",
+    "fold_channel_affine",
     "fold_constants",
     "fold_pad",
+    "fold_transposes",
+    "fuse_activation",
     "register_pass",
     "remove_identity",
     "run_pipeline",
