@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if out.suffix == ".npy":
         _write_atomically(out, lambda tmp: np.save(tmp, next(iter(outputs.values()))))
     else:
-        _write_atomically(out, lambda tmp: np.savez(tmp, **outputs))
+        _write_atomically(out, lambda tmp: np.savez(tmp, **outputs))  # type: ignore[arg-type]
     for name, array in outputs.items():
         print(f"{name}: {array.dtype}{list(array.shape)} -> {out}")
     return 0

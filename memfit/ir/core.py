@@ -193,12 +193,12 @@ class Graph:
         """Add an op (at the end, or at ``index`` in the op list) and link its tensors."""
         op_name = self.unique_name(name or f"{kind}_{len(self.ops)}", self._op_names)
         op = Op(kind, op_name, inputs, outputs, attrs)
-        for t in outputs:
-            if t.producer is not None:
-                raise InternalError(f"tensor {t.name} already produced by {t.producer.name}")
-            if t.name not in self.tensors:
-                raise InternalError(f"tensor {t.name} is not in graph {self.name}")
-            t.producer = op
+        for out in outputs:
+            if out.producer is not None:
+                raise InternalError(f"tensor {out.name} already produced by {out.producer.name}")
+            if out.name not in self.tensors:
+                raise InternalError(f"tensor {out.name} is not in graph {self.name}")
+            out.producer = op
         for t in inputs:
             if t is not None:
                 if t.name not in self.tensors:

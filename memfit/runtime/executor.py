@@ -86,4 +86,7 @@ def execute(
                     f"{tensor.name}, declared {tensor.dtype}{list(tensor.shape)}"
                 )
             views[tensor.name][...] = value
-    return {t.name: (t.data if t.is_constant else views[t.name]).copy() for t in graph.outputs}
+    return {
+        t.name: (t.data.copy() if t.data is not None else views[t.name].copy())
+        for t in graph.outputs
+    }
