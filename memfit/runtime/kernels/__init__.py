@@ -60,6 +60,7 @@ def run_kernel(op: Op, inputs: list[np.ndarray | None]) -> tuple[np.ndarray, ...
 from memfit.runtime.kernels import (  # noqa: E402
     conv,
     elementwise,
+    int8,
     lstm,
     misc,
     pool,
@@ -72,6 +73,7 @@ __all__ = [
     "conv",
     "elementwise",
     "find_kernel",
+    "int8",
     "lstm",
     "misc",
     "pool",

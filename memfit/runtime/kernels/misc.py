@@ -58,7 +58,8 @@ def quantize(op: Op, x: np.ndarray) -> np.ndarray:
     assert q is not None
     info = np.iinfo(op.output.dtype.numpy)
     ratio = x.astype(np.float32) / np.float32(q.scale[0])
-    scaled = np.sign(ratio) * np.floor(np.abs(ratio) + np.float32(0.5))  # TfLiteRound: half away
+    whole = np.trunc(ratio)  # TfLiteRound: halves away from zero (ratio - whole is exact)
+    scaled = whole + np.where(np.abs(ratio - whole) >= 0.5, np.sign(ratio), 0)
     return np.clip(scaled + q.zero_point[0], info.min, info.max).astype(op.output.dtype.numpy)
 
 
