@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import tflite
 
+from memfit import api
 from memfit.errors import UnsupportedOpError
 from memfit.ir.core import Graph, Op, Quantization, Tensor
 from memfit.ir.dtypes import DType
@@ -36,77 +37,19 @@ MNIST_LSTM_F32 = MODELS / "tflm_mnist_lstm_f32.tflite"
 DTLN_INT8 = MODELS / "tflm_dtln_int8.tflite"
 SEEDS = (0, 1, 2)
 
-# ---- scaffolding: .tflite files <-> LSTM ops --------------------------------------------------
-# TODO(frontend): read the shared models with memfit.api.load once memfit/frontends/tflite.py
-# lands; _read_lstm_ops only exists until then.
+# ---- single-op .tflite models for the reference runtimes -----------------------------------------
 
-_DTYPES = {
-    tflite.TensorType.FLOAT32: DType.FLOAT32,
-    tflite.TensorType.INT32: DType.INT32,
-    tflite.TensorType.INT16: DType.INT16,
-    tflite.TensorType.INT8: DType.INT8,
+_TFLITE_TYPES = {
+    DType.FLOAT32: tflite.TensorType.FLOAT32,
+    DType.INT32: tflite.TensorType.INT32,
+    DType.INT16: tflite.TensorType.INT16,
+    DType.INT8: tflite.TensorType.INT8,
 }
-_TFLITE_TYPES = {dtype: code for code, dtype in _DTYPES.items()}
 _ACTIVATIONS = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3, "tanh": 4}
 
 
-def _read_quant(t: tflite.Tensor) -> Quantization | None:
-    q = t.Quantization()
-    if q is None or q.ScaleLength() == 0:
-        return None
-    scales = tuple(float(s) for s in q.ScaleAsNumpy())
-    zero_points = tuple(int(z) for z in q.ZeroPointAsNumpy())
-    return Quantization(scales, zero_points, None if len(scales) == 1 else q.QuantizedDimension())
-
-
-def _read_lstm_ops(path: Path) -> list[Op]:
-    """The model's LSTM ops, in model order, as the frontend will emit them."""
-    model = tflite.Model.GetRootAsModel(path.read_bytes(), 0)
-    sub = model.Subgraphs(0)
-    graph = Graph(path.stem)
-    tensors: dict[int, Tensor] = {}
-
-    def tensor(index: int) -> Tensor | None:
-        if index < 0:
-            return None
-        if index not in tensors:
-            t = sub.Tensors(index)
-            dtype = _DTYPES[t.Type()]
-            shape = tuple(int(d) for d in t.ShapeAsNumpy())
-            raw = model.Buffers(t.Buffer()).DataAsNumpy()
-            data = None
-            if not isinstance(raw, int) and raw.size:
-                data = raw.view(dtype.numpy).reshape(shape).copy()
-            tensors[index] = graph.add_tensor(t.Name().decode(), shape, dtype, _read_quant(t), data)
-        return tensors[index]
-
-    ops = []
-    for k in range(sub.OperatorsLength()):
-        op = sub.Operators(k)
-        code = model.OperatorCodes(op.OpcodeIndex())
-        if max(code.BuiltinCode(), code.DeprecatedBuiltinCode()) != (
-            tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM
-        ):
-            continue
-        options = tflite.UnidirectionalSequenceLSTMOptions()
-        table = op.BuiltinOptions()
-        options.Init(table.Bytes, table.Pos)
-        activation = {v: k for k, v in _ACTIVATIONS.items()}[options.FusedActivationFunction()]
-        intermediates = tuple(
-            _read_quant(sub.Tensors(int(i))) for i in op.IntermediatesAsNumpy()
-        ) if op.IntermediatesLength() else ()
-        attrs = {
-            "time_major": bool(options.TimeMajor()),
-            "cell_clip": float(options.CellClip()),
-            "proj_clip": float(options.ProjClip()),
-            "activation": activation,
-            "asymmetric_quantize_inputs": bool(options.AsymmetricQuantizeInputs()),
-            "intermediates": intermediates,
-        }
-        inputs = [tensor(int(i)) for i in op.InputsAsNumpy()]
-        outputs = [tensor(int(i)) for i in op.OutputsAsNumpy()]
-        ops.append(graph.add_op("lstm", inputs, outputs, attrs, name=f"lstm_{k}"))
-    return ops
+def _lstm_ops(path: Path) -> list[Op]:
+    return [op for op in api.load(path).ops if op.kind == "lstm"]
 
 
 def _tflite_bytes(op: Op, state_indices: Sequence[int] = (18, 19)) -> bytes:
@@ -132,7 +75,7 @@ def _tflite_bytes(op: Op, state_indices: Sequence[int] = (18, 19)) -> bytes:
     buffers = []
     for t in order:
         data_offset = None
-        if t.data is not None:
+        if t.data is not None and id(t) not in states:  # state: a variable, reset by TFLM
             raw = np.ascontiguousarray(t.data).tobytes()
             b.StartVector(1, len(raw), 16)
             b.head = b.head - len(raw)
@@ -274,7 +217,10 @@ def _resequenced(op: Op, batch: int, steps: int, time_major: bool) -> Op:
     def copy(t: Tensor | None, shape: tuple[int, ...] | None = None) -> Tensor | None:
         if t is None:
             return None
-        return graph.add_tensor(t.name, shape or t.shape, t.dtype, t.quant, t.data)
+        data = t.data
+        if shape is not None and data is not None:  # a state: its (uniform) initial value
+            data = np.full(shape, data.flat[0], data.dtype)
+        return graph.add_tensor(t.name, shape or t.shape, t.dtype, t.quant, data)
 
     x = copy(op.inputs[0], (*lead, op.inputs[0].shape[-1]))
     states = {i: copy(op.inputs[i], (batch, op.inputs[i].shape[-1])) for i in (18, 19)}
@@ -398,7 +344,7 @@ def _assert_bit_exact(ours: np.ndarray, ref: np.ndarray) -> None:
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_dtln_lstm_layers_are_bit_exact_with_tflm(seed: int, tmp_path: Path) -> None:
-    first, second = _read_lstm_ops(DTLN_INT8)
+    first, second = _lstm_ops(DTLN_INT8)
     rng = np.random.default_rng(seed)
     x = rng.integers(-128, 128, size=first.inputs[0].shape, dtype=np.int8)
     hidden = _run(first, x)
@@ -414,7 +360,7 @@ def test_dtln_lstm_layers_over_sequences_are_bit_exact(
 ) -> None:
     """The model has one time step; on longer sequences the recurrence runs with its weights."""
     rng = np.random.default_rng(batch * 100 + steps)
-    for layer in _read_lstm_ops(DTLN_INT8):
+    for layer in _lstm_ops(DTLN_INT8):
         op = _resequenced(layer, batch, steps, time_major)
         # Mostly small inputs (the model reads a magnitude spectrum) with a few large ones.
         x = np.where(rng.random(op.inputs[0].shape) < 0.9,
@@ -427,16 +373,13 @@ def test_dtln_lstm_layers_over_sequences_are_bit_exact(
 
 @pytest.mark.parametrize("seed", SEEDS)
 def test_mnist_lstm_matches_tflm(seed: int, tmp_path: Path) -> None:
-    (op,) = _read_lstm_ops(MNIST_LSTM_F32)
+    (op,) = _lstm_ops(MNIST_LSTM_F32)
     x = np.random.default_rng(seed).random(op.inputs[0].shape, dtype=np.float32)
     _assert_close(_run(op, x), _reference(run_tflm, op, [x], tmp_path))
 
 
 def _full_model_runnable(path: Path) -> None:
-    """Skip unless memfit can load and run the whole model (its other kernels may be missing)."""
-    pytest.importorskip("memfit.frontends.tflite", reason="the TFLite frontend has not landed")
-    from memfit import api
-
+    """Skip unless memfit has kernels for all of the model's ops."""
     graph = api.load(path)
     missing = sorted({op.kind for op in graph.ops if find_kernel(op) is None})
     if missing:
@@ -446,8 +389,6 @@ def _full_model_runnable(path: Path) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_dtln_full_model_is_bit_exact_with_tflm(seed: int) -> None:
     _full_model_runnable(DTLN_INT8)
-    from memfit import api
-
     x = np.random.default_rng(seed).integers(-128, 128, size=(1, 1, 257), dtype=np.int8)
     (ours,) = api.run(DTLN_INT8, x).values()
     _assert_bit_exact(ours, run_tflm(DTLN_INT8, [x])[0])
@@ -456,8 +397,6 @@ def test_dtln_full_model_is_bit_exact_with_tflm(seed: int) -> None:
 @pytest.mark.parametrize("seed", SEEDS)
 def test_mnist_full_model_matches_tflm(seed: int) -> None:
     _full_model_runnable(MNIST_LSTM_F32)
-    from memfit import api
-
     x = np.random.default_rng(seed).random((1, 28, 28), dtype=np.float32)
     (ours,) = api.run(MNIST_LSTM_F32, x).values()
     _assert_close(ours, run_tflm(MNIST_LSTM_F32, [x])[0])
