@@ -23,14 +23,11 @@ from memfit.ir.core import Graph, Op, Quantization, Tensor
 from memfit.ir.dtypes import DType
 from memfit.reference import run_litert, run_tflm
 from memfit.runtime.kernels import find_kernel, run_kernel
-from memfit.runtime.kernels.lstm import (
-    lstm_float,
-    lstm_int8,
+from memfit.runtime.kernels.fixedpoint import (
     multiply_by_quantized_multiplier,
     quantize_multiplier,
-    sigmoid_int16,
-    tanh_int16,
 )
+from memfit.runtime.kernels.lstm import lstm_float, lstm_int8, sigmoid_int16, tanh_int16
 
 MODELS = Path("/work/shared/models/tflite")
 MNIST_LSTM_F32 = MODELS / "tflm_mnist_lstm_f32.tflite"

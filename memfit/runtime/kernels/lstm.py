@@ -39,6 +39,14 @@ from memfit.ir.core import Op, Tensor
 from memfit.ir.dtypes import DType
 from memfit.runtime.kernels import register
 from memfit.runtime.kernels.common import apply_activation_float
+from memfit.runtime.kernels.fixedpoint import (
+    INT16_MAX,
+    INT16_MIN,
+    multiply_by_quantized_multiplier,
+    quantize_multiplier,
+    round_half_away,
+    wrap32,
+)
 
 # TFLite's input indices, per gate. The cell gate ("c") has no peephole.
 GATES = ("i", "f", "c", "o")
@@ -51,8 +59,6 @@ _PROJECTION_W, _PROJECTION_B = 16, 17
 _HIDDEN_STATE, _CELL_STATE = 18, 19
 _LAYER_NORM = {"i": 20, "f": 21, "c": 22, "o": 23}
 
-_INT16_MIN, _INT16_MAX = -(1 << 15), (1 << 15) - 1
-_INT32_MIN, _INT32_MAX = -(1 << 31), (1 << 31) - 1
 # TFLite Micro computes gate pre-activations at scale 2^-12 (Q3.12) and the gate outputs
 # (sigmoid/tanh) at 2^-15 (Q0.15).
 _GATE_INPUT_SCALE = 2.0**-12
@@ -165,58 +171,6 @@ def lstm_float(op: Op, *inputs: np.ndarray | None) -> np.ndarray:
     return _from_time_major(out, time_major)
 
 
-# ---- fixed-point arithmetic (TFLite's, on int64 arrays holding int32 values) ----------------
-
-
-def _wrap_int32(x: np.ndarray) -> np.ndarray:
-    """Two's-complement wrap-around to int32, as the C accumulators behave."""
-    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
-
-
-def _saturating_rounding_doubling_high_mul(a: np.ndarray, b: int) -> np.ndarray:
-    product = a * b
-    nudge = np.where(product >= 0, 1 << 30, 1 - (1 << 30))
-    total = product + nudge
-    # C integer division truncates toward zero.
-    high = np.where(total >= 0, total >> 31, -((-total) >> 31))
-    if b == _INT32_MIN:
-        high = np.where(a == _INT32_MIN, _INT32_MAX, high)
-    return high
-
-
-def _rounding_divide_by_pot(x: np.ndarray, exponent: int) -> np.ndarray:
-    mask = (1 << exponent) - 1
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> exponent) + ((x & mask) > threshold)
-
-
-def multiply_by_quantized_multiplier(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
-    """TFLite's MultiplyByQuantizedMultiplier (double rounding) on int32 values held as int64."""
-    left, right = max(shift, 0), max(-shift, 0)
-    scaled = _wrap_int32(np.asarray(x, np.int64) * (1 << left))
-    high = _saturating_rounding_doubling_high_mul(scaled, multiplier)
-    return _rounding_divide_by_pot(high, right)
-
-
-def _round_half_away(value: float) -> int:
-    """C's std::round (Python's round() sends halves to even)."""
-    return int(math.copysign(math.floor(abs(value) + 0.5), value))
-
-
-def quantize_multiplier(real: float) -> tuple[int, int]:
-    """TFLite's QuantizeMultiplier: ``real ~= multiplier * 2^(shift - 31)``, multiplier in Q31."""
-    if real == 0.0:
-        return 0, 0
-    fraction, shift = math.frexp(real)
-    q_fixed = _round_half_away(fraction * (1 << 31))  # exact in double
-    if q_fixed == 1 << 31:
-        q_fixed //= 2
-        shift += 1
-    if shift < -31:
-        return 0, 0
-    return q_fixed, shift
-
-
 # ---- integer sigmoid and tanh ------------------------------------------------------------
 
 # TFLite's lookup table of sigmoid(i / 24) in unsigned 0.16 fixed point, i = 0..255, shared
@@ -304,8 +258,8 @@ class Requant:
     multiplier: int
     shift: int
     zero_point: int = 0
-    low: int = _INT16_MIN
-    high: int = _INT16_MAX
+    low: int = INT16_MIN
+    high: int = INT16_MAX
 
     @classmethod
     def of(cls, real: float, zero_point: int = 0, dtype: DType = DType.INT16) -> Requant:
@@ -359,7 +313,7 @@ class IntegerLstmParams:
         cell_scale = float(np.float32(cell.quant.scale[0]))
         cell_clip = float(np.float32(op.attrs.get("cell_clip", 0.0)))
         # TFLite Micro truncates the quantized clip toward zero after saturating it to int16.
-        quantized_clip = int(min(max(cell_clip / cell_scale, _INT16_MIN), _INT16_MAX))
+        quantized_clip = int(min(max(cell_clip / cell_scale, INT16_MIN), INT16_MAX))
         return cls(
             input_zero_point=x.quant.zero_point[0],
             hidden_zero_point=hidden.quant.zero_point[0],
@@ -368,7 +322,7 @@ class IntegerLstmParams:
             forget_times_cell=_mul_requant(_GATE_OUTPUT_SCALE, cell_scale, cell),
             input_times_cell_gate=_mul_requant(_GATE_OUTPUT_SCALE, _GATE_OUTPUT_SCALE, cell),
             hidden=_mul_requant(_GATE_OUTPUT_SCALE, _GATE_OUTPUT_SCALE, hidden),
-            cell_scale_power=_round_half_away(math.log2(cell_scale)),
+            cell_scale_power=round_half_away(math.log2(cell_scale)),
             cell_clip=quantized_clip if cell_clip > 0 else 0,
         )
 
@@ -422,7 +376,7 @@ def lstm_int8(op: Op, *inputs: np.ndarray | None) -> np.ndarray:
     # FC(input) + bias, requantized to int16, for all steps at once: it needs no state.
     from_input = {
         g: p.input_fc[g](
-            _wrap_int32(xs @ arg.required(_W[g]).astype(np.int64).T + arg.required(_BIAS[g]))
+            wrap32(xs @ arg.required(_W[g]).astype(np.int64).T + arg.required(_BIAS[g]))
         )
         for g in GATES
     }
@@ -433,16 +387,16 @@ def lstm_int8(op: Op, *inputs: np.ndarray | None) -> np.ndarray:
     out = np.empty((steps, batch, n_cell), np.int8)
 
     def gate(g: str, t: int) -> np.ndarray:
-        from_hidden = p.recurrent_fc[g](_wrap_int32((hidden - p.hidden_zero_point) @ recurrent[g]))
-        pre = np.clip(from_input[g][t] + from_hidden, _INT16_MIN, _INT16_MAX)
+        from_hidden = p.recurrent_fc[g](wrap32((hidden - p.hidden_zero_point) @ recurrent[g]))
+        pre = np.clip(from_input[g][t] + from_hidden, INT16_MIN, INT16_MAX)
         return (tanh_int16(pre, -12) if g == "c" else sigmoid_int16(pre)).astype(np.int64)
 
     for t in range(steps):
         forget, inp, cell_gate = gate("f", t), gate("i", t), gate("c", t)
         cell = np.clip(
             p.forget_times_cell(forget * cell) + p.input_times_cell_gate(inp * cell_gate),
-            _INT16_MIN,
-            _INT16_MAX,
+            INT16_MIN,
+            INT16_MAX,
         )
         if p.cell_clip:
             cell = np.clip(cell, -p.cell_clip, p.cell_clip)
