@@ -228,9 +228,8 @@ def max_pool2d(op: Op, x: np.ndarray) -> np.ndarray:
 def mean(op: Op, x: np.ndarray) -> np.ndarray:
     """TFLite Micro's int8 MEAN.
 
-    With equal input and output parameters, outside its special 4-D path over (H, W), TFLite
-    Micro divides the integer sum by the count (truncating). Otherwise it rescales the sum with
-    a multiplier into which 1/count is folded.
+    The sum of (x - zero point) is rescaled by a multiplier into which 1/count is folded;
+    TFLite Micro uses this arithmetic on its 4-D (H, W) path and on its general path alike.
     """
     _check_int8(op)
     xt, out = op.inputs[0], op.output
@@ -238,9 +237,6 @@ def mean(op: Op, x: np.ndarray) -> np.ndarray:
     resolved = tuple(sorted({a % x.ndim for a in axes}))
     count = int(np.prod([x.shape[a] for a in resolved]))
     total = x.astype(np.int64).sum(axis=resolved)
-    special = op.attrs.get("keepdims", True) and x.ndim == 4 and axes in ((1, 2), (2, 1))
-    if not special and xt is not None and xt.quant == out.quant:
-        return _store(fp.trunc_div(total, count), -128, 127, out)
     multiplier, shift = fp.quantize_multiplier(_scale(xt) / _scale(out))
     extra = min(count.bit_length() - 1, 32, 31 + shift)
     multiplier = (multiplier << extra) // count
@@ -256,21 +252,15 @@ _ADD_LEFT_SHIFT = 20  # int8 inputs are scaled up by 2**20 before rescaling
 
 
 def _add_or_sub(op: Op, a: np.ndarray, b: np.ndarray, sign: int) -> np.ndarray:
+    """ADD/SUB: both inputs, scaled up by 2**20, are rescaled to twice the larger input scale,
+    combined, then rescaled to the output (multipliers derived in float64)."""
     at, bt, out = op.inputs[0], op.inputs[1], op.output
-    if op.kind == "add":  # ADD derives its multipliers in float64 ...
-        twice_max = 2.0 * max(_scale(at), _scale(bt))
-        reals = (
-            _scale(at) / twice_max,
-            _scale(bt) / twice_max,
-            twice_max / ((1 << _ADD_LEFT_SHIFT) * _scale(out)),
-        )
-    else:  # ... SUB in float32
-        twice_max32 = np.float32(2.0) * np.float32(max(_scale(at), _scale(bt)))
-        reals = (
-            float(np.float32(_scale(at)) / twice_max32),
-            float(np.float32(_scale(bt)) / twice_max32),
-            float(twice_max32 / (np.float32(1 << _ADD_LEFT_SHIFT) * np.float32(_scale(out)))),
-        )
+    twice_max = 2.0 * max(_scale(at), _scale(bt))
+    reals = (
+        _scale(at) / twice_max,
+        _scale(bt) / twice_max,
+        twice_max / ((1 << _ADD_LEFT_SHIFT) * _scale(out)),
+    )
     (m1, s1), (m2, s2), (mo, so) = (fp.quantize_multiplier(r) for r in reals)
     scaled_a = fp.multiply_by_quantized_multiplier_smaller_than_one(
         (a.astype(np.int64) - _zero_point(at)) << _ADD_LEFT_SHIFT, m1, s1
