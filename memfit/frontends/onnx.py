@@ -60,6 +60,8 @@ def load_onnx(path: str | Path, input_shapes: Mapping[str, Sequence[int]] | None
 
 
 def _read_model(path: Path) -> onnx.ModelProto:
+    if path.stat().st_size == 0:
+        raise ModelFormatError(f"{path} is empty: the file is corrupt or truncated")
     try:
         model = onnx.load(str(path))
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError, TypeError) as exc:
@@ -591,11 +593,9 @@ def _pool(imp: _Importer, node: onnx.NodeProto) -> None:
             _ceil_extra(x.shape[1 + i], pads[i], pads[2 + i], kernel[i], strides[i])
             for i in range(2)
         )
-        floor_out = [(x.shape[1 + i] + pads[i] + pads[2 + i] - kernel[i]) // strides[i] + 1
-                     for i in range(2)]
-        ceil_out = [(x.shape[1 + i] + pads[i] + pads[2 + i] + extra[i] - kernel[i]) // strides[i]
-                    + 1 for i in range(2)]
-        if ceil_out != floor_out:
+        spans = [x.shape[1 + i] + pads[i] + pads[2 + i] - kernel[i] for i in range(2)]
+        kept = [(spans[i] + extra[i]) // strides[i] + 1 for i in range(2)]
+        if kept != [-(-spans[i] // strides[i]) + 1 for i in range(2)]:
             # onnx's shape inference keeps windows that start in the padding; onnxruntime (the
             # reference) drops them, and so does memfit: stop comparing with onnx from here on.
             imp.checked_shapes = {}
