@@ -1,10 +1,10 @@
 """UNIDIRECTIONAL_SEQUENCE_LSTM kernels against TFLite Micro (and LiteRT for float variants).
 
 The int8 kernel must agree with TFLite Micro bit for bit; the float kernel within 1e-5 of the
-largest reference magnitude. Besides the two shared models, single-op models are written here
-(the small .tflite writer below) so that TFLite Micro can run the shared models' LSTM layers on
-their own and random LSTMs that exercise multi-step recurrence, batches, both layouts, clipping
-and several cell-state scales.
+largest reference magnitude. Besides the two shared models, single-op models are written (with
+tests/tflite_builder.py) so that TFLite Micro can run the shared models' LSTM layers on their
+own, and random LSTMs that exercise multi-step recurrence, batches, both layouts, clipping and
+several cell-state scales.
 """
 
 from __future__ import annotations
@@ -12,10 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import flatbuffers
 import numpy as np
 import pytest
-import tflite
 
 from memfit import api
 from memfit.errors import UnsupportedOpError
@@ -28,6 +26,7 @@ from memfit.runtime.kernels.fixedpoint import (
     quantize_multiplier,
 )
 from memfit.runtime.kernels.lstm import lstm_float, lstm_int8, sigmoid_int16, tanh_int16
+from tests import tflite_builder
 
 MODELS = Path("/work/shared/models/tflite")
 MNIST_LSTM_F32 = MODELS / "tflm_mnist_lstm_f32.tflite"
@@ -36,148 +35,58 @@ SEEDS = (0, 1, 2)
 
 # ---- single-op .tflite models for the reference runtimes -----------------------------------------
 
-_TFLITE_TYPES = {
-    DType.FLOAT32: tflite.TensorType.FLOAT32,
-    DType.INT32: tflite.TensorType.INT32,
-    DType.INT16: tflite.TensorType.INT16,
-    DType.INT8: tflite.TensorType.INT8,
-}
 _ACTIVATIONS = {"none": 0, "relu": 1, "relu_n1_to_1": 2, "relu6": 3, "tanh": 4}
+_OPCODES = {"lstm": "UNIDIRECTIONAL_SEQUENCE_LSTM", "logistic": "LOGISTIC", "tanh": "TANH"}
 
 
 def _lstm_ops(path: Path) -> list[Op]:
     return [op for op in api.load(path).ops if op.kind == "lstm"]
 
 
-def _tflite_bytes(op: Op, state_indices: Sequence[int] = (18, 19)) -> bytes:
+def _tflite_bytes(op: Op) -> bytes:
     """A one-op .tflite model of ``op`` (kinds lstm, logistic, tanh) for the reference runtimes.
 
-    The op's non-constant inputs other than the LSTM state become the model inputs, in order.
+    The LSTM's state inputs (18, 19) become variable tensors, which the interpreters reset; the
+    op's other non-constant inputs become the model inputs, in order.
     """
-    b = flatbuffers.Builder(1024)
-    is_lstm = op.kind == "lstm"
-    states = {id(op.inputs[i]) for i in state_indices} if is_lstm else set()
-    order: list[Tensor] = []
+    states = {id(op.inputs[i]) for i in (18, 19)} if op.kind == "lstm" else set()
+    tensors: list[Tensor] = []
     for t in [*op.inputs, *op.outputs]:
-        if t is not None and all(t is not u for u in order):
-            order.append(t)
-    index = {id(t): i for i, t in enumerate(order)}
-
-    def vector(start, items, prepend) -> int:  # type: ignore[no-untyped-def]
-        start(b, len(items))
-        for item in reversed(items):
-            prepend(item)
-        return b.EndVector()
-
-    buffers = []
-    for t in order:
-        data_offset = None
-        if t.data is not None and id(t) not in states:  # state: a variable, reset by TFLM
-            raw = np.ascontiguousarray(t.data).tobytes()
-            b.StartVector(1, len(raw), 16)
-            b.head = b.head - len(raw)
-            b.Bytes[b.head : b.head + len(raw)] = raw
-            data_offset = b.EndVector()
-        tflite.BufferStart(b)
-        if data_offset is not None:
-            tflite.BufferAddData(b, data_offset)
-        buffers.append(tflite.BufferEnd(b))
-    tflite.BufferStart(b)
-    empty_buffer = tflite.BufferEnd(b)
-
-    tensor_offsets = []
-    for i, t in enumerate(order):
-        name = b.CreateString(t.name)
-        shape = vector(tflite.TensorStartShapeVector, list(t.shape), b.PrependInt32)
-        quant = None
-        if t.quant is not None:
-            scale = vector(tflite.QuantizationParametersStartScaleVector, t.quant.scale,
-                           b.PrependFloat32)
-            zero = vector(tflite.QuantizationParametersStartZeroPointVector,
-                          t.quant.zero_point, b.PrependInt64)
-            tflite.QuantizationParametersStart(b)
-            tflite.QuantizationParametersAddScale(b, scale)
-            tflite.QuantizationParametersAddZeroPoint(b, zero)
-            quant = tflite.QuantizationParametersEnd(b)
-        tflite.TensorStart(b)
-        tflite.TensorAddShape(b, shape)
-        tflite.TensorAddType(b, _TFLITE_TYPES[t.dtype])
-        tflite.TensorAddBuffer(b, i + 1)
-        tflite.TensorAddName(b, name)
-        if quant is not None:
-            tflite.TensorAddQuantization(b, quant)
-        tflite.TensorAddIsVariable(b, id(t) in states)
-        tensor_offsets.append(tflite.TensorEnd(b))
-
-    code = {
-        "lstm": tflite.BuiltinOperator.UNIDIRECTIONAL_SEQUENCE_LSTM,
-        "logistic": tflite.BuiltinOperator.LOGISTIC,
-        "tanh": tflite.BuiltinOperator.TANH,
-    }[op.kind]
-    tflite.OperatorCodeStart(b)
-    tflite.OperatorCodeAddDeprecatedBuiltinCode(b, code)
-    tflite.OperatorCodeAddBuiltinCode(b, code)
-    tflite.OperatorCodeAddVersion(b, 1)
-    opcode = tflite.OperatorCodeEnd(b)
-
-    options = None
-    if is_lstm:
-        tflite.UnidirectionalSequenceLSTMOptionsStart(b)
-        tflite.UnidirectionalSequenceLSTMOptionsAddFusedActivationFunction(
-            b, _ACTIVATIONS[op.attrs["activation"]]
+        if t is not None and all(t is not u for u in tensors):
+            tensors.append(t)
+    index = {id(t): i for i, t in enumerate(tensors)}
+    records = [
+        tflite_builder.T(
+            t.name,
+            t.shape,
+            t.dtype.value,
+            t.quant.scale if t.quant else None,
+            t.quant.zero_point if t.quant else None,
+            None if id(t) in states else t.data,
+            variable=id(t) in states,
         )
-        tflite.UnidirectionalSequenceLSTMOptionsAddCellClip(b, op.attrs.get("cell_clip", 0.0))
-        tflite.UnidirectionalSequenceLSTMOptionsAddProjClip(b, op.attrs.get("proj_clip", 0.0))
-        tflite.UnidirectionalSequenceLSTMOptionsAddTimeMajor(b, op.attrs.get("time_major", False))
-        options = tflite.UnidirectionalSequenceLSTMOptionsEnd(b)
-    op_inputs = [-1 if t is None else index[id(t)] for t in op.inputs]
-    inputs_vec = vector(tflite.OperatorStartInputsVector, op_inputs, b.PrependInt32)
-    outputs_vec = vector(
-        tflite.OperatorStartOutputsVector, [index[id(t)] for t in op.outputs], b.PrependInt32
+        for t in tensors
+    ]
+    options, fields = None, {}
+    if op.kind == "lstm":
+        options = "UnidirectionalSequenceLSTMOptions"
+        fields = {
+            "FusedActivationFunction": _ACTIVATIONS[op.attrs["activation"]],
+            "CellClip": op.attrs["cell_clip"],
+            "ProjClip": op.attrs["proj_clip"],
+            "TimeMajor": op.attrs["time_major"],
+        }
+    operator = tflite_builder.Operator(
+        _OPCODES[op.kind],
+        [-1 if t is None else index[id(t)] for t in op.inputs],
+        [index[id(t)] for t in op.outputs],
+        options,
+        fields,
     )
-    tflite.OperatorStart(b)
-    tflite.OperatorAddOpcodeIndex(b, 0)
-    tflite.OperatorAddInputs(b, inputs_vec)
-    tflite.OperatorAddOutputs(b, outputs_vec)
-    if options is not None:
-        tflite.OperatorAddBuiltinOptionsType(
-            b, tflite.BuiltinOptions.UnidirectionalSequenceLSTMOptions
-        )
-        tflite.OperatorAddBuiltinOptions(b, options)
-    operator = tflite.OperatorEnd(b)
-
     model_inputs = [
         index[id(t)] for t in op.inputs if t is not None and t.data is None and id(t) not in states
     ]
-    tensors_vec = vector(
-        tflite.SubGraphStartTensorsVector, tensor_offsets, b.PrependUOffsetTRelative
-    )
-    sub_inputs = vector(tflite.SubGraphStartInputsVector, model_inputs, b.PrependInt32)
-    sub_outputs = vector(
-        tflite.SubGraphStartOutputsVector, [index[id(t)] for t in op.outputs], b.PrependInt32
-    )
-    operators_vec = vector(tflite.SubGraphStartOperatorsVector, [operator],
-                           b.PrependUOffsetTRelative)
-    tflite.SubGraphStart(b)
-    tflite.SubGraphAddTensors(b, tensors_vec)
-    tflite.SubGraphAddInputs(b, sub_inputs)
-    tflite.SubGraphAddOutputs(b, sub_outputs)
-    tflite.SubGraphAddOperators(b, operators_vec)
-    subgraph = tflite.SubGraphEnd(b)
-
-    subgraphs_vec = vector(tflite.ModelStartSubgraphsVector, [subgraph], b.PrependUOffsetTRelative)
-    codes_vec = vector(tflite.ModelStartOperatorCodesVector, [opcode], b.PrependUOffsetTRelative)
-    buffers_vec = vector(tflite.ModelStartBuffersVector, [empty_buffer, *buffers],
-                         b.PrependUOffsetTRelative)
-    description = b.CreateString("memfit test model")
-    tflite.ModelStart(b)
-    tflite.ModelAddVersion(b, 3)
-    tflite.ModelAddOperatorCodes(b, codes_vec)
-    tflite.ModelAddSubgraphs(b, subgraphs_vec)
-    tflite.ModelAddDescription(b, description)
-    tflite.ModelAddBuffers(b, buffers_vec)
-    b.Finish(tflite.ModelEnd(b), file_identifier=b"TFL3")
-    return bytes(b.Output())
+    return tflite_builder.build(records, [operator], model_inputs, [index[id(op.output)]])
 
 
 def _reference(runtime, op: Op, inputs: Sequence[np.ndarray], tmp_path: Path) -> np.ndarray:  # type: ignore[no-untyped-def]
