@@ -38,12 +38,15 @@ from memfit.errors import (
     ModelFormatError,
     ShapeError,
     UnsupportedModelError,
+    UnsupportedOpError,
     UsageError,
 )
 from memfit.frontends import refuse_unsupported
 from memfit.ir.core import Graph, Op, Quantization, Shape, Tensor
 from memfit.ir.dtypes import DType
 from memfit.ir.ops import infer_shapes
+from memfit.runtime.kernels import QUANTIZED_KERNELS
+from memfit.runtime.kernels.lstm import check_supported as check_lstm_supported
 
 _DTYPES = {
     tflite.TensorType.FLOAT32: DType.FLOAT32,
@@ -382,6 +385,7 @@ class _Converter:
                 if mapper is None:
                     raise _Unsupported()
                 mapped = mapper(self, op)
+                self.check_quantized(op, mapped)
             except _Unsupported as exc:
                 op_type = f"{op.opcode}: {exc.detail}" if exc.detail else op.opcode
                 unsupported.append((op_type, label))
@@ -404,6 +408,42 @@ class _Converter:
             assert tensor is not None
             self.graph.outputs.append(tensor)
         return self.graph
+
+    def check_quantized(self, op: _OpRecord, mapped: _Mapped) -> None:
+        """Refuse quantized ops memfit has no integer kernel for (rather than run them wrong)."""
+        first = mapped.inputs[0] if mapped.inputs else None
+        if first is None or first.dtype is DType.FLOAT32 or first.quant is None:
+            return
+        out_rec = self.rec(op.outputs[0])
+        output = Tensor(out_rec.name, (), self.dtype(out_rec), out_rec.quant)
+        if mapped.kind in _MOVES_VALUES:
+            return
+        activations = [t for t in mapped.inputs if t is not None and not t.is_constant]
+        if mapped.kind in _COMPARES_VALUES:
+            if any(t.quant != output.quant for t in activations):
+                raise _Unsupported("inputs and output quantized differently")
+            return
+        if mapped.kind == "lstm":
+            try:
+                check_lstm_supported(
+                    Op("lstm", f"#{op.index}", mapped.inputs, [output], mapped.attrs)
+                )
+            except UnsupportedOpError as exc:
+                raise _Unsupported(str(exc)) from exc
+            return
+        if mapped.kind not in QUANTIZED_KERNELS:
+            raise _Unsupported(f"{mapped.kind} on quantized {first.dtype} tensors")
+        allowed = allowed_out = {DType.INT8}
+        if mapped.kind == "quantize":  # requantization between integer types
+            allowed = allowed_out = {DType.INT8, DType.INT16, DType.INT32}
+        elif mapped.kind == "softmax":
+            allowed_out = {DType.INT8, DType.INT16}
+        if any(t.dtype not in allowed for t in activations) or output.dtype not in allowed_out:
+            dtypes = sorted({str(t.dtype) for t in (*activations, output)})
+            raise _Unsupported(
+                f"quantized {'/'.join(dtypes)} tensors (memfit's integer kernels take int8 "
+                "activations; re-quantize the model to int8)"
+            )
 
     def declare_outputs(self, op: _OpRecord) -> None:
         """Outputs of an op memfit skips, with the declared shapes, so conversion can go on."""
@@ -496,6 +536,14 @@ def _dims(rec: _TensorRecord) -> str:
     return str(list(rec.signature or rec.shape))
 
 
+# Kinds that only move or select values: correct on quantized values as they are.
+_MOVES_VALUES = frozenset(
+    {"reshape", "transpose", "pad", "strided_slice", "shape", "pack", "identity", "dequantize"}
+)
+# Kinds that compare quantized values directly: correct when all parameters are equal.
+_COMPARES_VALUES = frozenset({"maximum", "minimum", "reduce_max"})
+
+
 # ---- mappers: one per TFLite builtin --------------------------------------------------------
 
 Mapper = Callable[[_Converter, _OpRecord], _Mapped]
@@ -542,20 +590,27 @@ def _pads(
     return (top, left, bottom, right)
 
 
-def _float_weights(c: _Converter, x: Tensor, w: Tensor) -> Tensor:
-    """The weights in float32 when a float layer has quantized weights (a "hybrid" layer)."""
+def _check_hybrid(op: _OpRecord, x: Tensor, w: Tensor) -> None:
+    """Refuse float layers with quantized weights, except the hybrid CONV_2D memfit runs.
+
+    A "hybrid" CONV_2D (dynamic-range quantization: float input, int8 weights quantized per
+    tensor) quantizes its input at run time; its weights stay int8 in the IR.
+    """
     if x.dtype is not DType.FLOAT32 or w.dtype is DType.FLOAT32:
-        return w
-    if w.data is None or w.quant is None:
-        raise _Unsupported(f"hybrid (float32 input with {w.dtype} weights)")
-    q = w.quant
-    shape = [1] * len(w.shape)
-    axis = q.axis if q.axis is not None else 0
-    shape[axis] = len(q.scale)
-    scales = np.asarray(q.scale, np.float32).reshape(shape)
-    zero_points = np.asarray(q.zero_point, np.int32).reshape(shape)
-    data = ((w.data.astype(np.int32) - zero_points) * scales).astype(np.float32)
-    return c.graph.add_constant(f"{w.name}_dequantized", data)
+        return
+    supported = (
+        op.opcode == "CONV_2D"
+        and w.is_constant
+        and w.dtype is DType.INT8
+        and w.quant is not None
+        and w.quant.per_tensor
+        and w.quant.zero_point[0] == 0
+    )
+    if not supported:
+        raise _Unsupported(
+            f"hybrid (float32 input with {w.dtype} weights; memfit runs hybrid CONV_2D with "
+            "int8 weights quantized per tensor only)"
+        )
 
 
 def _windowed(op: _OpRecord, x: Tensor, rank: int = 4) -> None:
@@ -568,7 +623,7 @@ def _conv2d(c: _Converter, op: _OpRecord) -> _Mapped:
     x, w = c.activation_input(op), c.activation_input(op, 1)
     bias = c.tensor(op.inputs[2]) if len(op.inputs) > 2 else None
     _windowed(op, x)
-    w = _float_weights(c, x, w)
+    _check_hybrid(op, x, w)
     strides = (op.options.get("StrideH", 1), op.options.get("StrideW", 1))
     dilations = (op.options.get("DilationHFactor", 1), op.options.get("DilationWFactor", 1))
     if x.shape[3] % w.shape[3]:
@@ -591,7 +646,7 @@ def _depthwise(c: _Converter, op: _OpRecord) -> _Mapped:
     x, w = c.activation_input(op), c.activation_input(op, 1)
     bias = c.tensor(op.inputs[2]) if len(op.inputs) > 2 else None
     _windowed(op, x)
-    w = _float_weights(c, x, w)
+    _check_hybrid(op, x, w)
     strides = (op.options.get("StrideH", 1), op.options.get("StrideW", 1))
     dilations = (op.options.get("DilationHFactor", 1), op.options.get("DilationWFactor", 1))
     if w.shape[3] % x.shape[3]:
@@ -614,7 +669,7 @@ def _depthwise(c: _Converter, op: _OpRecord) -> _Mapped:
 def _fully_connected(c: _Converter, op: _OpRecord) -> _Mapped:
     x, w = c.activation_input(op), c.activation_input(op, 1)
     bias = c.tensor(op.inputs[2]) if len(op.inputs) > 2 else None
-    w = _float_weights(c, x, w)
+    _check_hybrid(op, x, w)
     if op.options.get("WeightsFormat", 0) != 0:
         raise _Unsupported("shuffled weights format")
     attrs = {"activation": _activation(op), "keep_num_dims": bool(op.options.get("KeepNumDims"))}

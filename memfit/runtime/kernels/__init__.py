@@ -36,9 +36,20 @@ def register(*kinds: str, quantized: bool = False) -> Callable[[Kernel], Kernel]
 
 
 def is_quantized(op: Op) -> bool:
-    """True when the op computes on quantized integers rather than floats."""
+    """True when the op computes on quantized integers rather than floats.
+
+    That includes a TFLite "hybrid" layer: float activations, quantized int8 constant weights.
+    """
     first = op.inputs[0] if op.inputs and op.inputs[0] is not None else op.outputs[0]
-    return first.dtype is not DType.FLOAT32 and first.quant is not None
+    if first.dtype is not DType.FLOAT32 and first.quant is not None:
+        return True
+    weights = op.input(1)
+    return (
+        weights is not None
+        and weights.is_constant
+        and weights.dtype is DType.INT8
+        and weights.quant is not None
+    )
 
 
 def find_kernel(op: Op) -> Kernel | None:

@@ -22,7 +22,7 @@ from memfit.errors import InternalError
 from memfit.ir.core import Op, Quantization, Tensor
 from memfit.runtime.kernels import fixedpoint as fp
 from memfit.runtime.kernels import register
-from memfit.runtime.kernels.common import out_hw, pad_nhwc, windows
+from memfit.runtime.kernels.common import apply_activation_float, out_hw, pad_nhwc, windows
 
 # ---- parameters ----------------------------------------------------------------------------
 
@@ -136,6 +136,8 @@ def _accumulate_conv(x: np.ndarray, w: np.ndarray, op: Op, input_zero_point: int
 @register("conv2d", quantized=True)
 def conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """TFLite Micro's ``ConvPerChannel`` (int8 in and out, int8 weights, int32 bias)."""
+    if x.dtype == np.float32:
+        return _hybrid_conv2d(op, x, w, bias)
     _check_int8(op)
     xt, wt, out = op.inputs[0], op.inputs[1], op.output
     acc = _accumulate_conv(x, w, op, _zero_point(xt))
@@ -143,6 +145,37 @@ def conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.
         acc = fp.wrap32(acc + bias.astype(np.int64))
     multipliers, shifts = _channel_multipliers(_scale(xt), _quant(wt), _scale(out), w.shape[0])
     return _requantize(acc, multipliers, shifts, out, op.attrs.get("activation", "none"))
+
+
+def _symmetric_quantize(x: np.ndarray) -> tuple[np.ndarray, np.float32]:
+    """TFLite's ``SymmetricQuantizeFloats``: int8 values in [-127, 127] and their scale."""
+    largest = np.float32(np.abs(x).max())
+    if largest == 0:
+        return np.zeros(x.shape, np.int64), np.float32(1.0)
+    ratio = x * (np.float32(127.0) / largest)  # float32, as TFLite multiplies
+    whole = np.trunc(ratio)
+    rounded = whole + np.where(np.abs(ratio - whole) >= 0.5, np.sign(ratio), 0)
+    return np.clip(rounded, -127, 127).astype(np.int64), largest / np.float32(127.0)
+
+
+def _hybrid_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """TFLite's hybrid CONV_2D (float input, int8 weights quantized per tensor).
+
+    Each batch item is quantized symmetrically to int8 at run time, convolved in integers and
+    scaled back: float(acc) * (input_scale * weight_scale) + bias, then the activation.
+    """
+    wq = _quant(op.inputs[1])
+    if not wq.per_tensor or wq.zero_point[0] != 0:
+        raise InternalError(f"op {op.name}: hybrid conv2d needs symmetric per-tensor weights")
+    result = np.empty(op.output.shape, np.float32)
+    for n in range(x.shape[0]):
+        values, scale = _symmetric_quantize(x[n : n + 1])
+        acc = _accumulate_conv(values, w, op, 0).astype(np.float32)
+        out = acc * (scale * np.float32(wq.scale[0]))
+        if bias is not None:
+            out = out + bias.astype(np.float32)
+        result[n] = apply_activation_float(out, op.attrs.get("activation", "none"))[0]
+    return result
 
 
 @register("depthwise_conv2d", quantized=True)
