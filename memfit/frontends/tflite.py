@@ -215,8 +215,8 @@ def _decode(raw: bytes, path: Path) -> _ModelRecord:
         record = _ModelRecord(tensors, ops, _ints(sub.InputsAsNumpy()), _ints(sub.OutputsAsNumpy()))
     except _FLATBUFFER_ERRORS as exc:
         raise ModelFormatError(
-            f"{path}: the TFLite flatbuffer is corrupt or truncated ({type(exc).__name__}: "
-            f"{exc}); re-export the model from the converter or copy the file again"
+            f"{path}: the TFLite flatbuffer is corrupt or truncated ({exc}); re-export the "
+            "model from the converter or copy the file again"
         ) from exc
     n = len(record.tensors)
     for op in record.ops:
