@@ -248,6 +248,33 @@ def test_shape_and_slicing_ops_match_litert(tmp_path: Path) -> None:
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
+def test_strided_slice_parameters_shorter_than_the_rank(tmp_path: Path) -> None:
+    """x[1:2, -2::-1] of a rank-3 input: the last axis is taken whole."""
+    tensors = [
+        T("x", [2, 5, 4], "float32"),
+        const("begin", [1, -2]),
+        const("end", [2, 0]),
+        const("strides", [1, -1]),
+        T("y", [1, 4, 4], "float32"),
+    ]
+    options = {"EndMask": 0b10}
+    ops = [Op("STRIDED_SLICE", [0, 1, 2, 3], [4], "StridedSliceOptions", options)]
+    model = build(tensors, ops, [0], [4])
+    x = np.arange(40, dtype=np.float32).reshape(2, 5, 4)
+    np.testing.assert_array_equal(memfit_outputs(write(tmp_path, model), x)[0], x[1:2, -2::-1])
+    np.testing.assert_array_equal(litert(model, x)[0], x[1:2, -2::-1])
+
+
+def test_concatenation_with_a_fused_activation_is_refused(tmp_path: Path) -> None:
+    tensors = [T("a", [2], "float32"), T("b", [2], "float32"), T("y", [4], "float32")]
+    options = {"Axis": 0, "FusedActivationFunction": 1}
+    model = build(
+        tensors, [Op("CONCATENATION", [0, 1], [2], "ConcatenationOptions", options)], [0, 1], [2]
+    )
+    with pytest.raises(UnsupportedOpError, match="CONCATENATION: a fused activation"):
+        load(write(tmp_path, model))
+
+
 @pytest.mark.parametrize(
     ("opcode", "options", "fields"),
     [

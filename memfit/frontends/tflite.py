@@ -139,7 +139,8 @@ def _read_quant(t: Any) -> Quantization | None:
         zero_points *= len(scales)
     if len(zero_points) != len(scales):
         raise ModelFormatError(
-            f"tensor {t.Name()!r} has {len(scales)} scales but {len(zero_points)} zero points"
+            f"tensor {t.Name().decode(errors='replace')!r} has {len(scales)} scales but "
+            f"{len(zero_points)} zero points; the file is corrupt, re-export it"
         )
     return Quantization(scales, zero_points, q.QuantizedDimension() if len(scales) > 1 else None)
 
@@ -283,9 +284,9 @@ class _Converter:
             zero = rec.quant.zero_point[0] if rec.quant is not None else 0
             data = np.full(shape, zero, dtype.numpy)
         else:
-            source = np.float16 if rec.type_code == tflite.TensorType.FLOAT16 else None
             dtype = self.dtype(rec)
-            item = np.dtype(source or dtype.numpy)
+            float16 = rec.type_code == tflite.TensorType.FLOAT16
+            item = np.dtype(np.float16) if float16 else dtype.numpy
             if rec.data.size != math.prod(shape) * item.itemsize:
                 raise ModelFormatError(
                     f"constant tensor {rec.name!r} has {rec.data.size} bytes, but its shape "
@@ -483,8 +484,6 @@ class _Converter:
         marks static are compared; without a signature the file's shapes are all static.
         """
         declared = rec.signature if rec.signature is not None else rec.shape
-        if not declared and not rec.shape:
-            declared = ()
         matches = len(declared) == len(shape) and all(
             d <= 0 or d == s for d, s in zip(declared, shape, strict=True)
         )
@@ -799,7 +798,9 @@ def _transpose(c: _Converter, op: _OpRecord) -> _Mapped:
 @_maps("CONCATENATION")
 def _concat(c: _Converter, op: _OpRecord) -> _Mapped:
     xs = [c.activation_input(op, i) for i in range(len(op.inputs))]
-    attrs = {"axis": op.options.get("Axis", 0) % len(xs[0].shape), "activation": _activation(op)}
+    if _activation(op) != "none":  # TFLite and TFLite Micro reject it too
+        raise _Unsupported("a fused activation")
+    attrs = {"axis": op.options.get("Axis", 0) % len(xs[0].shape), "activation": "none"}
     return _Mapped("concat", list(xs), attrs)
 
 
@@ -836,11 +837,13 @@ def _strided_slice(c: _Converter, op: _OpRecord) -> _Mapped:
     strides = strides or [1] * len(begin)
     if not len(begin) == len(end) == len(strides) <= rank or 0 in strides:
         raise _Unsupported(f"begin {begin}, end {end}, strides {strides} for rank {rank}")
+    # Axes the parameters do not cover are taken whole.
+    whole = ~((1 << len(begin)) - 1)
+    begin_mask = o.get("BeginMask", 0) | whole
+    end_mask = o.get("EndMask", 0) | whole
     begin += [0] * (rank - len(begin))
     end += [0] * (rank - len(end))
     strides += [1] * (rank - len(strides))
-    begin_mask = o.get("BeginMask", 0) | ~((1 << len(begin)) - 1)
-    end_mask = o.get("EndMask", 0) | ~((1 << len(end)) - 1)
     shrink = o.get("ShrinkAxisMask", 0)
     starts, stops, steps, shrink_axes = [], [], [], []
     for axis in range(rank):
