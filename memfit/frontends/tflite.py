@@ -405,9 +405,9 @@ class _Converter:
         refuse_unsupported(self.graph.name, unsupported)
 
         for i in self.record.outputs:
-            tensor = self.tensors.get(i) or self.tensor(i)
-            assert tensor is not None
-            self.graph.outputs.append(tensor)
+            if i not in self.tensors:  # a constant (or variable) output
+                self.tensor(i)
+            self.graph.outputs.append(self.tensors[i])
         return self.graph
 
     def check_quantized(self, op: _OpRecord, mapped: _Mapped) -> None:

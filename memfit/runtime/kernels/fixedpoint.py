@@ -90,7 +90,7 @@ def trunc_div(a: IntArray, b: IntArray | int) -> IntArray:
     return np.where(a >= 0, a // b, -((-a) // b))
 
 
-def saturating_rounding_doubling_high_mul(a: IntArray, b: IntArray | int) -> IntArray:
+def saturating_rounding_doubling_high_mul(a: IntArray | int, b: IntArray | int) -> IntArray:
     """gemmlowp's ``SaturatingRoundingDoublingHighMul`` for int32: round(a * b / 2**31)."""
     a = np.asarray(a, np.int64)
     product = a * np.asarray(b, np.int64)
@@ -187,7 +187,7 @@ _MINUS_32_OVER_17 = constant(-32.0 / 17.0, 2)
 _EXP_BARREL = tuple((e, constant(math.exp(-(2.0**e)))) for e in range(-2, 5))
 
 
-def _mul(a: IntArray, b: IntArray | int) -> IntArray:
+def _mul(a: IntArray | int, b: IntArray | int) -> IntArray:
     return saturating_rounding_doubling_high_mul(a, b)
 
 

@@ -33,6 +33,13 @@ def _quant(t: Tensor | None) -> Quantization:
     return t.quant
 
 
+def _input(op: Op, index: int) -> Tensor:
+    t = op.input(index)
+    if t is None:
+        raise InternalError(f"op {op.name} ({op.kind}) has no input {index}")
+    return t
+
+
 def _scale(t: Tensor | None) -> float:
     return _quant(t).scale[0]
 
@@ -139,7 +146,7 @@ def conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.
     if x.dtype == np.float32:
         return _hybrid_conv2d(op, x, w, bias)
     _check_int8(op)
-    xt, wt, out = op.inputs[0], op.inputs[1], op.output
+    xt, wt, out = _input(op, 0), _input(op, 1), op.output
     acc = _accumulate_conv(x, w, op, _zero_point(xt))
     if bias is not None:
         acc = fp.wrap32(acc + bias.astype(np.int64))
@@ -182,7 +189,7 @@ def _hybrid_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None
 def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """TFLite Micro's ``DepthwiseConvPerChannel``, including a depth multiplier."""
     _check_int8(op)
-    xt, wt, out = op.inputs[0], op.inputs[1], op.output
+    xt, wt, out = _input(op, 0), _input(op, 1), op.output
     zero_point = _zero_point(xt)
     _, kh, kw, channels = w.shape
     multiplier = op.attrs.get("depth_multiplier", 1)
@@ -209,7 +216,7 @@ def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | No
 def fully_connected(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     """TFLite Micro's ``FullyConnected`` (per tensor) or ``FullyConnectedPerChannel``."""
     _check_int8(op)
-    xt, wt, out = op.inputs[0], op.inputs[1], op.output
+    xt, wt, out = _input(op, 0), _input(op, 1), op.output
     wq = _quant(wt)
     rows = x.reshape(-1, w.shape[1]).astype(np.float64) - _zero_point(xt)
     if wq.per_tensor:
@@ -265,7 +272,7 @@ def mean(op: Op, x: np.ndarray) -> np.ndarray:
     TFLite Micro uses this arithmetic on its 4-D (H, W) path and on its general path alike.
     """
     _check_int8(op)
-    xt, out = op.inputs[0], op.output
+    xt, out = _input(op, 0), op.output
     axes = tuple(op.attrs["axes"])
     resolved = tuple(sorted({a % x.ndim for a in axes}))
     count = int(np.prod([x.shape[a] for a in resolved]))
@@ -368,7 +375,7 @@ def quantize(op: Op, x: np.ndarray) -> np.ndarray:
 def relu(op: Op, x: np.ndarray) -> np.ndarray:
     """TFLite Micro's int8 RELU: requantize to the output, clamp below at its zero."""
     _check_int8(op)
-    xt, out = op.inputs[0], op.output
+    xt, out = _input(op, 0), op.output
     multiplier, shift = fp.quantize_multiplier(_scale(xt) / _scale(out))
     low = max(-128, _quantize_real(0.0, out))
 
@@ -386,7 +393,7 @@ def relu6(op: Op, x: np.ndarray) -> np.ndarray:
     (The converter gives RELU6 equal input and output parameters.)
     """
     _check_int8(op)
-    xt = op.inputs[0]
+    xt = _input(op, 0)
     six = min(max(_quantize_real(6.0, xt), -128), 127)
     return np.clip(x, _zero_point(xt), six).astype(np.int8)
 
@@ -394,7 +401,7 @@ def relu6(op: Op, x: np.ndarray) -> np.ndarray:
 @register("leaky_relu", quantized=True)
 def leaky_relu(op: Op, x: np.ndarray) -> np.ndarray:
     _check_int8(op)
-    xt, out = op.inputs[0], op.output
+    xt, out = _input(op, 0), op.output
     alpha_real = float(
         np.float32(_scale(xt)) * np.float32(op.attrs["alpha"]) / np.float32(_scale(out))
     )
@@ -428,7 +435,7 @@ def _sigmoid_input(xt: Tensor) -> tuple[int, int, int]:
 def logistic(op: Op, x: np.ndarray) -> np.ndarray:
     """int8 LOGISTIC; the output is on TFLite's fixed scale 1/256, zero point -128."""
     _check_int8(op)
-    xt = op.inputs[0]
+    xt = _input(op, 0)
     multiplier, shift, radius = _sigmoid_input(xt)
 
     def table(v: np.ndarray) -> np.ndarray:
@@ -445,7 +452,7 @@ def logistic(op: Op, x: np.ndarray) -> np.ndarray:
 def tanh(op: Op, x: np.ndarray) -> np.ndarray:
     """int8 TANH; the output is on TFLite's fixed scale 1/128, zero point 0."""
     _check_int8(op)
-    xt = op.inputs[0]
+    xt = _input(op, 0)
     multiplier, shift, radius = _sigmoid_input(xt)
 
     def table(v: np.ndarray) -> np.ndarray:
@@ -462,7 +469,7 @@ def tanh(op: Op, x: np.ndarray) -> np.ndarray:
 def hard_swish(op: Op, x: np.ndarray) -> np.ndarray:
     """TFLite's int8 HARD_SWISH: x * relu6(x + 3) / 6 in 16-bit fixed point."""
     _check_int8(op)
-    xt, out = op.inputs[0], op.output
+    xt, out = _input(op, 0), op.output
     hires_scale = np.float32(1.0 / 128.0) * np.float32(_scale(xt))
     output_m32, output_exponent = fp.quantize_multiplier(
         float(hires_scale / np.float32(_scale(out)))
@@ -501,8 +508,8 @@ _ACCUMULATION_INTEGER_BITS = 12
 @register("softmax", quantized=True)
 def softmax(op: Op, x: np.ndarray) -> np.ndarray:
     """TFLite Micro's int8 SOFTMAX (gemmlowp fixed point), int8 or int16 output."""
-    xt, out = op.inputs[0], op.output
-    if xt is None or xt.dtype.value != "int8" or out.dtype.value not in ("int8", "int16"):
+    xt, out = _input(op, 0), op.output
+    if xt.dtype.value != "int8" or out.dtype.value not in ("int8", "int16"):
         raise InternalError(f"op {op.name}: softmax kernel given {xt} -> {out}")
     beta_real = min(
         op.attrs.get("beta", 1.0) * _scale(xt) * (1 << (31 - _SCALED_DIFF_INTEGER_BITS)),
