@@ -15,6 +15,9 @@ import pytest
 from tflite_micro.python.tflite_micro import runtime
 
 from memfit.api import load, run
+from memfit.ir.builder import GraphBuilder
+from memfit.ir.core import Quantization
+from memfit.ir.dtypes import DType
 from memfit.runtime.kernels import fixedpoint as fp
 from tests.tflite_builder import Operator as Op
 from tests.tflite_builder import T, binary, build, unary
@@ -324,8 +327,13 @@ def test_conv2d(tmp_path: Path, stride: int, dilation: int, padding: int, in_cha
     assert_same_as_tflm(model, tmp_path, random_int8(rng, (1, hw, hw, in_channels)))
 
 
-@pytest.mark.parametrize(("multiplier", "stride", "padding"), [(1, 1, 0), (2, 2, 0), (3, 1, 1)])
-def test_depthwise_conv2d(tmp_path: Path, multiplier: int, stride: int, padding: int) -> None:
+@pytest.mark.parametrize(
+    ("multiplier", "stride", "padding", "dilation"),
+    [(1, 1, 0, 1), (2, 2, 0, 1), (3, 1, 1, 1), (1, 1, 0, 2)],
+)
+def test_depthwise_conv2d(
+    tmp_path: Path, multiplier: int, stride: int, padding: int, dilation: int
+) -> None:
     rng = np.random.default_rng(multiplier)
     channels, hw = 4, 8
     out_channels = channels * multiplier
@@ -345,8 +353,8 @@ def test_depthwise_conv2d(tmp_path: Path, multiplier: int, stride: int, padding:
         "StrideH": stride,
         "DepthMultiplier": multiplier,
         "FusedActivationFunction": 1,
-        "DilationWFactor": 1,
-        "DilationHFactor": 1,
+        "DilationWFactor": dilation,
+        "DilationHFactor": dilation,
     }
     ops = [Op("DEPTHWISE_CONV_2D", [0, 1, 2], [3], "DepthwiseConv2DOptions", options)]
     assert_same_as_tflm(
@@ -419,3 +427,21 @@ def test_pad_uses_the_zero_point(tmp_path: Path) -> None:
     ]
     model = build(tensors, [Op("PAD", [0, 1], [2])], [0], [2])
     assert_same_as_tflm(model, tmp_path, random_int8(np.random.default_rng(6), (1, 2, 3, 2)))
+
+
+@pytest.mark.parametrize(("include_pad", "expected"), [(False, 10), (True, 4)])
+def test_avg_pool_count_include_pad(include_pad: bool, expected: int) -> None:
+    """TFLite never counts padding; an imported ONNX pool may ask to (40 / 9 rounds to 4)."""
+    quant = Quantization((0.1,), (0,))
+    b = GraphBuilder()
+    x = b.input("x", (1, 2, 2, 1), DType.INT8, quant)
+    attrs = {
+        "kernel": (3, 3),
+        "strides": (1, 1),
+        "pads": (1, 1, 1, 1),
+        "activation": "none",
+        "count_include_pad": include_pad,
+    }
+    graph = b.output(b.op("avg_pool2d", [x], attrs, quant=quant))
+    (out,) = run(graph, np.full((1, 2, 2, 1), 10, np.int8)).values()
+    assert (out == expected).all()

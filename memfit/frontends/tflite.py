@@ -345,7 +345,7 @@ class _Converter:
             raise ShapeError(
                 f"input {rec.name!r} has unknown or dynamic dimensions {_dims(rec)} (axes "
                 f"{unknown}); fix them with --input-shape {rec.name}={example} (in Python: "
-                f"input_shapes={{{rec.name!r}: ({example},)}})"
+                f"input_shapes={{{rec.name!r}: [{example.replace(',', ', ')}]}})"
             )
         return rec.shape
 
