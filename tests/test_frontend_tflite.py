@@ -248,6 +248,32 @@ def test_shape_and_slicing_ops_match_litert(tmp_path: Path) -> None:
         np.testing.assert_allclose(g, e, rtol=1e-5, atol=1e-5)
 
 
+def test_reshape_to_a_shape_computed_in_the_graph(tmp_path: Path) -> None:
+    """The converter's SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE chain: only the reshape stays."""
+    tensors = [
+        T("x", [2, 3, 4], "float32"),
+        T("shape", [3], "int32"),
+        const("b", [0]),
+        const("e", [1]),
+        const("s", [1]),
+        T("batch", [], "int32"),
+        const("minus_one", -1),
+        T("target", [2], "int32"),
+        T("y", [2, 12], "float32"),
+    ]
+    ops = [
+        Op("SHAPE", [0], [1], "ShapeOptions", {"OutType": 2}),
+        Op("STRIDED_SLICE", [1, 2, 3, 4], [5], "StridedSliceOptions", {"ShrinkAxisMask": 1}),
+        Op("PACK", [5, 6], [7], "PackOptions", {"ValuesCount": 2, "Axis": 0}),
+        Op("RESHAPE", [0, 7], [8]),
+    ]
+    model = build(tensors, ops, [0], [8])
+    path = write(tmp_path, model)
+    assert [op.kind for op in load(path).ops] == ["reshape"]
+    x = np.arange(24, dtype=np.float32).reshape(2, 3, 4)
+    np.testing.assert_array_equal(memfit_outputs(path, x)[0], litert(model, x)[0])
+
+
 def test_strided_slice_parameters_shorter_than_the_rank(tmp_path: Path) -> None:
     """x[1:2, -2::-1] of a rank-3 input: the last axis is taken whole."""
     tensors = [

@@ -697,8 +697,11 @@ def _pool(c: _Converter, op: _OpRecord) -> _Mapped:
 def _reshape(c: _Converter, op: _OpRecord) -> _Mapped:
     x = c.activation_input(op)
     new_shape: Sequence[int] = _ints(op.options.get("NewShapeAsNumpy"))
-    if op.opcode == "RESHAPE" and len(op.inputs) > 1 and op.inputs[1] >= 0:
-        new_shape = tuple(int(d) for d in c.const_array(op.inputs[1], "the shape").ravel())
+    # The declared output shape is static: a shape operand computed in the graph (the
+    # converter's SHAPE -> STRIDED_SLICE -> PACK chains) is not needed, and those ops are pruned.
+    shape_operand = op.inputs[1] if op.opcode == "RESHAPE" and len(op.inputs) > 1 else -1
+    if shape_operand >= 0 and c.rec(shape_operand).data is not None:
+        new_shape = tuple(int(d) for d in c.const_array(shape_operand, "the shape").ravel())
     return _Mapped("reshape", [x], {}, [c.output_shape(op, x, new_shape)])
 
 
