@@ -504,6 +504,13 @@ def test_patched_opcode_in_a_shared_model_is_refused(tmp_path: Path) -> None:
         load(write(tmp_path, bytes(raw)))
 
 
+def test_unsupported_tensor_type(tmp_path: Path) -> None:
+    tensors = [T("x", [4], "float64"), T("y", [4], "float64")]
+    model = build(tensors, [Op("RELU", [0], [1])], [0], [1])
+    with pytest.raises(UnsupportedModelError, match="'x' has type FLOAT64"):
+        load(write(tmp_path, model))
+
+
 def test_several_subgraphs(tmp_path: Path) -> None:
     tensors = [T("x", [4], "float32"), T("y", [4], "float32")]
     model = build(tensors, [Op("RELU", [0], [1])], [0], [1], subgraphs=2)

@@ -17,6 +17,7 @@ import tflite
 TYPES = {
     "float32": tflite.TensorType.FLOAT32,
     "float16": tflite.TensorType.FLOAT16,
+    "float64": tflite.TensorType.FLOAT64,
     "int8": tflite.TensorType.INT8,
     "int16": tflite.TensorType.INT16,
     "int32": tflite.TensorType.INT32,

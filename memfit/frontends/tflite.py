@@ -272,7 +272,12 @@ class _Converter:
         dtype = _DTYPES.get(rec.type_code)
         if dtype is None:
             type_name = _TYPE_NAMES.get(rec.type_code, str(rec.type_code))
-            raise _Unsupported(f"tensor {rec.name!r} has type {type_name}")
+            supported = ", ".join(sorted(str(d) for d in _DTYPES.values()))
+            raise UnsupportedModelError(
+                f"tensor {rec.name!r} has type {type_name}, which memfit does not support "
+                f"(supported: {supported}, and float16 constants); convert the model with "
+                "other types"
+            )
         return dtype
 
     def constant(self, rec: _TensorRecord) -> Tensor:
@@ -387,20 +392,14 @@ class _Converter:
                     raise _Unsupported()
                 mapped = mapper(self, op)
                 self.check_quantized(op, mapped)
+                self.add(op, mapped)
             except _Unsupported as exc:
                 op_type = f"{op.opcode}: {exc.detail}" if exc.detail else op.opcode
                 unsupported.append((op_type, label))
                 self.declare_outputs(op)
-                continue
             except MemfitError:
                 if unsupported:
-                    break  # likely a consequence of an op memfit skipped
-                raise
-            try:
-                self.add(op, mapped)
-            except ShapeError:
-                if unsupported:
-                    break
+                    break  # probably a consequence of an op memfit skipped: report those
                 raise
         refuse_unsupported(self.graph.name, unsupported)
 
