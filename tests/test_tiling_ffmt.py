@@ -557,3 +557,10 @@ def test_grids_that_cannot_be_cut_are_refused():
     chain.unary("relu")
     _refused(chain.finish(), chain.names, (4, 1), "read only padding")
     _tile_and_compare(chain, (2, 1))
+
+
+def test_maps_that_are_not_nhwc_are_refused():
+    b = GraphBuilder("flat")
+    x = b.input("x", (1, 10))
+    graph = b.output(b.op("relu", [x], name="relu"))
+    _refused(graph, ["relu"], (2, 1), "'relu'.*NHWC maps only")

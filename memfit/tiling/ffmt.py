@@ -85,31 +85,34 @@ def _refuse(op: Op, graph: Graph, reason: str) -> TilingError:
 
 def _geometry(op: Op, graph: Graph) -> tuple[AxisGeometry, AxisGeometry]:
     """How ``op`` maps output rows and columns to input rows and columns."""
+    windowed = op.kind in _CONVOLUTIONS or op.kind in _POOLS
+    pointwise = op.kind in _UNARY or op.kind in _BINARY
+    if not (windowed or pointwise or op.kind == "pad"):
+        raise _refuse(op, graph, _WHY_NOT.get(op.kind, "FFMT cannot split it spatially"))
     x = op.activation_inputs[0]
     if len(x.shape) != 4 or len(op.output.shape) != 4:
-        raise _refuse(op, graph, f"its maps are rank {len(x.shape)}, not NHWC")
-    if op.kind in _CONVOLUTIONS or op.kind in _POOLS:
-        if op.kind in _CONVOLUTIONS:
-            if op.inputs[0] is not x:
-                raise _refuse(op, graph, "its activation is not its first input")
-            _, kh, kw, _ = op.inputs[1].shape  # type: ignore[union-attr]
-            dh, dw = op.attrs["dilations"]
-        else:
-            kh, kw = op.attrs["kernel"]
-            dh = dw = 1
-        sh, sw = op.attrs["strides"]
-        top, left, _, _ = op.attrs["pads"]
-        return AxisGeometry(kh, sh, dh, top), AxisGeometry(kw, sw, dw, left)
-    if op.kind == "pad":
+        shapes = f"{list(x.shape)} -> {list(op.output.shape)}"
+        raise _refuse(op, graph, f"it maps {shapes}, and FFMT tiles NHWC maps only")
+    if op.kind in _CONVOLUTIONS:
+        if op.inputs[0] is not x:
+            raise _refuse(op, graph, "its activation is not its first input")
+        _, kh, kw, _ = op.inputs[1].shape  # type: ignore[union-attr]
+        dh, dw = op.attrs["dilations"]
+    elif op.kind in _POOLS:
+        kh, kw = op.attrs["kernel"]
+        dh = dw = 1
+    elif op.kind == "pad":
         batch, rows, cols, _ = op.attrs["pads"]
         if tuple(batch) != (0, 0):
             raise _refuse(op, graph, "it pads the batch axis")
         return AxisGeometry(pad_before=rows[0]), AxisGeometry(pad_before=cols[0])
-    if op.kind in _UNARY or op.kind in _BINARY:
+    else:
         if op.output.shape != x.shape:
             raise _refuse(op, graph, f"its output {op.output.shape} is not shaped like {x.shape}")
         return POINTWISE, POINTWISE
-    raise _refuse(op, graph, _WHY_NOT.get(op.kind, "FFMT cannot split it spatially"))
+    sh, sw = op.attrs["strides"]
+    top, left, _, _ = op.attrs["pads"]
+    return AxisGeometry(kh, sh, dh, top), AxisGeometry(kw, sw, dw, left)
 
 
 def _check_grid(grid: Sequence[int]) -> tuple[int, int]:
