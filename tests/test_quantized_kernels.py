@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter, OpResolverType
 from tflite_micro.python.tflite_micro import runtime
 
 from memfit.api import load, run
@@ -184,6 +185,20 @@ def test_leaky_relu(tmp_path: Path, alpha: float) -> None:
 def test_relu(tmp_path: Path, opcode: str) -> None:
     model = unary(opcode, [1, 256], q(0.05, -20), q(0.025, -128))
     assert_same_as_tflm(model, tmp_path, ALL_INT8)
+
+
+def test_relu_n1_to_1_matches_litert(tmp_path: Path) -> None:
+    """TFLite Micro has no int8 RELU_N1_TO_1: LiteRT's builtin kernel is the reference."""
+    model = unary("RELU_N1_TO_1", [1, 256], q(0.02, -20), q(0.01, 3))
+    interpreter = Interpreter(
+        model_content=model,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], ALL_INT8)
+    interpreter.invoke()
+    expected = interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    np.testing.assert_array_equal(memfit(model, tmp_path, ALL_INT8), expected)
 
 
 @pytest.mark.parametrize(

@@ -374,26 +374,39 @@ def quantize(op: Op, x: np.ndarray) -> np.ndarray:
 # ---- elementwise unary ---------------------------------------------------------------------
 
 
-@register("relu", quantized=True)
-def relu(op: Op, x: np.ndarray) -> np.ndarray:
-    """TFLite Micro's int8 RELU: requantize to the output, clamp below at its zero."""
+def _relu_x(op: Op, x: np.ndarray, low_real: float, high_real: float | None) -> np.ndarray:
+    """Requantize to the output, then clamp to [low_real, high_real] on the output's scale."""
     _check_int8(op)
     xt, out = _input(op, 0), op.output
     multiplier, shift = fp.quantize_multiplier(_scale(xt) / _scale(out))
-    low = max(-128, _quantize_real(0.0, out))
+    low = max(-128, _quantize_real(low_real, out))
+    high = 127 if high_real is None else min(127, _quantize_real(high_real, out))
 
     def table(v: np.ndarray) -> np.ndarray:
         scaled = fp.multiply_by_quantized_multiplier(v - _zero_point(xt), multiplier, shift)
-        return np.clip(scaled + _zero_point(out), low, 127)
+        return np.clip(scaled + _zero_point(out), low, high)
 
     return _by_table(table, x).astype(np.int8)
+
+
+@register("relu", quantized=True)
+def relu(op: Op, x: np.ndarray) -> np.ndarray:
+    """TFLite Micro's int8 RELU."""
+    return _relu_x(op, x, 0.0, None)
+
+
+@register("relu_n1_to_1", quantized=True)
+def relu_n1_to_1(op: Op, x: np.ndarray) -> np.ndarray:
+    """int8 RELU_N1_TO_1 as TFLite (LiteRT) computes it; TFLite Micro has no int8 version."""
+    return _relu_x(op, x, -1.0, 1.0)
 
 
 @register("relu6", quantized=True)
 def relu6(op: Op, x: np.ndarray) -> np.ndarray:
     """TFLite Micro's int8 RELU6 clamps to [0, 6] on the *input's* scale and does not rescale.
 
-    (The converter gives RELU6 equal input and output parameters.)
+    (The converter gives RELU6 equal input and output parameters; LiteRT, unlike TFLite Micro,
+    requantizes to the output's.)
     """
     _check_int8(op)
     xt = _input(op, 0)
