@@ -153,7 +153,8 @@ def _tile_constant(graph: Graph, const: Tensor, window: TileWindow, tag: str) ->
             sliced = True
     if not sliced:
         return const
-    assert const.data is not None
+    if const.data is None:
+        raise InternalError(f"constant {const.name} has no data")
     return graph.add_constant(f"{const.name}{tag}", const.data[tuple(index)], const.quant)
 
 
@@ -168,7 +169,7 @@ def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> Tilin
     chain = resolve_chain(graph, ops)
     rows, cols = _check_grid(grid)
     geometries = [_geometry(op, graph) for op in chain]
-    input_sizes = [op.activation_inputs[0].shape[1:3] for op in chain]
+    input_sizes = [(x.shape[1], x.shape[2]) for x in (op.activation_inputs[0] for op in chain)]
     output = chain[-1].output
     row_spans, col_spans = split(output.shape[1], rows), split(output.shape[2], cols)
     try:
@@ -205,9 +206,10 @@ def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> Tilin
     if rows > 1:
         writer.concat(f"{chain[-1].name}@join", row_outputs, 1, output)
 
-    for op in chain:  # constants that only tiles' slices of them now replace
+    graph_outputs = {t.name for t in graph.outputs}
+    for op in chain:  # a constant sliced for every tile is read by nothing now
         for t in op.inputs:
-            if t is not None and t.is_constant and not t.consumers:
+            if t is not None and t.is_constant and not t.consumers and t.name not in graph_outputs:
                 graph.tensors.pop(t.name, None)
     record = {"method": "ffmt", "ops": list(ops), "grid": [rows, cols]}
     return TilingResult(record=record, extra_macs=writer.macs - original_macs)
