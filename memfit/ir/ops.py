@@ -33,6 +33,19 @@ pack                   *xs; axis                                 (folded away at
 =====================  ============================================================================
 
 ``activation`` is one of none, relu, relu6, relu_n1_to_1, tanh, sigmoid.
+
+Accumulating kinds, written by fused depthwise tiling (``memfit.tiling.fdt``) to split a layer's
+input channels into partitions. The accumulator is float32 for float layers; for int8 layers it
+is int32 and holds sum((x - x_zero_point) * w), its quantization scale per output channel being
+the input scale times the weight scale (zero point 0):
+
+=========================  ========================================================================
+partial_conv2d             x[N,H,W,Cs], w[O,KH,KW,Cs], acc?; strides, dilations, pads -> acc plus
+                           the convolution of the channel slice (no bias; groups 1)
+partial_fully_connected    x[..., Ks], w[N,Ks], acc?; keep_num_dims -> acc plus x @ w.T (no bias)
+accumulator_output         acc, bias?; activation -> the layer's output: acc + bias, requantized
+                           to the output tensor's quantization for int8, then the activation
+=========================  ========================================================================
 """
 
 from __future__ import annotations
@@ -88,6 +101,22 @@ def _fully_connected(op: Op) -> list[Shape]:
     if op.attrs.get("keep_num_dims", False):
         return [(*x[:-1], n)]
     return [(math.prod(x) // k, n)]
+
+
+def _accumulating(layer: Callable[[Op], list[Shape]]) -> Callable[[Op], list[Shape]]:
+    """The shape function of a partial layer: the layer's, and the accumulator input's if any."""
+
+    def shapes(op: Op) -> list[Shape]:
+        out = layer(op)
+        acc = op.input(2)
+        if acc is not None and acc.shape != out[0]:
+            raise ShapeError(
+                f"op {op.name} ({op.kind}) accumulates into {acc.name} of shape {acc.shape}, "
+                f"but computes shape {out[0]}"
+            )
+        return out
+
+    return shapes
 
 
 def _matmul(op: Op) -> list[Shape]:
@@ -207,6 +236,9 @@ SHAPE_FUNCTIONS: dict[str, Callable[[Op], list[Shape]]] = {
     "lstm": _declared,
     "shape": _shape,
     "pack": _pack,
+    "partial_conv2d": _accumulating(_conv2d),
+    "partial_fully_connected": _accumulating(_fully_connected),
+    "accumulator_output": _same,
 }
 
 SUPPORTED_KINDS = frozenset(SHAPE_FUNCTIONS)
@@ -219,13 +251,13 @@ def infer_shapes(op: Op) -> list[Shape]:
 
 def macs(op: Op) -> int:
     """Multiply-accumulates of one execution of ``op`` (0 for ops that do none)."""
-    if op.kind == "conv2d":
+    if op.kind in ("conv2d", "partial_conv2d"):
         _, kh, kw, cin = _in(op, 1)
         return math.prod(op.output.shape) * kh * kw * cin
     if op.kind == "depthwise_conv2d":
         _, kh, kw, _ = _in(op, 1)
         return math.prod(op.output.shape) * kh * kw
-    if op.kind == "fully_connected":
+    if op.kind in ("fully_connected", "partial_fully_connected"):
         return math.prod(op.output.shape) * _in(op, 1)[1]
     if op.kind == "matmul":
         return math.prod(op.output.shape) * _in(op, 0)[-1]

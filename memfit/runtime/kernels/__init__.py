@@ -74,6 +74,7 @@ from memfit.runtime.kernels import (  # noqa: E402
     int8,
     lstm,
     misc,
+    partial,
     pool,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "int8",
     "lstm",
     "misc",
+    "partial",
     "pool",
     "register",
     "run_kernel",
