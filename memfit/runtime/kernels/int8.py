@@ -245,7 +245,7 @@ def avg_pool2d(op: Op, x: np.ndarray) -> np.ndarray:
     sums = windows(pad_nhwc(x.astype(np.int64), pads, 0), kernel, strides, (1, 1), out_hw(op))
     sums = sums.sum(axis=(-2, -1))
     if op.attrs.get("count_include_pad", False):  # not in TFLite; ONNX may ask for it
-        counts = np.int64(kernel[0] * kernel[1])
+        counts = np.full(out_hw(op), kernel[0] * kernel[1], np.int64)[None, :, :, None]
     else:
         ones = pad_nhwc(np.ones((1, *x.shape[1:3], 1), np.int64), pads, 0)
         counts = windows(ones, kernel, strides, (1, 1), out_hw(op)).sum(axis=(-2, -1))
