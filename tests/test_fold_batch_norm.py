@@ -74,8 +74,9 @@ def test_golden():
     # Output channel 0 of the weights is scaled by gamma / sqrt(var + eps).
     original = _conv_bn()
     inv = original.tensors["gamma"].data[0] / np.sqrt(original.tensors["var"].data[0] + 1e-3)
-    np.testing.assert_allclose(g.tensors["w"].data[0], original.tensors["w"].data[0] * inv,
-                               rtol=1e-6)
+    np.testing.assert_allclose(
+        g.tensors["w"].data[0], original.tensors["w"].data[0] * inv, rtol=1e-6
+    )
 
 
 def test_same_numbers_for_every_host():

@@ -6,8 +6,13 @@ from memfit.ir.printer import format_graph
 from memfit.passes.fold_channel_affine import fold_channel_affine
 from memfit.runtime.executor import execute
 
-CONV = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0), "groups": 1,
-        "activation": "none"}
+CONV = {
+    "strides": (1, 1),
+    "dilations": (1, 1),
+    "pads": (0, 0, 0, 0),
+    "groups": 1,
+    "activation": "none",
+}
 ELEMENTWISE = {"activation": "none"}
 
 
@@ -28,11 +33,14 @@ def _bn_then(kind: str, x_first: bool = True, constant=None):
     rng = np.random.default_rng(1)
     b = GraphBuilder("bn")
     x = b.input("x", (1, 2, 2, 3))
-    params = [b.constant(n, rng.uniform(0.5, 1.5, 3).astype(np.float32))
-              for n in ("gamma", "beta", "mean", "var")]
+    params = [
+        b.constant(n, rng.uniform(0.5, 1.5, 3).astype(np.float32))
+        for n in ("gamma", "beta", "mean", "var")
+    ]
     y = b.op("batch_norm", [x, *params], {"epsilon": 1e-5}, name="bn")
-    c = b.constant("c", rng.uniform(0.5, 2.0, (3,)).astype(np.float32)
-                   if constant is None else constant)
+    c = b.constant(
+        "c", rng.uniform(0.5, 2.0, (3,)).astype(np.float32) if constant is None else constant
+    )
     return b.output(b.op(kind, [y, c] if x_first else [c, y], ELEMENTWISE, name="y"))
 
 
@@ -67,8 +75,9 @@ def test_golden():
     _same_numbers(_conv_scale_shift, ["conv2d"])
 
 
-@pytest.mark.parametrize("kind, x_first", [("mul", True), ("add", False), ("sub", True),
-                                           ("sub", False), ("div", True)])
+@pytest.mark.parametrize(
+    "kind, x_first", [("mul", True), ("add", False), ("sub", True), ("sub", False), ("div", True)]
+)
 def test_standalone_batch_norm_absorbs_the_affine(kind, x_first):
     _same_numbers(lambda: _bn_then(kind, x_first), ["batch_norm"])
 

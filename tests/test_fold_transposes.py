@@ -49,9 +49,7 @@ def test_inverse_pair_cancels_golden():
     )
     assert fold_transposes(g).modified
     assert format_graph(g) == (
-        "graph pair(%x: float32[1,4,4,6]) -> (%y) {\n"
-        "  %y: float32[1,4,4,6] = relu(%x)\n"
-        "}\n"
+        "graph pair(%x: float32[1,4,4,6]) -> (%y) {\n  %y: float32[1,4,4,6] = relu(%x)\n}\n"
     )
     _same_numbers(_inverse_pair)
 
@@ -109,8 +107,12 @@ def test_shared_weights_are_not_changed_in_place():
     g = _flatten_into_dense()
     shared = g.tensors["w"]
     before = shared.data.copy()
-    g.add_op("fully_connected", [g.inputs[0], shared, None],
-             [g.add_tensor("other", (12, 5), shared.dtype)], {"activation": "none"})
+    g.add_op(
+        "fully_connected",
+        [g.inputs[0], shared, None],
+        [g.add_tensor("other", (12, 5), shared.dtype)],
+        {"activation": "none"},
+    )
     g.outputs.append(g.tensors["other"])
     assert fold_transposes(g).modified
     np.testing.assert_array_equal(shared.data, before)
@@ -163,8 +165,12 @@ def test_real_transposes_stay():
 
 
 def test_groups_and_triviality():
-    assert reshape_groups((1, 12, 5), (1, 3, 4, 5)) == [((0,), ()), ((), (0,)), ((1,), (1, 2)),
-                                                       ((2,), (3,))]
+    assert reshape_groups((1, 12, 5), (1, 3, 4, 5)) == [
+        ((0,), ()),
+        ((), (0,)),
+        ((1,), (1, 2)),
+        ((2,), (3,)),
+    ]
     assert reshape_groups((6, 4), (4, 6)) == [((0, 1), (0, 1))]
     assert reshape_groups((6,), (4,)) is None
     assert is_trivial((1, 1, 1, 9), (0, 3, 1, 2))
@@ -212,8 +218,9 @@ def test_sinking_a_transpose_computes_the_same(case):
     sunk = sink_transpose(shape, perm, target)
     if sunk is not None:
         new_shape, q = sunk
-        np.testing.assert_array_equal(x.reshape(new_shape).transpose(q),
-                                      x.transpose(perm).reshape(target))
+        np.testing.assert_array_equal(
+            x.reshape(new_shape).transpose(q), x.transpose(perm).reshape(target)
+        )
 
 
 @settings(max_examples=300, deadline=None)
@@ -224,8 +231,9 @@ def test_hoisting_a_transpose_computes_the_same(case):
     hoisted = hoist_transpose(source, target, perm)
     if hoisted is not None:
         p, new_shape = hoisted
-        np.testing.assert_array_equal(x.transpose(p).reshape(new_shape),
-                                      x.reshape(target).transpose(perm))
+        np.testing.assert_array_equal(
+            x.transpose(p).reshape(new_shape), x.reshape(target).transpose(perm)
+        )
 
 
 def test_sink_and_hoist_succeed_on_pure_splits():

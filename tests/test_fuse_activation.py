@@ -8,8 +8,13 @@ from memfit.ir.printer import format_graph
 from memfit.passes.fuse_activation import fuse_activation
 from memfit.runtime.executor import execute
 
-CONV = {"strides": (1, 1), "dilations": (1, 1), "pads": (1, 1, 1, 1), "groups": 1,
-        "activation": "none"}
+CONV = {
+    "strides": (1, 1),
+    "dilations": (1, 1),
+    "pads": (1, 1, 1, 1),
+    "groups": 1,
+    "activation": "none",
+}
 
 
 def _conv_then(act: str):
@@ -26,8 +31,12 @@ def _add_pool_then(act: str):
     x = b.input("x", (1, 4, 4, 2))
     y = b.op("add", [x, x], {"activation": "none"}, name="add")
     y = b.op(act, [y], name="act1")
-    y = b.op("avg_pool2d", [y], {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0),
-                                 "activation": "none"}, name="pool")
+    y = b.op(
+        "avg_pool2d",
+        [y],
+        {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0), "activation": "none"},
+        name="pool",
+    )
     return b.output(b.op(act, [y], name="act2"))
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,8 +42,14 @@ NCHW_TO_NHWC = (0, 2, 3, 1)
 NHWC_TO_NCHW = (0, 3, 1, 2)
 MIN_OPSET = 7
 _NONDETERMINISTIC = frozenset(
-    {"RandomNormal", "RandomUniform", "RandomNormalLike", "RandomUniformLike", "Multinomial",
-     "Bernoulli"}
+    {
+        "RandomNormal",
+        "RandomUniform",
+        "RandomNormalLike",
+        "RandomUniformLike",
+        "Multinomial",
+        "Bernoulli",
+    }
 )
 
 
@@ -124,7 +130,7 @@ class _Importer:
         for index, node in enumerate(g.node):
             self.node_name = node.name or node.output[0]
             self.node_label = f"node {self.node_name!r} ({node.op_type}, #{index})"
-            if self._is_foldable(node, set(self.consts)) or node.op_type in ("Shape", "Size"):
+            if self._is_foldable(node, self.consts) or node.op_type in ("Shape", "Size"):
                 self._evaluate(node)
             else:
                 _CONVERTERS[node.op_type](self, node)
@@ -138,8 +144,10 @@ class _Importer:
         nested = [
             f"{node.op_type} ({node.name or node.output[0]!r})"
             for node in self.model.graph.node
-            if any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
-                   for a in node.attribute)
+            if any(
+                a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                for a in node.attribute
+            )
         ]
         if nested:
             raise UnsupportedModelError(
@@ -148,7 +156,7 @@ class _Importer:
                 "model with control flow unrolled or removed"
             )
 
-    def _is_foldable(self, node: onnx.NodeProto, known: set[str]) -> bool:
+    def _is_foldable(self, node: onnx.NodeProto, known: Container[str]) -> bool:
         if node.op_type in _NONDETERMINISTIC or node.domain not in ("", "ai.onnx"):
             return False
         return all(not name or name in known for name in node.input)
@@ -222,18 +230,35 @@ class _Importer:
         return tuple(int(d) for d in dims)
 
     def _onnx_inferred_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Static shapes from onnx's own shape inference, to cross-check the import against."""
-        probe = onnx.ModelProto()
-        probe.CopyFrom(self.model)
-        for value in probe.graph.input:
-            tensor = self.acts.get(value.name)
-            if tensor is None:
-                continue
-            dims = value.type.tensor_type.shape.dim
-            del dims[:]
-            for d in self._onnx_shape(tensor):
-                dims.add().dim_value = d
-        del probe.graph.value_info[:]
+        """Static shapes from onnx's own shape inference, to cross-check the import against.
+
+        The probe holds the inputs' fixed shapes and only the small initializers (shape
+        tensors and the like); large ones become typed inputs, so no weights are serialized.
+        """
+        g = self.model.graph
+        probe_graph = helper.make_graph(
+            list(g.node),
+            g.name,
+            [
+                helper.make_tensor_value_info(
+                    v.name, onnx.TensorProto.FLOAT, list(self._onnx_shape(self.acts[v.name]))
+                )
+                for v in g.input
+                if v.name in self.acts
+            ],
+            [
+                helper.make_tensor_value_info(v.name, v.type.tensor_type.elem_type, None)
+                for v in g.output
+            ],
+        )
+        for init in g.initializer:
+            if math.prod(init.dims) <= 64:
+                probe_graph.initializer.append(init)
+            else:
+                probe_graph.input.append(
+                    helper.make_tensor_value_info(init.name, init.data_type, list(init.dims))
+                )
+        probe = helper.make_model(probe_graph, opset_imports=self.model.opset_import)
         try:
             inferred = onnx.shape_inference.infer_shapes(probe, data_prop=True)
         except Exception:  # a model onnx cannot infer is still importable
@@ -370,7 +395,10 @@ class _Importer:
             return tensor
         if name not in self.nchw_views:
             self.nchw_views[name] = self.emit(
-                "transpose", [tensor], {"perm": NHWC_TO_NCHW}, self.fresh(f"{name}_nchw"),
+                "transpose",
+                [tensor],
+                {"perm": NHWC_TO_NCHW},
+                self.fresh(f"{name}_nchw"),
                 suffix="to_nchw",
             )
         return self.nchw_views[name]
@@ -385,11 +413,18 @@ class _Importer:
             data = self.consts[name].reshape(padded).transpose(NCHW_TO_NHWC)
             return self.constant(data, name, "nhwc")
         nchw = self.emit(
-            "reshape", [self.act(name)], {}, self.fresh(f"{name}_4d"), shape=padded,
+            "reshape",
+            [self.act(name)],
+            {},
+            self.fresh(f"{name}_4d"),
+            shape=padded,
             suffix="to_4d",
         )
         return self.emit(
-            "transpose", [nchw], {"perm": NCHW_TO_NHWC}, self.fresh(f"{name}_nhwc"),
+            "transpose",
+            [nchw],
+            {"perm": NCHW_TO_NHWC},
+            self.fresh(f"{name}_nhwc"),
             suffix="to_nhwc",
         )
 
@@ -427,15 +462,29 @@ class _Importer:
         self.graph.add_op(kind, inputs, [out], attrs, name=op_name)
         return out
 
-    def define(self, name: str, kind: str, inputs: Sequence[Tensor | None],
-               attrs: dict[str, Any], *, shape: Sequence[int] | None = None) -> Tensor:
+    def define(
+        self,
+        name: str,
+        kind: str,
+        inputs: Sequence[Tensor | None],
+        attrs: dict[str, Any],
+        *,
+        shape: Sequence[int] | None = None,
+    ) -> Tensor:
         """Emit the op computing ONNX value ``name`` in the IR layout (NHWC when 4-D)."""
         tensor = self.emit(kind, inputs, attrs, name, shape=shape)
         self.acts[name] = tensor
         return tensor
 
-    def define_onnx_layout(self, name: str, kind: str, inputs: Sequence[Tensor | None],
-                           attrs: dict[str, Any], *, shape: Sequence[int] | None = None) -> Tensor:
+    def define_onnx_layout(
+        self,
+        name: str,
+        kind: str,
+        inputs: Sequence[Tensor | None],
+        attrs: dict[str, Any],
+        *,
+        shape: Sequence[int] | None = None,
+    ) -> Tensor:
         """Emit an op that computes ``name`` in ONNX layout; transpose a 4-D result to NHWC."""
         if shape is None:
             shape = infer_shapes(Op(kind, name, inputs, [], attrs))[0]
@@ -461,8 +510,12 @@ class _Importer:
         return UnsupportedModelError(f"{self.path}: {self.node_label}: {why}")
 
     def spatial_pads(
-        self, node: onnx.NodeProto, in_hw: Sequence[int], kernel: Sequence[int],
-        strides: Sequence[int], dilations: Sequence[int],
+        self,
+        node: onnx.NodeProto,
+        in_hw: Sequence[int],
+        kernel: Sequence[int],
+        strides: Sequence[int],
+        dilations: Sequence[int],
     ) -> tuple[int, int, int, int]:
         """(top, left, bottom, right) from ``pads`` or ``auto_pad``."""
         auto_pad = self.attr(node, "auto_pad", "NOTSET")
@@ -608,8 +661,13 @@ def _pool(imp: _Importer, node: onnx.NodeProto) -> None:
     if include_pad and any(extra):
         # The divisor counts the explicit padding but not ceil mode's extra: pad explicitly.
         padding = ((0, 0), (pads[0], pads[2]), (pads[1], pads[3]), (0, 0))
-        x = imp.emit("pad", [x], {"pads": padding, "value": 0.0},
-                     imp.fresh(f"{node.output[0]}_padded"), suffix="pad")
+        x = imp.emit(
+            "pad",
+            [x],
+            {"pads": padding, "value": 0.0},
+            imp.fresh(f"{node.output[0]}_padded"),
+            suffix="pad",
+        )
         with_extra, include_pad = (0, 0, extra[0], extra[1]), False
     attrs.update(pads=with_extra, count_include_pad=include_pad)
     imp.define(node.output[0], "avg_pool2d", [x], attrs)
@@ -637,8 +695,9 @@ def _reduce(imp: _Importer, node: onnx.NodeProto) -> None:
     keepdims = bool(imp.attr(node, "keepdims", 1))
     name = node.output[0]
     if rank != 4:
-        imp.define(name, kind, [imp.ir_tensor(node.input[0])], {"axes": tuple(axes),
-                                                                "keepdims": keepdims})
+        imp.define(
+            name, kind, [imp.ir_tensor(node.input[0])], {"axes": tuple(axes), "keepdims": keepdims}
+        )
         return
     nhwc_axes = tuple(sorted(NCHW_TO_NHWC.index(a) for a in axes))
     attrs = {"axes": nhwc_axes, "keepdims": True}
@@ -646,8 +705,9 @@ def _reduce(imp: _Importer, node: onnx.NodeProto) -> None:
         imp.define(name, kind, [imp.ir_tensor(node.input[0])], attrs)
         return
     kept = imp.emit(kind, [imp.ir_tensor(node.input[0])], attrs, imp.fresh(f"{name}_keepdims"))
-    nchw = imp.emit("transpose", [kept], {"perm": NHWC_TO_NCHW}, imp.fresh(f"{name}_nchw"),
-                    suffix="to_nchw")
+    nchw = imp.emit(
+        "transpose", [kept], {"perm": NHWC_TO_NCHW}, imp.fresh(f"{name}_nchw"), suffix="to_nchw"
+    )
     shape = tuple(d for i, d in enumerate(imp.onnx_shape(node.input[0])) if i not in axes)
     imp.define_onnx_layout(name, "reshape", [nchw], {}, shape=shape)
 
@@ -659,9 +719,11 @@ def _batch_norm(imp: _Importer, node: onnx.NodeProto) -> None:
     x = imp.ir_tensor(node.input[0])
     if len(x.shape) not in (2, 4):
         raise imp.refuse(f"BatchNormalization on a {len(x.shape)}-D tensor is not supported")
-    params = [imp.constant(imp.const(node, i, what), node.input[i])  # type: ignore[arg-type]
-              for i, what in enumerate(("", "the scale", "the bias", "the mean", "the variance"))
-              if i > 0]
+    params = [
+        imp.constant(imp.const(node, i, what), node.input[i])  # type: ignore[arg-type]
+        for i, what in enumerate(("", "the scale", "the bias", "the mean", "the variance"))
+        if i > 0
+    ]
     epsilon = float(imp.attr(node, "epsilon", 1e-5))
     imp.define(node.output[0], "batch_norm", [x, *params], {"epsilon": epsilon})
 
@@ -680,12 +742,20 @@ def _lrn(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.define(node.output[0], "lrn", [imp.nhwc_input(node)], attrs)
 
 
-def _fully_connected(imp: _Importer, name: str, a: Tensor, weights: np.ndarray,
-                     bias: np.ndarray | None, weight_name: str, keep_num_dims: bool) -> None:
+def _fully_connected(
+    imp: _Importer,
+    name: str,
+    a: Tensor,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    weight_name: str,
+    keep_num_dims: bool,
+) -> None:
     w = imp.constant(weights.astype(np.float32), weight_name, "fc")
     b = None if bias is None else imp.constant(bias.astype(np.float32), f"{weight_name}_bias")
-    imp.define(name, "fully_connected", [a, w, b],
-               {"activation": "none", "keep_num_dims": keep_num_dims})
+    imp.define(
+        name, "fully_connected", [a, w, b], {"activation": "none", "keep_num_dims": keep_num_dims}
+    )
 
 
 @_converter("Gemm")
@@ -710,13 +780,18 @@ def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
             _fully_connected(imp, name, a, weights, bias, node.input[1], False)
             return
         w = imp.constant(weights.astype(np.float32), node.input[1], "fc")
-        product = imp.emit("fully_connected", [a, w, None],
-                           {"activation": "none", "keep_num_dims": False}, imp.fresh(f"{name}_ab"))
+        product = imp.emit(
+            "fully_connected",
+            [a, w, None],
+            {"activation": "none", "keep_num_dims": False},
+            imp.fresh(f"{name}_ab"),
+        )
     else:
         b_t = imp.onnx_tensor(node.input[1])
         if trans_b:
-            b_t = imp.emit("transpose", [b_t], {"perm": (1, 0)}, imp.fresh(f"{name}_b"),
-                           suffix="trans_b")
+            b_t = imp.emit(
+                "transpose", [b_t], {"perm": (1, 0)}, imp.fresh(f"{name}_b"), suffix="trans_b"
+            )
         if alpha == 1.0 and c is None:
             imp.define(name, "matmul", [a, b_t], {})
             return
@@ -726,8 +801,9 @@ def _gemm(imp: _Importer, node: onnx.NodeProto) -> None:
             if c is None:
                 imp.define(name, "mul", [product, scale], {"activation": "none"})
                 return
-            product = imp.emit("mul", [product, scale], {"activation": "none"},
-                               imp.fresh(f"{name}_alpha_ab"))
+            product = imp.emit(
+                "mul", [product, scale], {"activation": "none"}, imp.fresh(f"{name}_alpha_ab")
+            )
     assert c is not None
     shift = imp.constant((c * np.float32(beta)).astype(np.float32), f"{name}_c")
     imp.define(name, "add", [product, shift], {"activation": "none"})
@@ -742,9 +818,12 @@ def _matmul(imp: _Importer, node: onnx.NodeProto) -> None:
     if imp.is_const(node.input[1]) and imp.consts[node.input[1]].ndim == 2:
         weights = imp.consts[node.input[1]].T
         if len(a.shape) == 4:
-            product = imp.emit("fully_connected", [a, imp.constant(
-                np.ascontiguousarray(weights), node.input[1], "fc"), None],
-                {"activation": "none", "keep_num_dims": True}, imp.fresh(f"{name}_nchw"))
+            product = imp.emit(
+                "fully_connected",
+                [a, imp.constant(np.ascontiguousarray(weights), node.input[1], "fc"), None],
+                {"activation": "none", "keep_num_dims": True},
+                imp.fresh(f"{name}_nchw"),
+            )
             imp.nchw_views[name] = product
             imp.define(name, "transpose", [product], {"perm": NCHW_TO_NHWC})
             return
@@ -753,8 +832,15 @@ def _matmul(imp: _Importer, node: onnx.NodeProto) -> None:
     imp.define_onnx_layout(name, "matmul", [a, imp.onnx_tensor(node.input[1])], {})
 
 
-_BINARY = {"Add": "add", "Sub": "sub", "Mul": "mul", "Div": "div", "Sum": "add", "Max": "maximum",
-           "Min": "minimum"}
+_BINARY = {
+    "Add": "add",
+    "Sub": "sub",
+    "Mul": "mul",
+    "Div": "div",
+    "Sum": "add",
+    "Max": "maximum",
+    "Min": "minimum",
+}
 
 
 @_converter(*_BINARY)
@@ -775,8 +861,13 @@ def _binary(imp: _Importer, node: onnx.NodeProto) -> None:
             acc = imp.emit(kind, operands, attrs, imp.fresh(f"{node.output[0]}_{i}"))
 
 
-_UNARY = {"Relu": "relu", "Sigmoid": "logistic", "Tanh": "tanh", "HardSwish": "hard_swish",
-          "Identity": "identity"}
+_UNARY = {
+    "Relu": "relu",
+    "Sigmoid": "logistic",
+    "Tanh": "tanh",
+    "HardSwish": "hard_swish",
+    "Identity": "identity",
+}
 
 
 @_converter(*_UNARY)
@@ -846,10 +937,17 @@ def _softmax(imp: _Importer, node: onnx.NodeProto) -> None:
             imp.define(name, "softmax", [imp.ir_tensor(node.input[0])], {"axis": -1, "beta": 1.0})
             return
         flat = (math.prod(shape[:axis]), math.prod(shape[axis:]))
-        matrix = imp.emit("reshape", [imp.onnx_tensor(node.input[0])], {},
-                          imp.fresh(f"{name}_2d"), shape=flat, suffix="flatten")
-        soft = imp.emit("softmax", [matrix], {"axis": -1, "beta": 1.0},
-                        imp.fresh(f"{name}_2d_softmax"))
+        matrix = imp.emit(
+            "reshape",
+            [imp.onnx_tensor(node.input[0])],
+            {},
+            imp.fresh(f"{name}_2d"),
+            shape=flat,
+            suffix="flatten",
+        )
+        soft = imp.emit(
+            "softmax", [matrix], {"axis": -1, "beta": 1.0}, imp.fresh(f"{name}_2d_softmax")
+        )
         imp.define_onnx_layout(name, "reshape", [soft], {}, shape=shape)
         return
     axis = int(imp.attr(node, "axis", -1)) % rank
@@ -861,8 +959,9 @@ def _softmax(imp: _Importer, node: onnx.NodeProto) -> None:
         imp.define_onnx_layout(name, "softmax", [x], {"axis": -1, "beta": 1.0})
         return
     to_last = (*(i for i in range(rank) if i != axis), axis)
-    moved = imp.emit("transpose", [x], {"perm": to_last}, imp.fresh(f"{name}_moved"),
-                     suffix="axis_last")
+    moved = imp.emit(
+        "transpose", [x], {"perm": to_last}, imp.fresh(f"{name}_moved"), suffix="axis_last"
+    )
     soft = imp.emit("softmax", [moved], {"axis": -1, "beta": 1.0}, imp.fresh(f"{name}_last"))
     imp.define_onnx_layout(name, "transpose", [soft], {"perm": tuple(np.argsort(to_last).tolist())})
 
@@ -873,8 +972,13 @@ def _reshape_to(imp: _Importer, node: onnx.NodeProto, shape: Sequence[int]) -> N
         raise ShapeError(
             f"{imp.path}: {imp.node_label}: cannot reshape {list(source)} to {list(shape)}"
         )
-    imp.define_onnx_layout(node.output[0], "reshape", [imp.onnx_tensor(node.input[0])], {},
-                           shape=tuple(int(d) for d in shape))
+    imp.define_onnx_layout(
+        node.output[0],
+        "reshape",
+        [imp.onnx_tensor(node.input[0])],
+        {},
+        shape=tuple(int(d) for d in shape),
+    )
 
 
 @_converter("Reshape")
@@ -926,8 +1030,9 @@ def _unsqueeze(imp: _Importer, node: onnx.NodeProto) -> None:
 def _transpose(imp: _Importer, node: onnx.NodeProto) -> None:
     rank = len(imp.onnx_shape(node.input[0]))
     perm = tuple(int(p) for p in imp.attr(node, "perm", range(rank - 1, -1, -1)))
-    imp.define_onnx_layout(node.output[0], "transpose", [imp.onnx_tensor(node.input[0])],
-                           {"perm": perm})
+    imp.define_onnx_layout(
+        node.output[0], "transpose", [imp.onnx_tensor(node.input[0])], {"perm": perm}
+    )
 
 
 def _to_ir_order(values: Sequence[Any], rank: int) -> list[Any]:
@@ -956,8 +1061,12 @@ def _pad(imp: _Importer, node: onnx.NodeProto) -> None:
     if min(pads) < 0:
         raise imp.refuse("negative pads (cropping) are not supported")
     pairs = [(int(pads[d]), int(pads[d + rank])) for d in range(rank)]
-    imp.define(node.output[0], "pad", [imp.ir_tensor(node.input[0])],
-               {"pads": tuple(_to_ir_order(pairs, rank)), "value": value})
+    imp.define(
+        node.output[0],
+        "pad",
+        [imp.ir_tensor(node.input[0])],
+        {"pads": tuple(_to_ir_order(pairs, rank)), "value": value},
+    )
 
 
 @_converter("Slice")
@@ -1006,19 +1115,28 @@ def _gather(imp: _Importer, node: onnx.NodeProto) -> None:
     axis = int(imp.attr(node, "axis", 0)) % rank
     flat = [int(i) % shape[axis] for i in np.ravel(indices)]
     step = flat[1] - flat[0] if len(flat) > 1 else 1
-    if indices.ndim > 1 or not flat or step == 0 or any(
-        b - a != step for a, b in itertools.pairwise(flat)
+    if (
+        indices.ndim > 1
+        or not flat
+        or step == 0
+        or any(b - a != step for a, b in itertools.pairwise(flat))
     ):
         raise imp.refuse("Gather on an activation needs a scalar or evenly spaced 1-D indices")
     begin, end, strides = [0] * rank, list(shape), [1] * rank
     begin[axis], strides[axis] = flat[0], step
     end[axis] = flat[-1] + (1 if step > 0 else -1)
-    attrs = {"begin": tuple(begin), "end": tuple(end), "strides": tuple(strides),
-             "shrink_axes": (axis,) if indices.ndim == 0 else ()}
+    attrs = {
+        "begin": tuple(begin),
+        "end": tuple(end),
+        "strides": tuple(strides),
+        "shrink_axes": (axis,) if indices.ndim == 0 else (),
+    }
     if rank == 4 and indices.ndim == 1:
-        attrs.update(begin=tuple(_to_ir_order(begin, 4)), end=tuple(_to_ir_order(end, 4)),
-                     strides=tuple(_to_ir_order(strides, 4)))
+        attrs.update(
+            begin=tuple(_to_ir_order(begin, 4)),
+            end=tuple(_to_ir_order(end, 4)),
+            strides=tuple(_to_ir_order(strides, 4)),
+        )
         imp.define(node.output[0], "strided_slice", [imp.ir_tensor(node.input[0])], attrs)
         return
-    imp.define_onnx_layout(node.output[0], "strided_slice", [imp.onnx_tensor(node.input[0])],
-                           attrs)
+    imp.define_onnx_layout(node.output[0], "strided_slice", [imp.onnx_tensor(node.input[0])], attrs)

@@ -151,8 +151,9 @@ class _Rewriter:
         self.graph = graph
 
     def new_tensor(self, like: Tensor, shape: Sequence[int]) -> Tensor:
-        return self.graph.add_tensor(self.graph.unique_name(f"{like.name}_r"), shape, like.dtype,
-                                     like.quant)
+        return self.graph.add_tensor(
+            self.graph.unique_name(f"{like.name}_r"), shape, like.dtype, like.quant
+        )
 
     # Each rule returns True if it changed the graph.
     def identity_or_constant(self, op: Op) -> bool:
@@ -208,23 +209,29 @@ class _Rewriter:
                 ("transpose", second, {"perm": compose(q, second.attrs["perm"])}, second.output),
             ]
         else:
-            hoisted = hoist_transpose(reshape.inputs[0].shape, reshape.output.shape,  # type: ignore[union-attr]
-                                      second.attrs["perm"])
+            hoisted = hoist_transpose(
+                reshape.inputs[0].shape,
+                reshape.output.shape,  # type: ignore[union-attr]
+                second.attrs["perm"],
+            )
             if hoisted is None:
                 return False
             p, _ = hoisted
             perm = compose(first.attrs["perm"], p)
             middle = self.new_tensor(first.output, [x.shape[a] for a in perm])
-            chain = [("transpose", first, {"perm": perm}, middle),
-                     ("reshape", reshape, {}, second.output)]
+            chain = [
+                ("transpose", first, {"perm": perm}, middle),
+                ("reshape", reshape, {}, second.output),
+            ]
         for old in (first, reshape):
             self.graph.remove_op(old)
         index = self.graph.ops.index(second)
         self.graph.remove_op(second)
         source = x
         for offset, (kind, named_after, attrs, out) in enumerate(chain):
-            self.graph.add_op(kind, [source], [out], attrs, name=named_after.name,
-                              index=index + offset)
+            self.graph.add_op(
+                kind, [source], [out], attrs, name=named_after.name, index=index + offset
+            )
             source = out
         return True
 

@@ -22,13 +22,30 @@ ACTIVATION_OF = {
     "logistic": "sigmoid",
 }
 FLOAT_HOSTS = frozenset(
-    {"conv2d", "depthwise_conv2d", "fully_connected", "add", "sub", "mul", "div",
-     "max_pool2d", "avg_pool2d"}
+    {
+        "conv2d",
+        "depthwise_conv2d",
+        "fully_connected",
+        "add",
+        "sub",
+        "mul",
+        "div",
+        "max_pool2d",
+        "avg_pool2d",
+    }
 )
 """Ops whose float kernels apply a fused activation (concat's does not)."""
 QUANTIZED_HOSTS = frozenset(
-    {"conv2d", "depthwise_conv2d", "fully_connected", "add", "sub", "mul", "max_pool2d",
-     "avg_pool2d"}
+    {
+        "conv2d",
+        "depthwise_conv2d",
+        "fully_connected",
+        "add",
+        "sub",
+        "mul",
+        "max_pool2d",
+        "avg_pool2d",
+    }
 )
 """Ops that TFLite Micro's int8 kernels run with a fused activation range."""
 _CLAMPS = ("relu", "relu6", "relu_n1_to_1")
