@@ -4,22 +4,35 @@ from memfit.errors import InternalError
 from memfit.ir.core import Graph
 from memfit.ir.dtypes import DType
 from memfit.planning.lifetimes import Buffer, compute_lifetimes, lower_bound, model_order
-from memfit.planning.storage import build_storage
+from memfit.planning.storage import NO_SHARING, StorageOptions, build_storage
 from tests.helpers import residual_block, small_cnn
+
+RESHAPE_VIEWS_ONLY = StorageOptions(True, False, False, False)
 
 
 def _spans(lifetimes):
     return {b.name: (b.first, b.last) for b in lifetimes.buffers}
 
 
+def _separate(graph):
+    return build_storage(graph, NO_SHARING)
+
+
 def test_residual_block_model_order():
     g = residual_block()
-    lt = compute_lifetimes(g)
+    lt = compute_lifetimes(g, storage=_separate(g))
     assert lt.order == ("conv", "relu", "add")
     # x is read by add at step 2; the graph output lives to the end
     assert _spans(lt) == {"x": (0, 2), "conv": (0, 1), "relu": (1, 2), "add": (2, 2)}
     assert lt.buffer("x").size == 6 * 6 * 4 * 4
     assert [b.name for b in lt.live_at(1)] == ["x", "conv", "relu"]
+
+
+def test_in_place_root_lives_from_its_first_write_to_its_last_read():
+    g = residual_block()
+    lt = compute_lifetimes(g)  # relu over conv, add over relu: one root, written at 0
+    assert _spans(lt) == {"x": (0, 2), "conv": (0, 2)}
+    assert lower_bound(lt, 16) == 2 * 576
 
 
 def test_inputs_live_from_step_zero_and_outputs_to_the_end():
@@ -28,28 +41,31 @@ def test_inputs_live_from_step_zero_and_outputs_to_the_end():
     lt = compute_lifetimes(g)
     assert _spans(lt)["conv"] == (0, 2)
     assert _spans(lt)["x"] == (0, 2)
+    assert lt.storage.root("relu") == "relu"  # an output is never overwritten
 
 
 def test_unread_tensor_lives_only_where_it_is_written():
     g = residual_block()
     g.outputs = [g.tensors["relu"]]  # add's output is now read by nobody
-    assert _spans(compute_lifetimes(g))["add"] == (2, 2)
+    assert _spans(compute_lifetimes(g, storage=_separate(g)))["add"] == (2, 2)
 
 
 def test_reshape_view_extends_its_root():
     g = small_cnn()
-    lt = compute_lifetimes(g)
+    lt = compute_lifetimes(g, storage=build_storage(g, RESHAPE_VIEWS_ONLY))
     spans = _spans(lt)
     assert "flatten" not in spans  # a view, not a buffer of its own
     assert spans["max_pool2d_2"] == (2, 4)  # written at 2, read through the view at 4
-    separate = compute_lifetimes(g, storage=build_storage(g, reshape_views=False))
+    separate = compute_lifetimes(g, storage=_separate(g))
     assert _spans(separate)["max_pool2d_2"] == (2, 3)
     assert _spans(separate)["flatten"] == (3, 4)
 
 
 def test_scratch_lives_at_its_op_only():
     g = residual_block()
-    lt = compute_lifetimes(g, scratch=lambda op: 100 if op.kind == "conv2d" else 0)
+    lt = compute_lifetimes(
+        g, storage=_separate(g), scratch=lambda op: 100 if op.kind == "conv2d" else 0
+    )
     assert lt.scratch == {"conv": "scratch:conv"}
     assert lt.buffer("scratch:conv") == Buffer("scratch:conv", 100, 0, 0)
     # step 0: x 576 + conv 576 + scratch 112 (aligned)
@@ -83,9 +99,13 @@ def test_lower_bound_counts_aligned_sizes_at_the_worst_step():
 def test_lower_bound_of_a_chain_is_the_largest_neighbouring_pair():
     g = small_cnn()
     assert model_order(g) == tuple(op.name for op in g.ops)
-    lt = compute_lifetimes(g)
+    lt = compute_lifetimes(g, storage=_separate(g))
     # conv and relu outputs (1x8x8x4 float32 = 1024 bytes each) are live together at step 1
     assert lower_bound(lt, 16) == 2048
+    # relu in place over conv: step 1 holds conv's bytes only; step 0 (x and conv) is the peak
+    in_place = compute_lifetimes(g)
+    assert sum(b.size for b in in_place.live_at(1)) == 1024
+    assert lower_bound(in_place, 16) == 768 + 1024
 
 
 def test_malformed_buffer_is_a_bug():
@@ -104,4 +124,5 @@ def test_roots_follow_the_graph_tensor_order():
     g.add_op("relu", [mid], [out])
     g.outputs.append(out)
     assert [t.name for t in g.activations()] == ["x", "mid", "out"]
-    assert [b.name for b in compute_lifetimes(g).buffers] == ["out", "x", "mid"]
+    lt = compute_lifetimes(g, storage=_separate(g))
+    assert [b.name for b in lt.buffers] == ["out", "x", "mid"]

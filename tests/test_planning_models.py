@@ -8,7 +8,14 @@ import pytest
 
 from memfit import api
 from memfit.frontends.tflite import load_tflite
-from memfit.planning import build_storage, compute_lifetimes, lower_bound, plan_memory, tflm_greedy
+from memfit.planning import (
+    NO_SHARING,
+    build_storage,
+    compute_lifetimes,
+    lower_bound,
+    plan_memory,
+    tflm_greedy,
+)
 from memfit.planning.arena import separate_plan
 from memfit.runtime.executor import execute
 
@@ -46,7 +53,7 @@ def test_tflm_baseline_reproduces_tflite_micro(name):
     head, bound = TFLM_FIGURES[name]
     baseline = tflm_greedy(graph)
     assert baseline.arena.size == head
-    tensors = compute_lifetimes(graph, storage=build_storage(graph, reshape_views=False))
+    tensors = compute_lifetimes(graph, storage=build_storage(graph, NO_SHARING))
     assert lower_bound(tensors, alignment=1) == bound
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator, Sequence
 
+import numpy as np
 from hypothesis import strategies as st
 
-from memfit.ir.core import Graph
+from memfit.ir.builder import GraphBuilder
+from memfit.ir.core import Graph, Tensor
 from memfit.ir.dtypes import DType
 from memfit.planning.assignment import FirstFit
 from memfit.planning.lifetimes import Buffer, compute_lifetimes, lower_bound
@@ -90,3 +92,123 @@ def best_peak(graph: Graph, alignment: int) -> int:
         lower_bound(compute_lifetimes(graph, order), alignment)
         for order in topological_orders(graph)
     )
+
+
+@st.composite
+def random_topological_order(draw: st.DrawFn, graph: Graph) -> tuple[str, ...]:
+    """Any topological order of the graph's ops."""
+    waiting = {
+        op.name: {t.producer.name for t in op.activation_inputs if t.producer is not None}
+        for op in graph.ops
+    }
+    order: list[str] = []
+    while waiting:
+        ready = sorted(name for name, preds in waiting.items() if not preds - set(order))
+        name = draw(st.sampled_from(ready))
+        order.append(name)
+        del waiting[name]
+    return tuple(order)
+
+
+@st.composite
+def executable_dags(draw: st.DrawFn, max_ops: int = 10) -> Graph:
+    """A random float NHWC graph the executor runs, full of in-place chances and traps: 1x1
+    convolutions, activations, binary ops (same shape or broadcast), depthwise convolutions
+    (strides, padding, dilation), concats along H, W or C (nested, repeated inputs, graph
+    inputs among them), reshapes, pools; tensors read again later; several outputs."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    b = GraphBuilder("random_in_place")
+    tensors = [
+        b.input(
+            f"in{i}", (1, draw(st.integers(1, 5)), draw(st.integers(1, 5)), draw(st.integers(1, 4)))
+        )
+        for i in range(draw(st.integers(1, 2)))
+    ]
+
+    conv_attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0), "groups": 1}
+
+    def constant(name: str, shape: tuple[int, ...]) -> Tensor:
+        return b.constant(name, rng.standard_normal(shape).astype(np.float32))
+
+    for i in range(draw(st.integers(1, max_ops))):
+        name = f"t{i}"
+        # mostly grow from the newest tensors (chains that die where they are read), sometimes
+        # read an old one again (a tensor that stays live)
+        if draw(st.booleans()):
+            x = tensors[-1 - draw(st.integers(0, min(2, len(tensors) - 1)))]
+        else:
+            x = draw(st.sampled_from(tensors))
+        _, h, w, c = x.shape
+        kind = draw(
+            st.sampled_from(
+                ["conv", "unary", "binary", "depthwise", "depthwise", "concat", "reshape", "pool"]
+            )
+        )
+        if kind == "conv":
+            out_c = draw(st.integers(1, 4))
+            weights = constant(f"{name}_w", (out_c, 1, 1, c))
+            attrs = {**conv_attrs, "activation": "none"}
+            y = b.op("conv2d", [x, weights, None], attrs, name=name)
+        elif kind == "unary":
+            y = b.op(draw(st.sampled_from(["relu", "relu6", "tanh", "logistic"])), [x], name=name)
+        elif kind == "binary":
+            same = [t for t in tensors if t.shape == x.shape]
+            other = draw(st.sampled_from([*same, None]))
+            if other is None:  # broadcast a per-channel constant or a pooled activation
+                other = constant(f"{name}_k", (c,))
+            operands = [x, other] if draw(st.booleans()) else [other, x]
+            op_kind = draw(st.sampled_from(["add", "sub", "mul", "maximum", "minimum"]))
+            attrs = {"activation": "none"} if op_kind in ("add", "sub", "mul") else {}
+            y = b.op(op_kind, operands, attrs, name=name)
+        elif kind == "depthwise":
+            k, s, d = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(1, 2))
+            pads = draw(st.tuples(*[st.integers(0, 1)] * 4))
+            span = (k - 1) * d + 1
+            if h + pads[0] + pads[2] < span or w + pads[1] + pads[3] < span:
+                continue
+            attrs = {
+                "strides": (s, s),
+                "dilations": (d, d),
+                "pads": pads,
+                "depth_multiplier": 1,
+                "activation": draw(st.sampled_from(["none", "relu"])),
+            }
+            weights, bias = constant(f"{name}_w", (1, k, k, c)), constant(f"{name}_b", (c,))
+            y = b.op("depthwise_conv2d", [x, weights, bias], attrs, name=name)
+        elif kind == "concat":
+            axis = draw(st.sampled_from([1, 2, 3]))
+            fits = [
+                t for t in tensors if all(t.shape[k] == x.shape[k] for k in range(4) if k != axis)
+            ]
+            parts = [x]
+            for j in range(draw(st.integers(1, 2))):
+                if draw(st.booleans()):
+                    parts.append(draw(st.sampled_from(fits)))
+                elif axis == 3:  # a fresh branch with its own channel count
+                    out_c = draw(st.integers(1, 3))
+                    weights = constant(f"{name}_{j}_w", (out_c, 1, 1, c))
+                    attrs = {**conv_attrs, "activation": "none"}
+                    parts.append(b.op("conv2d", [x, weights, None], attrs, name=f"{name}_{j}"))
+                else:
+                    parts.append(b.op("relu", [x], name=f"{name}_{j}"))
+            if draw(st.booleans()):
+                parts.reverse()
+            y = b.op("concat", parts, {"axis": axis, "activation": "none"}, name=name)
+        elif kind == "reshape":
+            shape = draw(st.sampled_from([(1, w, h, c), (1, 1, h * w, c), (1, h * w * c, 1, 1)]))
+            y = b.op("reshape", [x], shape=shape, name=name)
+        else:
+            if h < 2 or w < 2:
+                continue
+            attrs = {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)}
+            y = b.op("max_pool2d", [x], attrs, name=name)
+        tensors.append(y)
+    if not b.graph.ops:
+        tensors.append(b.op("relu", [tensors[0]], name="only"))
+    produced = [t for t in tensors if t.producer is not None]
+    unread = [t for t in produced if not t.consumers]
+    b.graph.outputs.extend(unread or [produced[-1]])
+    extra = draw(st.sampled_from(produced))
+    if extra not in b.graph.outputs:
+        b.graph.outputs.append(extra)
+    return b.graph

@@ -4,8 +4,10 @@
 bytes (``schedule``), computes buffer lifetimes under that order (``lifetimes``, over the storage
 roots of ``storage``), assigns offsets with every algorithm (``suite``: ``greedy_by_size``,
 ``hill_climb``, ``exact``), checks the winner independently (``checker``) and resolves aliases
-into an ``ArenaPlan`` the executor runs in. ``tflm_greedy(graph)`` is TensorFlow Lite Micro's
-plan for the same graph, the baseline to compare with.
+into an ``ArenaPlan`` the executor runs in (strided views included). Which tensors share bytes,
+and which ops run in place, is decided once by ``storage`` under ``StorageOptions``.
+``tflm_greedy(graph)`` is TensorFlow Lite Micro's plan for the same graph, the baseline to
+compare with: no sharing at all.
 
 Each algorithm is usable on its own::
 
@@ -33,25 +35,43 @@ from memfit.planning.lifetimes import (
     lower_bound,
     model_order,
 )
-from memfit.planning.schedule import Schedule, apply_schedule, is_topological, schedule_ops
+from memfit.planning.schedule import (
+    Schedule,
+    apply_schedule,
+    is_topological,
+    model_schedule,
+    schedule_ops,
+)
 from memfit.planning.scratch import register_scratch, scratch_bytes
-from memfit.planning.storage import StorageMap, StorageRef, build_storage
+from memfit.planning.storage import (
+    NO_SHARING,
+    InPlace,
+    StorageMap,
+    StorageOptions,
+    StorageRef,
+    build_storage,
+)
+from memfit.planning.storage_choice import choose_storage
 from memfit.planning.suite import SuiteResult, run_suite
 
 __all__ = [
+    "NO_SHARING",
     "ArenaPlan",
     "Assignment",
     "Buffer",
+    "InPlace",
     "Lifetimes",
     "MemoryPlan",
     "Schedule",
     "StorageMap",
+    "StorageOptions",
     "StorageRef",
     "SuiteResult",
     "apply_schedule",
     "assemble_plan",
     "build_storage",
     "check_assignment",
+    "choose_storage",
     "compute_lifetimes",
     "exact",
     "greedy_by_size",
@@ -59,6 +79,7 @@ __all__ = [
     "is_topological",
     "lower_bound",
     "model_order",
+    "model_schedule",
     "plan_memory",
     "register_scratch",
     "run_suite",
@@ -86,13 +107,22 @@ class MemoryPlan:
     arena: ArenaPlan
     scratch_offsets: Mapping[str, int]
 
+    @property
+    def storage(self) -> StorageMap:
+        return self.lifetimes.storage
+
+    @property
+    def in_place(self) -> Mapping[str, InPlace]:
+        """Op name -> how it shares bytes (views, concat slices, in-place writes)."""
+        return self.lifetimes.storage.in_place
+
 
 def plan_memory(
     graph: Graph,
     alignment: int = 16,
     *,
     reorder: bool = True,
-    reshape_views: bool = True,
+    storage: StorageOptions | None = None,
     exact_time_limit: float = DEFAULT_TIME_LIMIT,
     schedule_time_limit: float = 2.0,
 ) -> MemoryPlan:
@@ -101,16 +131,16 @@ def plan_memory(
     With ``reorder`` the ops of ``graph`` are put in the chosen order in place (only when it
     lowers the peak; the graph computes the same values), so that ``execute(graph, inputs,
     plan.arena)`` runs them in the order the arena was planned for. Without it the model order
-    is kept. ``reshape_views`` lets a reshape's output share its input's bytes.
-    ``exact_time_limit=0`` skips the CP-SAT solver.
+    is kept. ``storage`` says which byte sharing may be used (default: all of it: reshape
+    views, concat, elementwise and depthwise in place); concat and depthwise in place are used
+    where they lower the peak (``memfit.planning.storage_choice``), and the plan records what
+    was used (``MemoryPlan.storage``). ``exact_time_limit=0`` skips the CP-SAT solver.
     """
-    storage = build_storage(graph, reshape_views=reshape_views)
-    if reorder:
-        schedule = schedule_ops(graph, alignment, storage=storage, time_limit=schedule_time_limit)
-        apply_schedule(graph, schedule.order)
-    else:
-        schedule = _model_schedule(graph, alignment, storage)
-    lifetimes = compute_lifetimes(graph, schedule.order, storage=storage)
+    shared, schedule = choose_storage(
+        graph, alignment, storage, reorder=reorder, schedule_time_limit=schedule_time_limit
+    )
+    apply_schedule(graph, schedule.order)
+    lifetimes = compute_lifetimes(graph, schedule.order, storage=shared)
     suite = run_suite(lifetimes.buffers, alignment, exact_time_limit=exact_time_limit)
     return assemble_plan(graph, schedule, lifetimes, suite, alignment)
 
@@ -118,8 +148,8 @@ def plan_memory(
 def tflm_greedy(graph: Graph, alignment: int = 16) -> MemoryPlan:
     """TensorFlow Lite Micro's plan: model order, no aliasing, greedy by size, as its
     GreedyMemoryPlanner places the same buffers (the non-persistent "head" of its arena)."""
-    storage = build_storage(graph, reshape_views=False)
-    schedule = _model_schedule(graph, alignment, storage)
+    storage = build_storage(graph, NO_SHARING)
+    schedule = model_schedule(graph, alignment, storage=storage)
     lifetimes = compute_lifetimes(graph, schedule.order, storage=storage)
     bound = lower_bound(lifetimes, alignment)
     greedy = greedy_by_size(lifetimes.buffers, alignment)
@@ -129,12 +159,6 @@ def tflm_greedy(graph: Graph, alignment: int = 16) -> MemoryPlan:
     )
 
 
-def _model_schedule(graph: Graph, alignment: int, storage: StorageMap) -> Schedule:
-    order = model_order(graph)
-    peak = lower_bound(compute_lifetimes(graph, order, storage=storage), alignment)
-    return Schedule(order, peak, peak, "model order", optimal=False)
-
-
 def assemble_plan(
     graph: Graph, schedule: Schedule, lifetimes: Lifetimes, suite: SuiteResult, alignment: int
 ) -> MemoryPlan:
@@ -142,7 +166,8 @@ def assemble_plan(
     offsets = suite.best.offsets
     storage = lifetimes.storage
     placements = {
-        name: Placement(offsets[ref.root] + ref.offset) for name, ref in storage.refs.items()
+        name: Placement(offsets[ref.root] + ref.offset, ref.strides)
+        for name, ref in storage.refs.items()
     }
     arena = ArenaPlan(placements, suite.best.size, alignment)
     scratch = {op: offsets[buffer] for op, buffer in lifetimes.scratch.items()}

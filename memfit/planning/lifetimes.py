@@ -3,8 +3,10 @@
 Steps are positions in the op order. A tensor is live from the step that writes it to the last
 step that reads it, both inclusive: an op's inputs and outputs are live together at its step.
 Graph inputs are live from step 0, graph outputs to the last step. The buffers to place are the
-storage roots of ``memfit.planning.storage`` (a root is live while any tensor stored in it is)
-and one scratch buffer per op that needs workspace, live at that op's step only.
+storage roots of ``memfit.planning.storage`` (a root is live from the first step that writes
+any tensor stored in it to the last step that reads any of them) and one scratch buffer per op
+that needs workspace, live at that op's step only: the kernel's scratch, plus the temporary an
+op needs when the storage map runs it in place.
 """
 
 from __future__ import annotations
@@ -13,9 +15,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from memfit.errors import InternalError
-from memfit.ir.core import Graph
+from memfit.ir.core import Graph, Op
 from memfit.planning.arena import align_up
-from memfit.planning.scratch import ScratchFunction, scratch_bytes
+from memfit.planning.scratch import ScratchFunction, in_place_scratch_bytes, scratch_bytes
 from memfit.planning.storage import StorageMap, build_storage
 
 
@@ -106,7 +108,7 @@ def compute_lifetimes(
             if t.name in first:
                 raise InternalError(f"tensor {t.name} is written twice (again by op {op.name})")
             first[t.name] = last[t.name] = step
-        workspace = scratch(op)
+        workspace = workspace_bytes(op, storage, scratch)
         if workspace > 0:
             name = _scratch_name(op.name, storage)
             scratch_names[op.name] = name
@@ -130,6 +132,13 @@ def compute_lifetimes(
             )
         )
     return Lifetimes(order, tuple(roots) + tuple(scratch_buffers), storage, scratch_names)
+
+
+def workspace_bytes(op: Op, storage: StorageMap, scratch: ScratchFunction) -> int:
+    """Scratch bytes ``op`` needs at its step: ``scratch(op)``, plus its in-place temporary when
+    ``storage`` runs it in place."""
+    extra = in_place_scratch_bytes(op) if op.name in storage.in_place else 0
+    return scratch(op) + extra
 
 
 def _scratch_name(op_name: str, storage: StorageMap) -> str:

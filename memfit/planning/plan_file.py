@@ -2,9 +2,10 @@
 
 A plan file is JSON. It names the model it belongs to by a fingerprint of the canonical graph
 (ops, shapes, dtypes, quantization and constant bytes), lists the graph rewrites to apply (tiling,
-in order), the op order and the offset of every arena buffer. Loading re-derives the buffers from
-the rewritten graph and runs the independent checker on the recorded offsets, so a stale or
-edited plan is refused rather than trusted.
+in order), the storage options (which byte sharing the plan uses) with the ops they run in
+place, the op order and the offset of every arena buffer. Loading re-derives the storage map and
+the buffers from the rewritten graph and runs the independent checker on the recorded offsets,
+so a stale or edited plan is refused rather than trusted.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from memfit.planning import (
     Assignment,
     MemoryPlan,
     Schedule,
+    StorageOptions,
     SuiteResult,
     apply_schedule,
     assemble_plan,
@@ -34,6 +36,9 @@ from memfit.planning import (
 
 FORMAT = "memfit-plan"
 VERSION = 1
+
+LEGACY_STORAGE = StorageOptions(True, False, False, False)
+"""What plan files without a "storage" entry were made with: reshape views only."""
 
 Rewriter = Callable[[Graph, Sequence[Mapping[str, Any]]], Graph]
 """Applies a plan's recorded rewrites to a graph (registered by the tiling passes)."""
@@ -64,6 +69,8 @@ def plan_to_json(
         "rewrites": [dict(r) for r in rewrites],
         "alignment": plan.arena.alignment,
         "arena_bytes": plan.arena.size,
+        "storage": plan.storage.options.to_json(),
+        "in_place": plan.storage.in_place_json(),
         "order": list(plan.schedule.order),
         "offsets": dict(plan.assignment.offsets),
     }
@@ -120,7 +127,13 @@ def restore_plan(
         raise InputError(f"{source} has an op order that does not fit the model; re-create it")
     apply_schedule(graph, order)
     alignment = int(document.get("alignment", 16))
-    storage = build_storage(graph)
+    storage = build_storage(graph, _storage_options(document, source))
+    recorded_in_place = document.get("in_place")
+    if recorded_in_place is not None and recorded_in_place != storage.in_place_json():
+        raise InputError(
+            f"{source} runs other ops in place than this memfit would for the model; "
+            "re-create the plan"
+        )
     lifetimes = compute_lifetimes(graph, order, storage=storage)
     offsets = {str(k): int(v) for k, v in document["offsets"].items()}
     size = int(document.get("arena_bytes", 0))
@@ -133,3 +146,15 @@ def restore_plan(
     schedule = Schedule(order, bound, bound, "plan file", optimal=False)
     suite = SuiteResult(assignment, (assignment,), bound)
     return graph, assemble_plan(graph, schedule, lifetimes, suite, alignment)
+
+
+def _storage_options(document: Mapping[str, Any], source: str) -> StorageOptions:
+    recorded = document.get("storage")
+    if recorded is None:
+        return LEGACY_STORAGE
+    try:
+        if not isinstance(recorded, dict):
+            raise ValueError("not an object")
+        return StorageOptions.from_json(recorded)
+    except ValueError as exc:
+        raise InputError(f"{source} has malformed storage options ({exc}); re-create it") from exc

@@ -2,7 +2,11 @@
 
 In a graph with branches (Inception, DenseNet, SqueezeNet fire modules, residuals) the order of
 the ops changes which tensors are live together. The metric is the lower bound of an order
-(``memfit.planning.lifetimes.lower_bound``): storage roots and scratch, aligned.
+(``memfit.planning.lifetimes.lower_bound``): storage roots and scratch, aligned. Aliasing is in
+the model: a root that holds several tensors (reshape views, concat inputs written into their
+slices of the output, outputs written in place over an input) is one buffer, allocated by the
+first op that writes any of them and freed after the last op that reads any of them, and an op
+that runs in place counts its temporary as scratch.
 
 The search is dynamic programming over sets of scheduled ops (Serenity, MLSys 2020). The bytes
 live after a set of ops has run depend only on the set, not on the order within it, so for each
@@ -26,7 +30,7 @@ from dataclasses import dataclass
 from memfit.errors import InternalError
 from memfit.ir.core import Graph
 from memfit.planning.arena import align_up
-from memfit.planning.lifetimes import compute_lifetimes, lower_bound, model_order
+from memfit.planning.lifetimes import compute_lifetimes, lower_bound, model_order, workspace_bytes
 from memfit.planning.scratch import ScratchFunction, scratch_bytes
 from memfit.planning.storage import StorageMap, build_storage
 
@@ -118,7 +122,7 @@ class _Problem:
             for t in op.activation_inputs:
                 if t.producer is not None:
                     self.preds[i] |= 1 << index[t.producer.name]
-            self.scratch.append(align_up(scratch(op), alignment))
+            self.scratch.append(align_up(workspace_bytes(op, storage, scratch), alignment))
         for i, mask in enumerate(self.preds):
             for j in _bits(mask):
                 self.succs[j].append(i)
@@ -256,6 +260,37 @@ def schedule_ops(
         optimal = not truncated or best_peak <= floor
     peak = _verified_peak(graph, problem, best_order, storage, scratch, alignment)
     return Schedule(tuple(problem.names[i] for i in best_order), peak, model_peak, method, optimal)
+
+
+def model_schedule(
+    graph: Graph,
+    alignment: int = 16,
+    *,
+    storage: StorageMap | None = None,
+    scratch: ScratchFunction = scratch_bytes,
+) -> Schedule:
+    """The graph's own op order, with its peak."""
+    return fixed_schedule(graph, model_order(graph), alignment, "model order", storage, scratch)
+
+
+def fixed_schedule(
+    graph: Graph,
+    order: Sequence[str],
+    alignment: int = 16,
+    method: str = "given",
+    storage: StorageMap | None = None,
+    scratch: ScratchFunction = scratch_bytes,
+) -> Schedule:
+    """A Schedule for an order chosen elsewhere (not claimed optimal)."""
+    storage = build_storage(graph) if storage is None else storage
+
+    def peak(names: Sequence[str]) -> int:
+        lifetimes = compute_lifetimes(graph, names, storage=storage, scratch=scratch)
+        return lower_bound(lifetimes, alignment)
+
+    model_peak = peak(model_order(graph))
+    own = model_peak if tuple(order) == model_order(graph) else peak(order)
+    return Schedule(tuple(order), own, model_peak, method, optimal=False)
 
 
 def _verified_peak(

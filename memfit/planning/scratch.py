@@ -3,9 +3,13 @@
 A scratch buffer is live only during its op's step. The NumPy kernels need none, so the registry
 is empty today; code-generation primitives register the workspace their C kernels use, e.g.::
 
-    @register_scratch("depthwise_conv2d")
-    def _depthwise(op: Op) -> int:
-        return op.output.shape[-1] * 4
+    @register_scratch("conv2d")
+    def _im2col(op: Op) -> int:
+        ...
+
+An op that runs in place (``memfit.planning.storage``) may need a temporary that it would not
+need writing a fresh output; ``IN_PLACE_SCRATCH`` holds those, and the planner adds them only
+for the ops the storage map runs in place.
 """
 
 from __future__ import annotations
@@ -33,3 +37,30 @@ def scratch_bytes(op: Op) -> int:
     """Workspace bytes ``op`` needs while it runs (0 when its kind registers none)."""
     fn = SCRATCH.get(op.kind)
     return fn(op) if fn is not None else 0
+
+
+IN_PLACE_SCRATCH: dict[str, ScratchFunction] = {}
+"""Op kind -> bytes of the temporary one execution needs when its output overwrites its input."""
+
+
+def register_in_place_scratch(*kinds: str) -> Callable[[ScratchFunction], ScratchFunction]:
+    def decorate(fn: ScratchFunction) -> ScratchFunction:
+        for kind in kinds:
+            IN_PLACE_SCRATCH[kind] = fn
+        return fn
+
+    return decorate
+
+
+def in_place_scratch_bytes(op: Op) -> int:
+    """Temporary bytes ``op`` needs when it runs in place (0 when its kind registers none)."""
+    fn = IN_PLACE_SCRATCH.get(op.kind)
+    return fn(op) if fn is not None else 0
+
+
+@register_in_place_scratch("depthwise_conv2d")
+def _one_output_channel(op: Op) -> int:
+    """Depthwise in place computes one output channel (all batches reuse it in turn) before
+    storing it over the input channel it came from."""
+    _, height, width, _ = op.output.shape
+    return height * width * op.output.dtype.itemsize

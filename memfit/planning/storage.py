@@ -1,42 +1,146 @@
-"""Which tensors share bytes: every activation maps to a storage root and a byte offset in it.
+"""Which tensors share bytes: every activation maps to a storage root, a byte offset in it and,
+for a strided view, byte strides.
 
 The planner places storage roots only; a tensor that is not its own root lives at its root's
-offset plus its own byte offset. One rule makes aliases today: a reshape's output is a view of
-its input (the reshape kernel moves no data, it only renames the shape).
+offset plus its own byte offset. Four rules make tensors share a root, each with an option to
+turn it off (``StorageOptions``):
 
-When may a view share bytes with the tensor it views? Exactly when nothing overwrites the shared
-bytes while one of the two still has a reader to come: the input dies at the reshape, or both are
-read-only from then on. In the current IR every tensor is written once, by its producer, before
-anything reads it, and never again, so the second clause always holds and every reshape of an
-activation can be a view. A later rewrite that lets an op write over an input in place
-(elementwise in place, concat in place) breaks write-once and must keep the condition: an op may
-overwrite a root only when the root's lifetime, which already spans every alias of the root
-(see ``memfit.planning.lifetimes``), ends at that op. Concat in place will add members at a
-nonzero byte offset inside the concat output's root.
+- **Reshape views.** A reshape's output is its input's bytes under another shape; the reshape
+  moves no data.
+- **Concatenation in place.** Each input of a concat is a view of its slice of the output (the
+  output is the root): the input's producer writes straight into the slice and the concat moves
+  no data. Along the outermost axis that is not 1 a slice is contiguous; along an inner axis
+  (channels in NHWC) it is a strided view. Nested concats compose.
+- **Elementwise in place.** An elementwise op (binary arithmetic, activations, int8
+  requantization) writes its output over an input that dies there, element by element.
+- **Depthwise convolution in place** (as MCUNet's TinyEngine runs it). With depth multiplier 1
+  the output overwrites the input channel by channel: output channel c is computed from input
+  channel c into a one-channel temporary (``memfit.planning.scratch``), then stored at the
+  output's channel-c positions, (h*Wo + w)*C + c, which are input channel-c positions as long as
+  Ho*Wo <= H*W; input channel c is no longer needed then, and no other channel is touched.
+
+Why these are safe in every op order the scheduler may choose: a root is one buffer, live from
+the first write of any tensor it holds to the last read of any of them (see
+``memfit.planning.lifetimes``), so nothing outside a root disturbs it. Inside a root, bytes are
+written twice only by an op that runs in place, and such an op may overwrite a root only when
+
+- its input covers the whole root (so the root is no larger than what the op overwrites, and the
+  output never keeps a larger buffer alive: the only exception is depthwise in place, whose
+  smaller output keeps the input's root, a cost the choice accepts for the peak it saves),
+- no tensor in the root is a graph input or output, and the op reads no other tensor of it,
+- every reader of every tensor in the root is the op itself or one of its ancestors in the
+  graph, so it has run before the op in every topological order.
+
+Concat slices are disjoint, and the concat's own write (``memfit.runtime.executor`` runs every
+kernel) stores exactly the bytes its inputs already put there. A concat input must cover its
+whole root too, so that the slice holds everything stored with it.
+
+Decisions are made in one canonical topological order (by the graph's tensor order, not by its
+op order), so reordering the ops, as the scheduler does, gives the same map: a plan file can
+rebuild it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+import heapq
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from memfit.errors import InternalError
-from memfit.ir.core import Graph
+from memfit.ir.core import Graph, Op, Tensor
+from memfit.ir.dtypes import DType
+
+ELEMENTWISE_KINDS = frozenset(
+    {
+        "add",
+        "sub",
+        "mul",
+        "maximum",
+        "minimum",
+        "relu",
+        "relu6",
+        "relu_n1_to_1",
+        "logistic",
+        "tanh",
+        "hard_swish",
+        "leaky_relu",
+        "clamp",
+        "quantize",
+    }
+)
+"""Op kinds whose output element i depends only on element i of each (unbroadcast) input."""
+
+
+@dataclass(frozen=True)
+class StorageOptions:
+    """Which kinds of byte sharing ``build_storage`` may use (all of them by default), and ops
+    that must not run in place although their kind may (``not_in_place``, op names)."""
+
+    reshape_views: bool = True
+    concat_in_place: bool = True
+    elementwise_in_place: bool = True
+    depthwise_in_place: bool = True
+    not_in_place: frozenset[str] = frozenset()
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = asdict(self)
+        data["not_in_place"] = sorted(self.not_in_place)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StorageOptions:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown storage options {sorted(unknown)}")
+        flags = {key: bool(value) for key, value in data.items() if key != "not_in_place"}
+        excluded = data.get("not_in_place", [])
+        if not isinstance(excluded, list) or not all(isinstance(n, str) for n in excluded):
+            raise ValueError("not_in_place must be a list of op names")
+        return cls(**flags, not_in_place=frozenset(excluded))
+
+
+NO_SHARING = StorageOptions(False, False, False, False)
+"""Every tensor its own root: what TensorFlow Lite Micro plans."""
 
 
 @dataclass(frozen=True)
 class StorageRef:
-    """Where a tensor's bytes are: ``offset`` bytes into the storage of tensor ``root``."""
+    """Where a tensor's bytes are: ``offset`` bytes into the storage of tensor ``root``; byte
+    ``strides`` for a strided view (None: contiguous in C order)."""
 
     root: str
     offset: int = 0
+    strides: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
+class InPlace:
+    """How an op shares bytes instead of writing a fresh buffer.
+
+    ``kind`` is "reshape" (its output is a view of input 0), "concat" (the inputs at positions
+    ``inputs`` are views of the output: their producers wrote them in place; the concat copies
+    only the others), "elementwise" or "depthwise" (the output overwrites the input at position
+    ``inputs[0]``). ``writes`` is False for an op that moves no data at all: a reshape view, a
+    concat all of whose inputs are views.
+    """
+
+    kind: str
+    inputs: tuple[int, ...]
+    writes: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "inputs": list(self.inputs), "writes": self.writes}
 
 
 @dataclass(frozen=True)
 class StorageMap:
-    """Every activation tensor name -> its storage root and byte offset in that root."""
+    """Every activation tensor name -> its storage root, byte offset and strides in that root;
+    which ops share bytes and how; the options the map was built with."""
 
     refs: Mapping[str, StorageRef]
+    in_place: Mapping[str, InPlace] = field(default_factory=dict)
+    options: StorageOptions = StorageOptions()
 
     def root(self, name: str) -> str:
         return self.refs[name].root
@@ -52,27 +156,314 @@ class StorageMap:
         """Root name -> every tensor stored in it (the root itself first)."""
         groups: dict[str, list[str]] = {root: [] for root in self.roots()}
         for name, ref in self.refs.items():
-            groups[ref.root].append(name)
-        return {root: tuple(names) for root, names in groups.items()}
+            if name != ref.root:
+                groups[ref.root].append(name)
+        return {root: (root, *names) for root, names in groups.items()}
+
+    def moves_no_data(self, op_name: str) -> bool:
+        """True when the op's output already holds its result once its inputs are written: a
+        reshape view, or a concat all of whose inputs were written in place."""
+        entry = self.in_place.get(op_name)
+        return entry is not None and not entry.writes
+
+    def in_place_json(self) -> dict[str, dict[str, Any]]:
+        return {name: entry.to_json() for name, entry in sorted(self.in_place.items())}
 
 
-def build_storage(graph: Graph, *, reshape_views: bool = True) -> StorageMap:
-    """The storage map of ``graph``; with ``reshape_views`` off, every tensor is its own root.
+def build_storage(graph: Graph, options: StorageOptions | None = None) -> StorageMap:
+    """The storage map of ``graph`` under ``options`` (default: every kind of sharing).
 
-    A reshape's output becomes a view when its input is an activation of the same byte size
-    (a reshape of a constant writes a fresh activation; the arena holds no constants). Chains of
-    reshapes resolve to the first tensor of the chain.
+    With every option off (``NO_SHARING``) every tensor is its own root.
     """
-    refs: dict[str, StorageRef] = {}
-    for tensor in graph.activations():
-        refs[tensor.name] = StorageRef(tensor.name)
-        op = tensor.producer
-        if not reshape_views or op is None or op.kind != "reshape":
-            continue
-        source = op.inputs[0]
-        if source is None or source.is_constant or source.nbytes != tensor.nbytes:
-            continue
-        if source.name not in refs:
+    options = StorageOptions() if options is None else options
+    return _Builder(graph, options).build()
+
+
+def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
+    strides = []
+    step = itemsize
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= max(dim, 1)
+    return tuple(reversed(strides))
+
+
+def _normalized(shape: Sequence[int], strides: Sequence[int], itemsize: int) -> tuple | None:
+    """None when ``strides`` lay ``shape`` out contiguously (axes of size 1 never matter)."""
+    natural = contiguous_strides(shape, itemsize)
+    same = all(d == 1 or s == n for d, s, n in zip(shape, strides, natural, strict=True))
+    return None if same else tuple(strides)
+
+
+class _Builder:
+    def __init__(self, graph: Graph, options: StorageOptions) -> None:
+        self.graph = graph
+        self.options = options
+        self.order = canonical_order(graph)
+        self.index = {op.name: i for i, op in enumerate(self.order)}
+        # ancestors[i]: bit j set when op j (canonical index) must run before op i
+        self.ancestors: list[int] = []
+        for op in self.order:
+            mask = 0
+            for t in op.activation_inputs:
+                if t.producer is not None and t.producer.name in self.index:
+                    j = self.index[t.producer.name]
+                    mask |= self.ancestors[j] | 1 << j
+            self.ancestors.append(mask)
+        self.io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+        self.refs: dict[str, StorageRef] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.in_place: dict[str, InPlace] = {}
+
+    def build(self) -> StorageMap:
+        for t in self.graph.inputs:
+            self._new_root(t)
+        for op in self.order:
+            for t in op.outputs:
+                if t.name in self.refs:
+                    raise InternalError(f"tensor {t.name} is written twice (again by {op.name})")
+                self._new_root(t)
+            self._share(op)
+        refs = {t.name: self.refs[t.name] for t in self.graph.activations()}
+        return StorageMap(refs, self.in_place, self.options)
+
+    # ---- the rules ----------------------------------------------------------------------
+    def _share(self, op: Op) -> None:
+        kind, options = op.kind, self.options
+        if op.name in options.not_in_place:
+            return
+        if kind == "reshape" and options.reshape_views:
+            self._reshape(op)
+        elif kind == "concat" and options.concat_in_place:
+            self._concat(op)
+        elif kind in ELEMENTWISE_KINDS and options.elementwise_in_place:
+            self._elementwise(op)
+        elif kind == "depthwise_conv2d" and options.depthwise_in_place:
+            self._depthwise(op)
+
+    def _reshape(self, op: Op) -> None:
+        source, out = op.inputs[0], op.output
+        if source is None or source.is_constant or source.nbytes != out.nbytes:
+            return  # a reshape of a constant writes a fresh activation
+        if source.name not in self.refs:
             raise InternalError(f"reshape {op.name} reads {source.name} before any op writes it")
-        refs[tensor.name] = refs[source.name]
-    return StorageMap(refs)
+        ref = self.refs[source.name]
+        if ref.strides is not None:
+            return  # a strided view has no contiguous reshape
+        self._join(out, ref)
+        self.in_place[op.name] = InPlace("reshape", (0,), writes=False)
+
+    def _elementwise(self, op: Op) -> None:
+        out = op.output
+        shapes = [t.shape for t in op.inputs if t is not None]
+        if len(op.outputs) != 1 or not all(_broadcasts_to(s, out.shape) for s in shapes):
+            return
+        source = op.inputs[0]
+        if op.kind == "quantize" and (out.dtype, source and source.dtype) != (DType.INT8,) * 2:
+            return  # only int8 -> int8 requantization keeps the element size
+        for position, t in enumerate(op.inputs):
+            if t is None or t.shape != out.shape or t.dtype is not out.dtype:
+                continue
+            if t in op.inputs[:position]:
+                continue
+            if self._may_overwrite(op, t):
+                self._join(out, self.refs[t.name])
+                self.in_place[op.name] = InPlace("elementwise", (position,), writes=True)
+                return
+
+    def _depthwise(self, op: Op) -> None:
+        x, out = op.inputs[0], op.output
+        if x is None or x.is_constant or len(x.shape) != 4 or len(out.shape) != 4:
+            return
+        n, h, w, c = x.shape
+        n_out, ho, wo, c_out = out.shape
+        if (n_out, c_out) != (n, c) or op.attrs.get("depth_multiplier", 1) != 1:
+            return
+        if x.dtype is not out.dtype or ho * wo > h * w:
+            return  # output channel c would land on input positions of other channels
+        if self._may_overwrite(op, x):
+            self._join(out, self.refs[x.name])
+            self.in_place[op.name] = InPlace("depthwise", (0,), writes=True)
+
+    def _concat(self, op: Op) -> None:
+        out = op.output
+        if op.attrs.get("activation", "none") != "none" or len(op.outputs) != 1:
+            return  # a fused activation changes the bytes the inputs wrote
+        inputs = list(op.inputs)
+        if any(t is None for t in inputs) or not _is_concatenation(op):
+            return
+        axis = op.attrs["axis"] % len(out.shape)
+        strides = contiguous_strides(out.shape, out.dtype.itemsize)
+        placed: list[int] = []
+        start = 0
+        for position, t in enumerate(inputs):
+            assert t is not None
+            slot = start * strides[axis]
+            start += t.shape[axis]
+            if inputs.count(t) != 1 or not self._may_move(op, t):
+                continue
+            if self._move(t, out, slot, strides):
+                placed.append(position)
+        if placed:
+            writes = len(placed) < len(inputs)
+            self.in_place[op.name] = InPlace("concat", tuple(placed), writes)
+
+    # ---- conditions ---------------------------------------------------------------------
+    def _whole_root(self, t: Tensor) -> bool:
+        ref = self.refs[t.name]
+        root = self.graph.tensors[ref.root]
+        return ref.offset == 0 and ref.strides is None and root.nbytes == t.nbytes
+
+    def _group_is_internal(self, root: str) -> bool:
+        """No tensor stored in ``root`` is a graph input or output."""
+        return not any(name in self.io for name in self.groups[root])
+
+    def _may_overwrite(self, op: Op, t: Tensor) -> bool:
+        """May ``op`` write its output over ``t``'s root, whatever the op order?"""
+        if t.is_constant or t.name not in self.refs or not self._whole_root(t):
+            return False
+        root = self.refs[t.name].root
+        if not self._group_is_internal(root):
+            return False
+        if any(
+            other is not t and other.name in self.refs and self.refs[other.name].root == root
+            for other in op.activation_inputs
+        ):
+            return False  # it would read bytes it has already overwritten
+        before = self.ancestors[self.index[op.name]]
+        for name in self.groups[root]:
+            for reader in self.graph.tensors[name].consumers:
+                if reader is op:
+                    continue
+                if reader.name not in self.index or not before >> self.index[reader.name] & 1:
+                    return False
+        return True
+
+    def _may_move(self, op: Op, t: Tensor) -> bool:
+        """May concat input ``t`` (with everything stored with it) live in its output slice?"""
+        out = op.output
+        return (
+            not t.is_constant
+            and t.producer is not None
+            and t.name in self.refs
+            and t.dtype is out.dtype
+            and t.quant == out.quant
+            and self._whole_root(t)
+            and self.refs[t.name].root != self.refs[out.name].root
+            and self._group_is_internal(self.refs[t.name].root)
+        )
+
+    # ---- bookkeeping --------------------------------------------------------------------
+    def _new_root(self, t: Tensor) -> None:
+        self.refs[t.name] = StorageRef(t.name)
+        self.groups[t.name] = [t.name]
+
+    def _join(self, t: Tensor, ref: StorageRef) -> None:
+        """Store ``t`` (a fresh root so far) at ``ref``."""
+        del self.groups[t.name]
+        self.refs[t.name] = ref
+        self.groups[ref.root].append(t.name)
+
+    def _move(self, t: Tensor, out: Tensor, slot: int, strides: tuple[int, ...]) -> bool:
+        """Move ``t``'s root with every tensor in it into ``out``'s bytes at byte ``slot``,
+        laid out with ``out``'s ``strides``; False (nothing moved) when a member cannot be
+        expressed there."""
+        root = self.refs[t.name].root
+        target = self.refs[out.name]
+        if target.strides is not None or target.offset != 0:
+            raise InternalError(f"concat output {out.name} is already a view")
+        itemsize = t.dtype.itemsize
+        contiguous = _normalized(t.shape, strides, itemsize) is None
+        natural = contiguous_strides(t.shape, itemsize)
+        moved: dict[str, StorageRef] = {}
+        for name in self.groups[root]:
+            member = self.graph.tensors[name]
+            ref = self.refs[name]
+            if contiguous:
+                moved[name] = StorageRef(out.name, slot + ref.offset, ref.strides)
+                continue
+            start = _box_start(member, ref, t.shape, natural)
+            if start is None:
+                return False
+            offset = slot + sum(i * s for i, s in zip(start, strides, strict=True))
+            moved[name] = StorageRef(out.name, offset, _normalized(member.shape, strides, itemsize))
+        self.refs.update(moved)
+        self.groups[out.name].extend(self.groups.pop(root))
+        return True
+
+
+def _box_start(
+    member: Tensor, ref: StorageRef, shape: Sequence[int], natural: Sequence[int]
+) -> tuple[int, ...] | None:
+    """Where ``member`` starts as a box of an array of ``shape`` laid out contiguously (byte
+    strides ``natural``), or None when its bytes are not such a box."""
+    if len(member.shape) != len(shape):
+        return None
+    itemsize = member.dtype.itemsize
+    strides = ref.strides or contiguous_strides(member.shape, itemsize)
+    if any(d > 1 and s != n for d, s, n in zip(member.shape, strides, natural, strict=True)):
+        return None
+    start = []
+    rest = ref.offset
+    for n in natural:
+        start.append(rest // n)
+        rest %= n
+    if rest or any(i + d > size for i, d, size in zip(start, member.shape, shape, strict=True)):
+        return None
+    return tuple(start)
+
+
+def _broadcasts_to(shape: Sequence[int], target: Sequence[int]) -> bool:
+    if len(shape) > len(target):
+        return False
+    return all(d in (1, t) for d, t in zip(reversed(shape), reversed(target), strict=False))
+
+
+def _is_concatenation(op: Op) -> bool:
+    """True when the output's shape is the inputs' shapes joined along the op's axis."""
+    out = op.output
+    inputs = [t for t in op.inputs if t is not None]
+    if not inputs or "axis" not in op.attrs:
+        return False
+    rank = len(out.shape)
+    axis = op.attrs["axis"] % rank if rank else 0
+    for t in inputs:
+        if len(t.shape) != rank or t.dtype is not out.dtype:
+            return False
+        pairs = zip(t.shape, out.shape, strict=True)
+        if any(d != o for k, (d, o) in enumerate(pairs) if k != axis):
+            return False
+    return sum(t.shape[axis] for t in inputs) == out.shape[axis]
+
+
+def canonical_order(graph: Graph) -> list[Op]:
+    """A topological order of the ops that does not depend on the order of ``graph.ops``: ready
+    ops go by the position of their first output in the graph's tensor order, then by name."""
+    position = {name: i for i, name in enumerate(graph.tensors)}
+    produced = {t.name for op in graph.ops for t in op.outputs}
+
+    def key(op: Op) -> tuple[int, str]:
+        return (min((position[t.name] for t in op.outputs), default=len(position)), op.name)
+
+    waiting: dict[str, int] = {}
+    readers: dict[str, list[Op]] = {}
+    ready: list[tuple[tuple[int, str], Op]] = []
+    for op in graph.ops:
+        needed = {t.name for t in op.activation_inputs if t.name in produced}
+        waiting[op.name] = len(needed)
+        for name in needed:
+            readers.setdefault(name, []).append(op)
+        if not needed:
+            heapq.heappush(ready, (key(op), op))
+    order: list[Op] = []
+    while ready:
+        _, op = heapq.heappop(ready)
+        order.append(op)
+        for t in op.outputs:
+            for reader in readers.get(t.name, ()):
+                waiting[reader.name] -= 1
+                if waiting[reader.name] == 0:
+                    heapq.heappush(ready, (key(reader), reader))
+    if len(order) != len(graph.ops):
+        raise InternalError(f"graph {graph.name} has a cycle: no topological order")
+    return order
