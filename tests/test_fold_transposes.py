@@ -3,6 +3,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from memfit.ir.builder import GraphBuilder
+from memfit.ir.core import Quantization
+from memfit.ir.dtypes import DType
 from memfit.ir.printer import format_graph
 from memfit.passes.fold_transposes import (
     fold_transposes,
@@ -246,3 +248,12 @@ def test_sink_and_hoist_refuse_what_they_cannot_express():
     assert sink_transpose((1, 2, 3, 4), (0, 2, 3, 1), (1, 24)) is None
     # Split C into (2, 2) then swap the halves: they cannot move as one axis.
     assert hoist_transpose((1, 4), (1, 2, 2), (0, 2, 1)) is None
+
+
+def test_requantizing_transposes_are_left_alone():
+    b = GraphBuilder("q")
+    x = b.input("x", (1, 2, 2, 3), DType.INT8, Quantization((0.1,), (0,)))
+    t = b.op("transpose", [x], TO_NCHW, quant=Quantization((0.2,), (1,)), name="to_nchw")
+    g = b.output(b.op("transpose", [t], TO_NHWC, quant=Quantization((0.2,), (1,)), name="y"))
+    assert not fold_transposes(g).modified
+    assert [op.kind for op in g.ops] == ["transpose", "transpose"]

@@ -806,3 +806,12 @@ def test_weights_computed_at_run_time_are_refused(tmp_path):
     model = make_model([conv("x", "y", "w")], {"x": (1, 2, 5, 5), "w": (3, 2, 3, 3)}, ["y"])
     with pytest.raises(UnsupportedModelError, match=r"the weights \('w'\) is computed at run time"):
         load_onnx(save(model, tmp_path))
+
+
+def test_identity_as_last_node_keeps_the_output_name(tmp_path):
+    model = make_model(
+        [conv("x", "c", "w"), node("Identity", ["c"], ["y"])], IMAGE, ["y"], {"w": rand(2, 4, 1, 1)}
+    )
+    graph = _load_and_compare(tmp_path, model)
+    assert [t.name for t in graph.outputs] == ["y"]
+    assert _kinds(graph) == ["conv2d"]

@@ -640,12 +640,12 @@ def _pool(imp: _Importer, node: onnx.NodeProto) -> None:
     if any(d != 1 for d in imp.attr(node, "dilations", (1, 1))):
         raise imp.refuse("dilated pooling is not supported")
     pads = imp.spatial_pads(node, x.shape[1:3], kernel, strides, (1, 1))
-    extra = (0, 0)
+    extra = [0, 0]
     if imp.attr(node, "ceil_mode", 0):
-        extra = tuple(
+        extra = [
             _ceil_extra(x.shape[1 + i], pads[i], pads[2 + i], kernel[i], strides[i])
             for i in range(2)
-        )
+        ]
         spans = [x.shape[1 + i] + pads[i] + pads[2 + i] - kernel[i] for i in range(2)]
         kept = [(spans[i] + extra[i]) // strides[i] + 1 for i in range(2)]
         if kept != [-(-spans[i] // strides[i]) + 1 for i in range(2)]:

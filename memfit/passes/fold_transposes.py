@@ -146,6 +146,17 @@ def flatten_permutation(x_shape: Sequence[int], perm: Sequence[int]) -> np.ndarr
     return np.arange(math.prod(x_shape[1:])).reshape(x_shape[1:]).transpose(inner).reshape(-1)
 
 
+def moves_data_only(op: Op) -> bool:
+    """True for a transpose or reshape whose output has its input's dtype and quantization.
+
+    Only those may be merged, cancelled or moved: another one also requantizes.
+    """
+    if op.kind not in ("transpose", "reshape"):
+        return True
+    x = op.inputs[0]
+    return x is not None and x.dtype is op.output.dtype and x.quant == op.output.quant
+
+
 class _Rewriter:
     def __init__(self, graph: Graph) -> None:
         self.graph = graph
@@ -170,7 +181,7 @@ class _Rewriter:
 
     def merge_transposes(self, op: Op) -> bool:
         first = op.inputs[0].producer  # type: ignore[union-attr]
-        if first is None or first.kind != "transpose":
+        if first is None or first.kind != "transpose" or not moves_data_only(first):
             return False
         perm = compose(first.attrs["perm"], op.attrs["perm"])
         replace_op(self.graph, op, inputs=[first.inputs[0]], attrs={"perm": perm})
@@ -188,7 +199,7 @@ class _Rewriter:
         if x.shape == op.output.shape:
             return bypass(self.graph, op)
         first = x.producer
-        if first is None or first.kind != "reshape":
+        if first is None or first.kind != "reshape" or not moves_data_only(first):
             return False
         replace_op(self.graph, op, inputs=[first.inputs[0]], attrs={})
         return True
@@ -209,11 +220,9 @@ class _Rewriter:
                 ("transpose", second, {"perm": compose(q, second.attrs["perm"])}, second.output),
             ]
         else:
-            hoisted = hoist_transpose(
-                reshape.inputs[0].shape,
-                reshape.output.shape,  # type: ignore[union-attr]
-                second.attrs["perm"],
-            )
+            source = reshape.inputs[0]
+            assert source is not None
+            hoisted = hoist_transpose(source.shape, reshape.output.shape, second.attrs["perm"])
             if hoisted is None:
                 return False
             p, _ = hoisted
@@ -238,7 +247,7 @@ class _Rewriter:
     def into_fully_connected(self, op: Op) -> bool:
         """transpose -> reshape [B, K] -> fully_connected: permute the weight columns."""
         reshape = sole_reader(self.graph, op.output)
-        if reshape is None or reshape.kind != "reshape":
+        if reshape is None or reshape.kind != "reshape" or not moves_data_only(reshape):
             return False
         dense = sole_reader(self.graph, reshape.output)
         x, perm = op.inputs[0], tuple(op.attrs["perm"])
@@ -267,7 +276,7 @@ class _Rewriter:
         producer = x.producer if x is not None else None
         if producer is None or producer.kind != kind or sole_reader(self.graph, x) is not op:  # type: ignore[arg-type]
             return None
-        return producer
+        return producer if moves_data_only(producer) else None
 
 
 @register_pass("fold-transposes")
@@ -288,8 +297,8 @@ def fold_transposes(graph: Graph) -> PassResult:
     while changed:
         changed = False
         for op in list(graph.ops):
-            if op not in graph.ops:
-                continue  # removed by an earlier rewrite in this sweep
+            if op not in graph.ops or not moves_data_only(op):
+                continue  # removed by an earlier rewrite in this sweep, or requantizes
             for rule in rules.get(op.kind, ()):
                 if rule(op):
                     changes += 1
