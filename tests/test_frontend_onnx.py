@@ -13,6 +13,7 @@ from memfit import api
 from memfit.cli import main
 from memfit.errors import (
     InputError,
+    MemfitError,
     ModelFormatError,
     ShapeError,
     UnsupportedModelError,
@@ -815,3 +816,28 @@ def test_identity_as_last_node_keeps_the_output_name(tmp_path):
     graph = _load_and_compare(tmp_path, model)
     assert [t.name for t in graph.outputs] == ["y"]
     assert _kinds(graph) == ["conv2d"]
+
+
+def test_every_truncation_of_a_model_is_a_clean_error(tmp_path):
+    data = _valid_model_bytes()
+    path = tmp_path / "cut.onnx"
+    for length in range(0, len(data) - 1, 7):
+        path.write_bytes(data[:length])
+        with pytest.raises(MemfitError):
+            api.load(path)
+
+
+def test_missing_external_weights_file(tmp_path):
+    nodes, inputs, outputs, inits, opset = CASES["conv_bias_pads_strides"]()
+    path = tmp_path / "external.onnx"
+    onnx.save_model(
+        make_model(nodes, inputs, outputs, inits, opset),
+        str(path),
+        save_as_external_data=True,
+        location="external.data",
+        size_threshold=0,
+    )
+    assert api.load(path).ops[0].kind == "conv2d"
+    (tmp_path / "external.data").unlink()
+    with pytest.raises(ModelFormatError, match="external weights"):
+        api.load(path)

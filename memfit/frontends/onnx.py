@@ -70,6 +70,11 @@ def _read_model(path: Path) -> onnx.ModelProto:
         raise ModelFormatError(f"{path} is empty: the file is corrupt or truncated")
     try:
         model = onnx.load(str(path))
+    except onnx.checker.ValidationError as exc:  # external weights file missing or unreadable
+        raise ModelFormatError(
+            f"{path}: cannot read the model's external weights ({exc}); keep the data files "
+            "next to the model as exported"
+        ) from exc
     except (DecodeError, ValueError, RuntimeError, UnicodeDecodeError, TypeError) as exc:
         raise ModelFormatError(
             f"{path}: cannot read the ONNX model, the file is corrupt or truncated ({exc}); "
@@ -109,9 +114,14 @@ class _Importer:
     # ---- driver ---------------------------------------------------------------------------
     def run(self) -> Graph:
         g = self.model.graph
+        if not self.opset:
+            raise ModelFormatError(
+                f"{self.path}: the model declares no ONNX opset: the file is corrupt or "
+                "truncated, or was not written by an ONNX exporter"
+            )
         if self.opset < MIN_OPSET:
             raise UnsupportedModelError(
-                f"{self.path}: the model uses ONNX opset {self.opset or '(none)'}; memfit reads "
+                f"{self.path}: the model uses ONNX opset {self.opset}; memfit reads "
                 f"opset {MIN_OPSET} and newer. Upgrade it with "
                 "onnx.version_converter.convert_version(model, 13)"
             )
