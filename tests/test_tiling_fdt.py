@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from memfit import api
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph, Quantization, Tensor
 from memfit.ir.dtypes import DType
@@ -601,3 +603,51 @@ def test_random_chains_compute_the_same(middle, end, channels, data, dtype, seed
     tiled = _check_rewrite(graph, names, partitions, reorder=False)
     spans = [tiled.op(f"{names[0]}.p{p}").output.shape[-1] for p in range(partitions)]
     assert spans == [len(s) for s in np.array_split(np.arange(channels), partitions)]
+
+
+# ---- real models ---------------------------------------------------------------------------
+
+MODELS = Path("/work/shared/models/tflite")
+
+
+def _model(source: str) -> Graph:
+    if not source.startswith("zoo:") and not Path(source).exists():
+        pytest.skip(f"{source} is not available")
+    return api.load(source)
+
+
+def _check_real(source: str, names: list[str], partitions: int) -> None:
+    graph = _model(source)
+    before = plan_memory(graph.copy(), exact_time_limit=0).arena.size
+    tiled = _check_rewrite(graph, names, partitions)
+    assert plan_memory(tiled, exact_time_limit=0).arena.size < before
+
+
+def test_vww_int8_peak_chain():
+    """MobileNetV1 0.25: the expanding pointwise conv at 48x48 and the stride-2 depthwise after
+    it hold the peak; cut into channel partitions they no longer do."""
+    vww = str(MODELS / "mlperf_tiny_vww_int8.tflite")
+    _check_real(vww, ["conv_2d_2", "depthwise_conv_2d_3"], 4)
+
+
+@pytest.mark.slow
+def test_mobilenetv2_int8_peak_chain():
+    """The expansion of block 1 (16 -> 96 channels at 112x112) holds the peak."""
+    _check_real("zoo:mobilenetv2-int8", ["block1/expand", "block1/depthwise"], 8)
+
+
+def test_chain_interleaved_with_another_branch():
+    """Ops of other branches between the chain's ops keep running, on the same values."""
+    b = GraphBuilder("branches")
+    x = b.input("x", (1, 4, 4, 3))
+    rng = np.random.default_rng(0)
+    w1 = b.constant("w1", rng.standard_normal((6, 1, 1, 3)).astype(np.float32))
+    y = b.op("conv2d", [x, w1, None], {**CONV, "pads": (0, 0, 0, 0), "activation": "none"},
+             name="expand")
+    other = b.op("relu6", [x], name="other")
+    y = b.op("relu", [y], name="relu")
+    w2 = b.constant("w2", rng.standard_normal((2, 1, 1, 6)).astype(np.float32))
+    y = b.op("conv2d", [y, w2, None], {**CONV, "pads": (0, 0, 0, 0), "activation": "none"},
+             name="project")
+    tiled = _check_rewrite(b.output(y, other), ["expand", "relu", "project"], 3)
+    assert tiled.op("other").inputs[0] is tiled.inputs[0]
