@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from memfit.errors import InputError
-from memfit.planning import plan_memory
+from memfit.ir.builder import GraphBuilder
+from memfit.planning import NO_SHARING, StorageOptions, plan_memory
 from memfit.planning.plan_file import fingerprint, plan_to_json, read_plan, restore_plan, save_plan
 from memfit.runtime.executor import execute
 from tests.helpers import residual_block, small_cnn
@@ -58,3 +59,68 @@ def test_bad_files(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(InputError, match=message):
         read_plan(path)
+
+
+def _concat_graph():
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("concat")
+    x = b.input("x", (1, 4, 4, 2))
+    attrs = {
+        "strides": (1, 1),
+        "dilations": (1, 1),
+        "pads": (0, 0, 0, 0),
+        "groups": 1,
+        "activation": "none",
+    }
+    parts = []
+    for i, channels in enumerate((3, 5)):
+        w = b.constant(f"w{i}", rng.standard_normal((channels, 1, 1, 2)).astype(np.float32))
+        parts.append(b.op("conv2d", [x, w, None], attrs, name=f"conv{i}"))
+    cat = b.op("concat", parts, {"axis": 3, "activation": "none"}, name="cat")
+    return b.output(b.op("relu", [cat], name="out"))
+
+
+@pytest.mark.parametrize(
+    "options", [StorageOptions(), StorageOptions(concat_in_place=False), NO_SHARING]
+)
+def test_storage_options_and_in_place_ops_round_trip(tmp_path, options):
+    graph = _concat_graph()
+    plan = plan_memory(graph, storage=options)
+    path = tmp_path / "plan.json"
+    save_plan(path, plan_to_json(graph, plan, fingerprint(graph)))
+    document = read_plan(path)
+    assert document["storage"]["concat_in_place"] == options.concat_in_place
+    fresh = _concat_graph()
+    restored_graph, restored = restore_plan(fresh, document, fingerprint(fresh))
+    assert restored.storage == plan.storage
+    assert restored.arena == plan.arena
+    x = np.random.default_rng(1).standard_normal((1, 4, 4, 2)).astype(np.float32)
+    np.testing.assert_array_equal(
+        execute(restored_graph, {"x": x}, restored.arena)["out"],
+        execute(_concat_graph(), {"x": x})["out"],
+    )
+
+
+def test_plan_without_storage_options_was_made_with_reshape_views_only(tmp_path):
+    graph = _concat_graph()
+    legacy = StorageOptions(True, False, False, False)
+    plan = plan_memory(graph, storage=legacy)
+    document = plan_to_json(graph, plan, fingerprint(graph))
+    del document["storage"], document["in_place"]
+    fresh = _concat_graph()
+    _, restored = restore_plan(fresh, document, fingerprint(fresh))
+    assert restored.storage.options == legacy
+    assert restored.arena == plan.arena
+
+
+def test_plan_running_other_ops_in_place_is_refused(tmp_path):
+    graph = _concat_graph()
+    document = plan_to_json(graph, plan_memory(graph), fingerprint(graph))
+    assert "cat" in document["in_place"]
+    del document["in_place"]["cat"]
+    fresh = _concat_graph()
+    with pytest.raises(InputError, match="other ops in place"):
+        restore_plan(fresh, document, fingerprint(fresh))
+    document["storage"] = {"copy_everything": True}
+    with pytest.raises(InputError, match="malformed storage options"):
+        restore_plan(fresh, document, fingerprint(fresh))

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
@@ -10,9 +11,10 @@ from memfit.planning import plan_memory, scratch, tflm_greedy
 from memfit.planning.arena import separate_plan
 from memfit.planning.checker import check_assignment
 from memfit.planning.lifetimes import model_order
+from memfit.planning.storage import contiguous_strides
 from memfit.runtime.executor import execute
 from tests.helpers import residual_block, small_cnn
-from tests.test_planning_strategies import random_dags
+from tests.test_planning_strategies import executable_dags, random_dags
 
 
 def _conv(b, x, out_channels, kernel, name, rng):
@@ -129,24 +131,35 @@ def _tensor_spans(graph):
     return spans
 
 
+def _byte_set(tensor, placement):
+    """Every arena byte the tensor's view touches (strided views included)."""
+    itemsize = tensor.dtype.itemsize
+    strides = placement.strides or contiguous_strides(tensor.shape, itemsize)
+    starts = np.full(tensor.shape, placement.offset, dtype=np.int64)
+    for axis, stride in enumerate(strides):
+        shape = [1] * len(tensor.shape)
+        shape[axis] = tensor.shape[axis]
+        starts = starts + np.arange(tensor.shape[axis]).reshape(shape) * stride
+    return set((starts.reshape(-1, 1) + np.arange(itemsize)).reshape(-1).tolist())
+
+
 @settings(max_examples=60, deadline=None)
-@given(random_dags(max_ops=10))
+@given(st.one_of(random_dags(max_ops=10), executable_dags(max_ops=10)))
 def test_arena_keeps_live_tensors_apart(graph):
-    """Tensors live at a common step share bytes only as a reshape view of the same bytes."""
+    """Tensors live at a common step share bytes only inside one storage root (the executor
+    tests prove sharing inside a root right)."""
     plan = plan_memory(graph, exact_time_limit=1.0)
     assert plan.lower_bound <= plan.arena.size
     assert plan.schedule.peak == plan.lower_bound <= plan.schedule.model_order_peak
     spans = _tensor_spans(graph)
     tensors = list(graph.activations())
+    touched = {t.name: _byte_set(t, plan.arena.placements[t.name]) for t in tensors}
     for i, a in enumerate(tensors):
-        a_start = plan.arena.offset(a.name)
-        assert a_start % 16 == 0 and a_start + a.nbytes <= plan.arena.size
+        assert min(touched[a.name], default=0) >= 0
+        assert max(touched[a.name], default=0) < max(plan.arena.size, 1)
         for b in tensors[i + 1 :]:
-            b_start = plan.arena.offset(b.name)
             live_together = spans[a.name][0] <= spans[b.name][1] and (
                 spans[b.name][0] <= spans[a.name][1]
             )
-            share = a_start < b_start + b.nbytes and b_start < a_start + a.nbytes
-            if live_together and share:
-                assert plan.lifetimes.storage.root(a.name) == plan.lifetimes.storage.root(b.name)
-                assert (a_start, a.nbytes) == (b_start, b.nbytes)
+            if live_together and touched[a.name] & touched[b.name]:
+                assert plan.storage.root(a.name) == plan.storage.root(b.name), (a, b)
