@@ -6,12 +6,11 @@ network. Frontends are the only code that knows file formats.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from memfit.errors import ModelFormatError, UnsupportedOpError
 from memfit.ir.core import Graph
-from memfit.ir.ops import SUPPORTED_KINDS
 
 ZOO_PREFIX = "zoo:"
 InputShapes = Mapping[str, Sequence[int]]
@@ -69,8 +68,13 @@ def load_model(
     return canonicalize(graph) if canonical else graph
 
 
-def refuse_unsupported(graph_name: str, found: Sequence[tuple[str, str]]) -> None:
-    """Raise one error listing every (op type, node name) that memfit cannot run."""
+def refuse_unsupported(
+    graph_name: str, found: Sequence[tuple[str, str]], supported: Iterable[str]
+) -> None:
+    """Raise one error listing every (op type, node name) that memfit cannot run.
+
+    ``supported`` names the operator types of the file format that memfit imports.
+    """
     if not found:
         return
     lines = "\n".join(f"  - {op_type} (node {node!r})" for op_type, node in found)
@@ -78,6 +82,6 @@ def refuse_unsupported(graph_name: str, found: Sequence[tuple[str, str]]) -> Non
     raise UnsupportedOpError(
         f"{graph_name}: {len(found)} operator(s) are not supported by memfit "
         f"({', '.join(kinds)}):\n{lines}\n"
-        f"Supported operators: {', '.join(sorted(SUPPORTED_KINDS))}. "
+        f"Supported: {', '.join(sorted(supported))}.\n"
         "Replace these ops in the model (or convert it with different options) and try again."
     )

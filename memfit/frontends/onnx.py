@@ -184,7 +184,7 @@ class _Importer:
                 found.append((f"{node.domain}.{node.op_type}", label))
             elif node.op_type not in _CONVERTERS:
                 found.append((node.op_type, label))
-        refuse_unsupported(f"{self.path.name} (ONNX)", found)
+        refuse_unsupported(f"{self.path.name} (ONNX)", found, _CONVERTERS)
 
     def _add_inputs(self) -> None:
         real = [v for v in self.model.graph.input if v.name not in self.consts]

@@ -401,7 +401,7 @@ class _Converter:
                 if unsupported:
                     break  # probably a consequence of an op memfit skipped: report those
                 raise
-        refuse_unsupported(self.graph.name, unsupported)
+        refuse_unsupported(self.graph.name, unsupported, _MAPPERS)
 
         for i in self.record.outputs:
             if i not in self.tensors:  # a constant (or variable) output
