@@ -32,14 +32,28 @@ MIDDLE = (
     "hard_swish",
     "leaky_relu",
     "add_const",
+    "sub_const",
     "mul_const",
+    "div_const",
+    "maximum_scalar",
+    "clamp",
+    "identity",
+    "batch_norm",
     "max_pool2d",
     "avg_pool2d",
     "depthwise",
     "pad",
     "quantize",
 )
-ENDS = ("conv", "fc", "concat", "mean_concat", "mean_fc")
+ENDS = (
+    "conv",
+    "fc",
+    "concat",
+    "mean_concat",
+    "mean_fc",
+    "max_reshape_fc",
+    "dequantize_concat",
+)
 
 
 class _Chain:
@@ -67,10 +81,12 @@ class _Chain:
     def _scale(self, t: Tensor) -> float:
         return t.quant.scale[0] if t.quant is not None else 1.0
 
-    def op(self, kind: str, inputs: list, attrs: dict, quant: Quantization | None = None) -> Tensor:
+    def op(
+        self, kind: str, inputs: list, attrs: dict, quant: Quantization | None = None, **options
+    ) -> Tensor:
         name = f"{kind}{len(self.b.graph.ops)}"
         self.names.append(name)
-        return self.b.op(kind, inputs, attrs, quant=quant, name=name)
+        return self.b.op(kind, inputs, attrs, quant=quant, name=name, **options)
 
     def weights(self, name: str, shape: tuple[int, ...], axis: int | None) -> Tensor:
         if not self.int8:
@@ -126,14 +142,31 @@ class _Chain:
             return self.op(kind, [x], {}, self.act_quant(self._scale(x) * 0.7, -60))
         if kind == "leaky_relu":
             return self.op(kind, [x], {"alpha": 0.2}, q)
-        if kind in ("add_const", "mul_const"):
+        if self.int8 and kind in ("div_const", "batch_norm"):  # no int8 kernels: stand-ins
+            kind = {"div_const": "sub_const", "batch_norm": "mul_const"}[kind]
+        if kind in ("add_const", "sub_const", "mul_const", "div_const"):
             if self.int8:
                 data = self.rng.integers(-100, 100, (1, 1, 1, c)).astype(np.int8)
                 const = self.b.constant("k", data, self.act_quant(0.02, 5))
             else:
-                const = self.b.constant("k", self.rng.standard_normal(c).astype(np.float32))
-            scale = self._scale(x) * (1.5 if kind == "add_const" else 0.05)
-            return self.op(kind[:3], [const, x], {"activation": "none"}, self.act_quant(scale, 2))
+                data = self.rng.uniform(0.5, 2.0, c) * self.rng.choice((-1, 1), c)
+                const = self.b.constant("k", data.astype(np.float32))
+            scale = self._scale(x) * (0.05 if kind == "mul_const" else 1.5)
+            # the chain's tensor is the second operand of an add, the first of the others
+            inputs = [const, x] if kind == "add_const" else [x, const]
+            return self.op(kind[:3], inputs, {"activation": "none"}, self.act_quant(scale, 2))
+        if kind == "maximum_scalar":  # a constant of one value broadcasts to every channel
+            data = np.full((1, 1, 1, 1), -3 if self.int8 else -0.1, x.dtype.numpy)
+            return self.op("maximum", [x, self.b.constant("k", data, q)], {}, q)
+        if kind == "clamp":
+            bound = 50 if self.int8 else 0.5
+            return self.op(kind, [x], {"min": -bound, "max": bound}, q)
+        if kind == "identity":
+            return self.op(kind, [x], {}, q)
+        if kind == "batch_norm":
+            params = [self.rng.uniform(0.5, 2.0, c).astype(np.float32) for _ in range(4)]
+            consts = [self.b.constant(name, v) for name, v in zip("sbmv", params, strict=True)]
+            return self.op(kind, [x, *consts], {"epsilon": 1e-3})
         if kind in ("max_pool2d", "avg_pool2d"):
             return self.op(kind, [x], {**POOL, "activation": "none"}, q)
         if kind == "depthwise":
@@ -156,6 +189,14 @@ class _Chain:
             return self.dense(x, out_channels, "relu")
         if kind == "concat":
             return x
+        if kind == "dequantize_concat":
+            if self.int8:
+                return self.op("dequantize", [x], {}, dtype=DType.FLOAT32)
+            return self.op("relu", [x], {})
+        if kind == "max_reshape_fc":
+            pooled = self.op("reduce_max", [x], {"axes": (1, 2), "keepdims": True}, x.quant)
+            flat = self.op("reshape", [pooled], {}, x.quant, shape=(1, x.shape[-1]))
+            return self.dense(flat, out_channels)
         pooled = self.op("mean", [x], {"axes": (1, 2), "keepdims": kind == "mean_concat"}, x.quant)
         return pooled if kind == "mean_concat" else self.dense(pooled, out_channels)
 
@@ -206,9 +247,7 @@ def _assert_same(tiled: dict[str, np.ndarray], reference: dict[str, np.ndarray])
             np.testing.assert_array_equal(tiled[name], expected)
 
 
-def _check_rewrite(
-    graph: Graph, names: list[str], partitions: int, reorder: bool = True
-) -> Graph:
+def _check_rewrite(graph: Graph, names: list[str], partitions: int, reorder: bool = True) -> Graph:
     """Tile a copy of ``graph``; check numbers (plain and in the planned arena), MACs, plan.
 
     ``reorder=False`` keeps the rewrite's op order (partition after partition) instead of
@@ -238,7 +277,7 @@ def test_every_middle_kind_with_every_end(dtype, end):
     graph, names = build(MIDDLE, end, channels=7, dtype=dtype)
     tiled = _check_rewrite(graph, names, 3)
     kinds = [op.kind for op in tiled.ops]
-    if end in ("conv", "fc", "mean_fc"):
+    if end in ("conv", "fc", "mean_fc", "max_reshape_fc"):
         assert kinds.count("accumulator_output") == 1
         assert kinds[-1] == "accumulator_output"
     else:
@@ -642,12 +681,17 @@ def test_chain_interleaved_with_another_branch():
     x = b.input("x", (1, 4, 4, 3))
     rng = np.random.default_rng(0)
     w1 = b.constant("w1", rng.standard_normal((6, 1, 1, 3)).astype(np.float32))
-    y = b.op("conv2d", [x, w1, None], {**CONV, "pads": (0, 0, 0, 0), "activation": "none"},
-             name="expand")
+    y = b.op(
+        "conv2d", [x, w1, None], {**CONV, "pads": (0, 0, 0, 0), "activation": "none"}, name="expand"
+    )
     other = b.op("relu6", [x], name="other")
     y = b.op("relu", [y], name="relu")
     w2 = b.constant("w2", rng.standard_normal((2, 1, 1, 6)).astype(np.float32))
-    y = b.op("conv2d", [y, w2, None], {**CONV, "pads": (0, 0, 0, 0), "activation": "none"},
-             name="project")
+    y = b.op(
+        "conv2d",
+        [y, w2, None],
+        {**CONV, "pads": (0, 0, 0, 0), "activation": "none"},
+        name="project",
+    )
     tiled = _check_rewrite(b.output(y, other), ["expand", "relu", "project"], 3)
     assert tiled.op("other").inputs[0] is tiled.inputs[0]

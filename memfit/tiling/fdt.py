@@ -144,8 +144,9 @@ def _check_dtypes(graph: Graph, op: Op) -> None:
     x = op.activation_inputs[0]
     if {x.dtype, op.output.dtype} - {DType.FLOAT32, DType.INT8} or x.dtype != op.output.dtype:
         raise _refuse(
-            op, graph, f"it reads {x.dtype} and writes {op.output.dtype}; FDT splits float32 "
-            "and int8 layers"
+            op,
+            graph,
+            f"it reads {x.dtype} and writes {op.output.dtype}; FDT splits float32 and int8 layers",
         )
 
 
@@ -156,8 +157,10 @@ def _check_layer(graph: Graph, op: Op, role: str) -> None:
         )
     if op.kind == "conv2d" and op.attrs.get("groups", 1) != 1:
         raise _refuse(
-            op, graph, f"a grouped convolution (groups={op.attrs['groups']}) mixes channels "
-            f"within groups; only groups=1 can be the {role} of a chain"
+            op,
+            graph,
+            f"a grouped convolution (groups={op.attrs['groups']}) mixes channels "
+            f"within groups; only groups=1 can be the {role} of a chain",
         )
     weights, bias = op.input(1), op.input(2)
     if weights is None or not weights.is_constant or (bias is not None and not bias.is_constant):
@@ -177,15 +180,19 @@ def _check_lip(graph: Graph, op: Op, channels: int) -> None:
     assert x is not None and weights is not None
     if x.dtype is DType.FLOAT32 and weights.dtype is not DType.FLOAT32:
         raise _refuse(
-            op, graph, "a hybrid layer (float input, quantized weights) quantizes its whole "
-            "input with one scale, which a channel slice cannot reproduce"
+            op,
+            graph,
+            "a hybrid layer (float input, quantized weights) quantizes its whole "
+            "input with one scale, which a channel slice cannot reproduce",
         )
     features = weights.shape[_LIP_INPUT_AXIS[op.kind]]
     if features != channels:
         raise _refuse(
-            op, graph, f"it reads its input flattened ({features} input features, not "
+            op,
+            graph,
+            f"it reads its input flattened ({features} input features, not "
             f"the {channels} channels of the last axis), so a channel slice is not a slice of "
-            "its weights"
+            "its weights",
         )
 
 
@@ -194,17 +201,21 @@ def _check_middle(graph: Graph, op: Op, channels: int, chain: Sequence[Op]) -> i
     if op.kind in _LAYERS:
         after = chain[chain.index(op) + 1]
         raise _refuse(
-            after, graph, f"it follows {op.name!r} ({op.kind}), which mixes channels and so "
+            after,
+            graph,
+            f"it follows {op.name!r} ({op.kind}), which mixes channels and so "
             f"must end the chain (LIP): {after.name!r} would act on partial sums"
             + ("" if after.kind in _LAYERS else ", and it is not linear")
-            + f"; end the chain at {op.name!r}"
+            + f"; end the chain at {op.name!r}",
         )
     if op.kind not in _MIDDLE:
         raise _refuse(
-            op, graph, "it is not a per-channel op (activations, pooling, depthwise "
+            op,
+            graph,
+            "it is not a per-channel op (activations, pooling, depthwise "
             "convolution, binary ops with a constant, pad, mean over other axes, reshape "
             "keeping the channels), so it mixes channels or is not supported inside a chain; "
-            "end the chain before it"
+            "end the chain before it",
         )
     x = op.activation_inputs[0]
     slot = op.inputs.index(x)
@@ -218,19 +229,21 @@ def _check_middle(graph: Graph, op: Op, channels: int, chain: Sequence[Op]) -> i
             raise _refuse(op, graph, "it reduces over the channel axis")
     if x.shape[-1] != channels or op.output.shape[-1] != channels:
         raise _refuse(
-            op, graph, f"it maps {x.shape} to {op.output.shape}; the last axis must keep its "
-            f"{channels} channels"
+            op,
+            graph,
+            f"it maps {x.shape} to {op.output.shape}; the last axis must keep its "
+            f"{channels} channels",
         )
     if op.kind in _BINARY and op.output.shape != x.shape:
-        raise _refuse(
-            op, graph, f"its constant operand broadcasts {x.shape} to {op.output.shape}"
-        )
+        raise _refuse(op, graph, f"its constant operand broadcasts {x.shape} to {op.output.shape}")
     if op.kind in _PER_CHANNEL_CONSTANTS:
         for t in op.inputs:
             if t is not None and t.is_constant and t.shape and t.shape[-1] not in (1, channels):
                 raise _refuse(
-                    op, graph, f"its constant {t.name} {t.shape} is neither per channel nor "
-                    "one value for all channels"
+                    op,
+                    graph,
+                    f"its constant {t.name} {t.shape} is neither per channel nor "
+                    "one value for all channels",
                 )
     return slot
 
@@ -265,6 +278,7 @@ def _accumulator_quant(layer: Op) -> Quantization | None:
     if x is None or x.quant is None or weights is None or weights.quant is None:
         raise InternalError(f"int8 layer {layer.name} without quantization on its input/weights")
     x_scale, w_quant = x.quant.scale[0], weights.quant
+    scales: tuple[float, ...]
     if layer.kind == "fully_connected" and w_quant.per_tensor:
         scales = (float(np.float32(x_scale) * np.float32(w_quant.scale[0])),)
     else:
@@ -349,7 +363,10 @@ class _Rewrite:
             f"{op.output.name}.acc{p}", op.output.shape, dtype, _accumulator_quant(op)
         )
         self.add(
-            _PARTIAL_KIND[op.kind], [current, weights, accumulator], acc, attrs,
+            _PARTIAL_KIND[op.kind],
+            [current, weights, accumulator],
+            acc,
+            attrs,
             name=f"{op.name}.p{p}",
         )
         return acc

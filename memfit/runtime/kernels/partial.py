@@ -67,9 +67,7 @@ def accumulator_output(op: Op, acc: np.ndarray, bias: np.ndarray | None) -> np.n
 
 
 @register("partial_conv2d", quantized=True)
-def partial_conv2d_int8(
-    op: Op, x: np.ndarray, w: np.ndarray, acc: np.ndarray | None
-) -> np.ndarray:
+def partial_conv2d_int8(op: Op, x: np.ndarray, w: np.ndarray, acc: np.ndarray | None) -> np.ndarray:
     zero_point = _quant(op.inputs[0]).zero_point[0]
     return _add_int32(op, _accumulate_conv(x, w, op, zero_point), acc)
 
