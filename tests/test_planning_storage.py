@@ -469,3 +469,16 @@ def test_the_map_does_not_depend_on_the_op_order(data, graph):
     after = build_storage(graph)
     assert dict(after.refs) == dict(before.refs)
     assert dict(after.in_place) == dict(before.in_place)
+
+
+def test_input_of_two_concats_is_a_view_of_the_first_only():
+    b = GraphBuilder()
+    x = b.input("x", (1, 2, 2, 2))
+    shared, c, d = _conv(b, x, 2, "shared"), _conv(b, x, 1, "c", 1), _conv(b, x, 1, "d", 2)
+    first = b.op("concat", [shared, c], {"axis": 3, **NONE}, name="first")
+    second = b.op("concat", [d, shared], {"axis": 3, **NONE}, name="second")
+    g = b.output(b.op("add", [first, second], NONE, name="sum"))
+    storage = build_storage(g, ONLY["concat"])
+    assert storage.root("shared") == "first"
+    assert storage.in_place["second"] == InPlace("concat", (0,), writes=True)
+    _runs_identically(g)

@@ -1,11 +1,13 @@
 """Memory planning: op order, buffer lifetimes, and offsets in one arena.
 
-``plan_memory(graph)`` is the entry point: it picks the op order with the lowest peak of live
-bytes (``schedule``), computes buffer lifetimes under that order (``lifetimes``, over the storage
-roots of ``storage``), assigns offsets with every algorithm (``suite``: ``greedy_by_size``,
-``hill_climb``, ``exact``), checks the winner independently (``checker``) and resolves aliases
-into an ``ArenaPlan`` the executor runs in (strided views included). Which tensors share bytes,
-and which ops run in place, is decided once by ``storage`` under ``StorageOptions``.
+``plan_memory(graph)`` is the entry point: it decides which tensors share bytes and which ops
+run in place (``storage``: reshape views, concat, elementwise and depthwise in place, each
+switchable in ``StorageOptions``; ``storage_choice`` keeps the ones that do not raise the peak),
+picks the op order with the lowest peak of live bytes (``schedule``), computes buffer lifetimes
+under that order (``lifetimes``, over the storage roots), assigns offsets with every algorithm
+(``suite``: ``greedy_by_size``, ``hill_climb``, ``exact``), checks the winner independently
+(``checker``) and resolves aliases into an ``ArenaPlan`` the executor runs in (strided views
+included). ``MemoryPlan.in_place`` tells the code generator which ops run in place and how.
 ``tflm_greedy(graph)`` is TensorFlow Lite Micro's plan for the same graph, the baseline to
 compare with: no sharing at all.
 

@@ -24,16 +24,24 @@ the first write of any tensor it holds to the last read of any of them (see
 ``memfit.planning.lifetimes``), so nothing outside a root disturbs it. Inside a root, bytes are
 written twice only by an op that runs in place, and such an op may overwrite a root only when
 
-- its input covers the whole root (so the root is no larger than what the op overwrites, and the
-  output never keeps a larger buffer alive: the only exception is depthwise in place, whose
-  smaller output keeps the input's root, a cost the choice accepts for the peak it saves),
+- its input covers the whole root, with the output's shape (elementwise: no broadcasting of
+  that input) and dtype, so the root is no larger than what the op overwrites and the output
+  never keeps a larger buffer alive (the exception is depthwise in place with a stride, whose
+  smaller output keeps the input's root; ``memfit.planning.storage_choice`` weighs that),
 - no tensor in the root is a graph input or output, and the op reads no other tensor of it,
 - every reader of every tensor in the root is the op itself or one of its ancestors in the
-  graph, so it has run before the op in every topological order.
+  graph, so it has run before the op in every topological order: the input dies at the op. Of
+  several inputs that qualify (a residual add whose other reader runs before), the first is
+  taken.
 
 Concat slices are disjoint, and the concat's own write (``memfit.runtime.executor`` runs every
-kernel) stores exactly the bytes its inputs already put there. A concat input must cover its
-whole root too, so that the slice holds everything stored with it.
+kernel) stores exactly the bytes its inputs already put there, so a concat input may have other
+readers: they read the slice while the root is live. An input becomes a view only when it is
+written by an op (not a graph input, not a constant), is no graph output, appears once, has the
+output's dtype and quantization (an int8 concat requantizes other inputs), covers its whole
+root (so the slice holds everything stored with it) and, for a strided slice, every tensor in
+its root is a box of it (a reshape view of it is not); the concat must have no fused
+activation. Other inputs are copied by the concat as before (``InPlace.writes``).
 
 Decisions are made in one canonical topological order (by the graph's tensor order, not by its
 op order), so reordering the ops, as the scheduler does, gives the same map: a plan file can
