@@ -59,8 +59,13 @@ def choose_storage(
         return model_schedule(graph, alignment, storage=storage)
 
     best: tuple[StorageMap, Schedule] | None = None
+    seen: list[tuple[dict, dict]] = []
     for options in _variants(graph, allowed):
         storage = build_storage(graph, options)
+        sharing = (dict(storage.refs), dict(storage.in_place))
+        if sharing in seen:
+            continue  # nothing of that kind ran in place anyway
+        seen.append(sharing)
         found = (storage, schedule(storage))
         if best is None or found[1].peak < best[1].peak:
             best = found
