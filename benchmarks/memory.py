@@ -31,7 +31,7 @@ def measure(path: Path) -> list[str]:
     vs_bound = "below" if ours < bound else ("=" if ours == bound else "above")
     return [
         path.stem,
-        f"{head:,}" if head else "fails to load",
+        f"{head:,}" if head else ("fails to load" if path.suffix == ".tflite" else "n/a (ONNX)"),
         f"{analysis.tflm_greedy_bytes:,}",
         f"{bound:,}",
         f"{analysis.lower_bound_bytes:,}",
