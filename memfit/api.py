@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -11,6 +12,7 @@ from memfit.errors import InputError
 from memfit.frontends import InputShapes, load_model
 from memfit.ir.core import Graph
 from memfit.ir.printer import format_graph
+from memfit.planning import plan_memory
 from memfit.planning.arena import ArenaPlan
 from memfit.runtime.executor import execute
 
@@ -27,12 +29,14 @@ def _inverse(perm: tuple[int, ...]) -> tuple[int, ...]:
 def run(
     model: Graph | str | Path,
     inputs: np.ndarray | Mapping[str, np.ndarray],
-    plan: ArenaPlan | None = None,
+    plan: ArenaPlan | Literal["memfit", "separate"] = "memfit",
 ) -> dict[str, np.ndarray]:
     """Execute a model on ``inputs`` and return its outputs by name.
 
     Arrays are in the model's own layout (NCHW for an ONNX image model); a single array is
-    accepted for a model with one input.
+    accepted for a model with one input. The model runs inside one arena: by default the one
+    memfit plans for it (so a planning bug shows as wrong outputs), or ``"separate"`` (every
+    tensor its own bytes), or a given ArenaPlan valid for ``model``'s op order.
     """
     graph = model if isinstance(model, Graph) else load(model)
     if isinstance(inputs, np.ndarray):
@@ -56,7 +60,14 @@ def run(
             if perm is not None:
                 array = array.transpose(perm)
         internal[name] = np.ascontiguousarray(array)
-    outputs = execute(graph, internal, plan)
+    if plan == "memfit":
+        graph = graph.copy()  # planning puts the ops in its order; leave the caller's graph be
+        arena: ArenaPlan | None = plan_memory(graph).arena
+    elif plan == "separate":
+        arena = None
+    else:
+        arena = plan
+    outputs = execute(graph, internal, arena)
     result = {}
     for name, array in outputs.items():
         perm = graph.external_perm.get(name)

@@ -8,6 +8,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             f"the model has {len(graph.outputs)} outputs; write them with --output FILE.npz"
         )
     inputs = _read_inputs(args.input, graph)
-    plan = None
+    plan: Any = "memfit"  # without a plan file, run inside the arena memfit plans
     if args.plan:
         graph, memory_plan = _apply_plan(graph, args.plan)
         plan = memory_plan.arena
