@@ -103,7 +103,7 @@ def test_storage_options_and_in_place_ops_round_trip(tmp_path, options):
 
 def test_plan_without_storage_options_was_made_with_reshape_views_only(tmp_path):
     graph = _concat_graph()
-    legacy = StorageOptions(True, False, False, False)
+    legacy = StorageOptions.only("reshape_views")
     plan = plan_memory(graph, storage=legacy)
     document = plan_to_json(graph, plan, fingerprint(graph))
     del document["storage"], document["in_place"]

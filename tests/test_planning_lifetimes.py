@@ -7,7 +7,7 @@ from memfit.planning.lifetimes import Buffer, compute_lifetimes, lower_bound, mo
 from memfit.planning.storage import NO_SHARING, StorageOptions, build_storage
 from tests.helpers import residual_block, small_cnn
 
-RESHAPE_VIEWS_ONLY = StorageOptions(True, False, False, False)
+RESHAPE_VIEWS_ONLY = StorageOptions.only("reshape_views")
 
 
 def _spans(lifetimes):

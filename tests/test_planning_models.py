@@ -37,7 +37,7 @@ TFLM_FIGURES = {
     "tflm_micro_speech_int8": (5_968, 5_960),
     "tflm_mobilenet_v2_224_int8": (2_451_840, 2_451_840),
 }
-RESHAPE_ONLY = StorageOptions(True, False, False, False)
+RESHAPE_ONLY = StorageOptions.only("reshape_views")
 
 
 def _path(name: str) -> Path:

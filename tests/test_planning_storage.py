@@ -26,10 +26,12 @@ from tests.test_planning_strategies import executable_dags, random_topological_o
 
 NONE = {"activation": "none"}
 ONLY = {
-    "reshape": StorageOptions(True, False, False, False),
-    "concat": StorageOptions(False, True, False, False),
-    "elementwise": StorageOptions(False, False, True, False),
-    "depthwise": StorageOptions(False, False, False, True),
+    "reshape": StorageOptions.only("reshape_views"),
+    "concat": StorageOptions.only("concat_in_place"),
+    "elementwise": StorageOptions.only("elementwise_in_place"),
+    "depthwise": StorageOptions.only("depthwise_in_place"),
+    "pool": StorageOptions.only("pool_in_place"),
+    "accumulator": StorageOptions.only("accumulator_in_place"),
 }
 
 
@@ -454,7 +456,9 @@ def test_each_kind_can_be_turned_off():
 
 
 def test_options_round_trip_through_json():
-    options = StorageOptions(True, False, True, False, frozenset({"b", "a"}))
+    options = StorageOptions(
+        concat_in_place=False, pool_in_place=False, not_in_place=frozenset({"b", "a"})
+    )
     assert options.to_json()["not_in_place"] == ["a", "b"]
     assert StorageOptions.from_json(options.to_json()) == options
     with pytest.raises(ValueError, match="unknown"):

@@ -37,7 +37,7 @@ from memfit.planning import (
 FORMAT = "memfit-plan"
 VERSION = 1
 
-LEGACY_STORAGE = StorageOptions(True, False, False, False)
+LEGACY_STORAGE = StorageOptions.only("reshape_views")
 """What plan files without a "storage" entry were made with: reshape views only."""
 
 Rewriter = Callable[[Graph, Sequence[Mapping[str, Any]]], Graph]

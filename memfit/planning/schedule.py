@@ -13,16 +13,28 @@ live after a set of ops has run depend only on the set, not on the order within 
 set only the order with the lowest peak so far needs keeping; sets are expanded one op at a
 time, level by level. Only down-closed sets occur, and an op that every other op depends on or
 feeds splits them, so their number grows with the width of the graph between such ops, not with
-its length. States whose peak already reaches the best known order's are pruned. When a level
-holds more than ``max_states`` sets, or the time budget is spent, only the most promising sets
-(lowest peak, then fewest live bytes) are kept: the search becomes a beam search, and the result
-is no longer proven optimal.
+its length. States whose peak already reaches the best known order's are pruned.
+
+Before it, a greedy pass (one set per level: the op that keeps the peak, then the live bytes,
+lowest; ties to the model order) gives the bound to prune with; on the partitions of a tiled
+chain it runs them one after the other. No order peaks below the *floor*: at every op's step,
+the roots it touches and every root written by one of its ancestors and read by one of its
+descendants are live whatever the order. An order that reaches the floor is optimal and ends
+the search.
+
+The work is bounded by counting, not by the clock, so that a graph always gets the same order:
+a level keeps at most ``max_states`` sets, and fewer when the graph is long and wide, so that
+the whole search expands about ``max_expansions`` sets (the greedy pass expands one level's
+ready ops per level; a level of width w costs about w times that). Once a level is cut the
+search is a beam search, and its result is not proven optimal. The time limit is a safety net:
+when it passes, the search stops at once and the best complete order found so far is returned.
 
 The result is never worse than the model's own order: if nothing beats it, it is returned.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,8 +47,12 @@ from memfit.planning.scratch import ScratchFunction, scratch_bytes
 from memfit.planning.storage import StorageMap, build_storage
 
 DEFAULT_MAX_STATES = 4000
+DEFAULT_MAX_EXPANSIONS = 200_000
+MIN_BEAM = 16
+"""A cut search keeps at least this many sets per level, however long the graph."""
 DEFAULT_TIME_LIMIT = 2.0
-BEAM_AFTER_DEADLINE = 16
+CLOCK_EVERY = 512
+"""Expansions between looks at the clock."""
 
 
 @dataclass(frozen=True)
@@ -104,6 +120,7 @@ class _Problem:
                 self.pinned[root_index[storage.root(t.name)]] = True
         # A root holding a graph input is live from step 0, even if an op writes a view of it.
         from_start = {root_index[storage.root(t.name)] for t in graph.inputs}
+        self.from_start = [r in from_start for r in range(len(self.size))]
         self.writes: list[list[int]] = []
         self.touches: list[list[int]] = []
         self.preds = [0] * len(self.names)
@@ -164,15 +181,31 @@ class _Problem:
             done |= 1 << op
         return peak
 
-    def op_bound(self) -> int:
-        """No order peaks below the bytes one op needs: everything it touches, and scratch."""
-        return max(
-            (
-                sum(self.size[r] for r in self.touches[i]) + self.scratch[i]
-                for i in range(len(self.names))
-            ),
-            default=0,
-        )
+    def floor(self) -> int:
+        """No order peaks below this: at each op's step, its scratch, the roots it touches and
+        the roots that one of its ancestors writes (or that hold a graph input) and one of its
+        descendants uses (or that hold a graph output) are live, whatever the order."""
+        count = len(self.names)
+        ancestors = [0] * count
+        for i in range(count):  # the model order is topological
+            for j in _bits(self.preds[i]):
+                ancestors[i] |= ancestors[j] | 1 << j
+        descendants = [0] * count
+        for i in reversed(range(count)):
+            for j in self.succs[i]:
+                descendants[i] |= descendants[j] | 1 << j
+        everything = (1 << count) - 1
+        live = list(self.scratch)
+        for r, size in enumerate(self.size):
+            written_before = everything if self.from_start[r] else 0
+            for w in _bits(self.writers[r]):
+                written_before |= descendants[w]
+            used_after = everything if self.pinned[r] else 0
+            for u in _bits(self.users[r]):
+                used_after |= ancestors[u]
+            for i in _bits(written_before & used_after | self.users[r]):
+                live[i] += size
+        return max(live, default=0)
 
 
 def _bits(mask: int) -> list[int]:
@@ -184,22 +217,33 @@ def _bits(mask: int) -> list[int]:
     return out
 
 
+class _OutOfTime(Exception):
+    """The time limit passed during a search."""
+
+
 def _search(
     problem: _Problem, width: int, below: int, deadline: float
-) -> tuple[tuple[int, tuple[int, ...]] | None, bool]:
-    """Search with at most ``width`` sets per level (fewer once ``deadline`` passes).
+) -> tuple[tuple[int, tuple[int, ...]] | None, bool, float]:
+    """Search with at most ``width`` sets per level.
 
     Returns the lowest peak below ``below`` and its order (None if no kept set leads to one),
-    and whether any level was cut, in which case neither answer is proven.
+    whether any level was cut (then neither answer is proven), and the number of sets expanded
+    per level reached. Raises _OutOfTime once ``deadline`` passes.
     """
     # a state: set of done ops -> (peak so far, live bytes, ready ops, order as a linked list)
     State = tuple[int, int, int, tuple | None]
     level: dict[int, State] = {0: (0, problem.initial_live, problem.initial_ready, None)}
     truncated = False
-    for _ in problem.names:
+    expanded = 0
+    for levels in range(1, len(problem.names) + 1):
+        if time.monotonic() > deadline:
+            raise _OutOfTime
         following: dict[int, State] = {}
         for done, (peak, live, ready, path) in level.items():
             for op in _bits(ready):
+                expanded += 1
+                if expanded % CLOCK_EVERY == 0 and time.monotonic() > deadline:
+                    raise _OutOfTime
                 during, live_after = problem.step(done, live, op)
                 new_peak = max(peak, during)
                 if new_peak >= below:
@@ -210,20 +254,20 @@ def _search(
                     ready_after = problem.ready_after(done, ready, op)
                     following[after] = (new_peak, live_after, ready_after, (op, path))
         if not following:
-            return None, truncated
-        if time.monotonic() > deadline:
-            width = min(width, BEAM_AFTER_DEADLINE)
+            return None, truncated, expanded / levels
         if len(following) > width:
             truncated = True
-            kept = sorted(following.items(), key=lambda item: (item[1][0], item[1][1], item[0]))
-            following = dict(kept[:width])
+            kept = heapq.nsmallest(
+                width, following.items(), key=lambda item: (item[1][0], item[1][1], item[0])
+            )
+            following = dict(kept)
         level = following
     ((peak, _, _, path),) = level.values()
     order: list[int] = []
     while path is not None:
         op, path = path
         order.append(op)
-    return (peak, tuple(reversed(order))), truncated
+    return (peak, tuple(reversed(order))), truncated, expanded / max(len(problem.names), 1)
 
 
 def schedule_ops(
@@ -233,31 +277,46 @@ def schedule_ops(
     storage: StorageMap | None = None,
     scratch: ScratchFunction = scratch_bytes,
     max_states: int = DEFAULT_MAX_STATES,
+    max_expansions: int = DEFAULT_MAX_EXPANSIONS,
     time_limit: float = DEFAULT_TIME_LIMIT,
+    below: int | None = None,
 ) -> Schedule:
     """The op order of ``graph`` with the lowest peak of live bytes that the search finds.
 
     ``storage`` (default ``build_storage(graph)``) and ``scratch`` must be those the arena will
-    be planned with, so that the peak here is the lower bound of that plan. A greedy pass (one
-    set per level) runs first to give the full search a tighter bound to prune with.
+    be planned with, so that the peak here is the lower bound of that plan. ``below``: only
+    orders that peak below it are of interest (another candidate already reaches it), so the
+    search prunes the rest and, finding none, returns the best order it had before searching.
+    The result depends on the time only when ``time_limit`` passes.
     """
     storage = build_storage(graph) if storage is None else storage
     problem = _Problem(graph, storage, scratch, alignment)
     identity = tuple(range(len(problem.names)))
     model_peak = _verified_peak(graph, problem, identity, storage, scratch, alignment)
-    floor = problem.op_bound()
+    floor = problem.floor()
     deadline = time.monotonic() + time_limit
 
     best_order, best_peak, method = identity, model_peak, "model order"
     optimal = best_peak <= floor or not graph.ops
-    for width, name in ((1, "greedy"), (max_states, "dynamic programming")):
-        if optimal:
-            break
-        found, truncated = _search(problem, width, best_peak, deadline)
-        if found is not None:
-            best_peak, best_order = found
-            method = "beam search" if truncated and width > 1 else name
-        optimal = not truncated or best_peak <= floor
+    try:
+        width = 1  # the greedy pass first, then the full search
+        for name in ("greedy", "dynamic programming"):
+            if optimal or width > max_states:
+                break
+            bound = best_peak if below is None else min(best_peak, below)
+            found, truncated, per_level = _search(problem, width, bound, deadline)
+            if found is not None:
+                best_peak, best_order = found
+                method = "beam search" if truncated and width > 1 else name
+            # uncut, the search saw every order below its bound
+            proven = not truncated and (found is not None or bound == best_peak)
+            optimal = proven or best_peak <= floor
+            # a set expands about as many ops as the greedy pass's did (one per level: it
+            # expanded one level's ready ops); a search with one set per level would repeat it
+            expansions_per_set = max(per_level * len(problem.names), 1.0)
+            width = max(2, min(max_states, max(MIN_BEAM, int(max_expansions / expansions_per_set))))
+    except _OutOfTime:
+        optimal = best_peak <= floor
     peak = _verified_peak(graph, problem, best_order, storage, scratch, alignment)
     return Schedule(tuple(problem.names[i] for i in best_order), peak, model_peak, method, optimal)
 

@@ -58,9 +58,9 @@ def in_place_scratch_bytes(op: Op) -> int:
     return fn(op) if fn is not None else 0
 
 
-@register_in_place_scratch("depthwise_conv2d")
+@register_in_place_scratch("depthwise_conv2d", "max_pool2d", "avg_pool2d")
 def _one_output_channel(op: Op) -> int:
-    """Depthwise in place computes one output channel (all batches reuse it in turn) before
-    storing it over the input channel it came from."""
+    """Depthwise convolution and pooling in place compute one output channel (all batches
+    reuse it in turn) before storing it over the input channel it came from."""
     _, height, width, _ = op.output.shape
     return height * width * op.output.dtype.itemsize

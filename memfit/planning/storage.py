@@ -13,11 +13,22 @@ turn it off (``StorageOptions``):
   (channels in NHWC) it is a strided view. Nested concats compose.
 - **Elementwise in place.** An elementwise op (binary arithmetic, activations, int8
   requantization) writes its output over an input that dies there, element by element.
-- **Depthwise convolution in place** (as MCUNet's TinyEngine runs it). With depth multiplier 1
-  the output overwrites the input channel by channel: output channel c is computed from input
-  channel c into a one-channel temporary (``memfit.planning.scratch``), then stored at the
-  output's channel-c positions, (h*Wo + w)*C + c, which are input channel-c positions as long as
-  Ho*Wo <= H*W; input channel c is no longer needed then, and no other channel is touched.
+- **Depthwise convolution and pooling in place** (as MCUNet's TinyEngine runs depthwise
+  convolution). When output channel c is computed from input channel c alone (depth multiplier
+  1; max and average pooling) the output overwrites the input channel by channel: output
+  channel c of batch b is computed into a one-channel temporary (``memfit.planning.scratch``),
+  then stored at the output's channel-c positions, (b*Ho*Wo + h*Wo + w)*C + c, which are
+  channel-c positions of batch b or of earlier batches as long as Ho*Wo <= H*W; those input
+  elements are no longer needed then, and no other channel is touched.
+- **Accumulation in place.** A ``partial_conv2d``/``partial_fully_connected`` (fused depthwise
+  tiling, ``memfit.tiling.fdt``) writes its accumulator over the previous partition's, its
+  input 2: output element i reads accumulator element i only, so ``out[i] = acc[i] + sum`` may
+  store where it read. Input 0, the channel slice, feeds many output elements: never
+  overwritten. The ``accumulator_output`` after the last partition writes the layer's output
+  over the accumulator, element i from element i: in float32 the sizes are equal (elementwise);
+  an int8 output is a quarter of the int32 accumulator and is stored in its first bytes
+  (*narrowing*): output element i lands in bytes of accumulator element i//4 or earlier, all
+  read already when the kernel goes in ascending element order, which it must.
 
 Why these are safe in every op order the scheduler may choose: a root is one buffer, live from
 the first write of any tensor it holds to the last read of any of them (see
@@ -26,8 +37,9 @@ written twice only by an op that runs in place, and such an op may overwrite a r
 
 - its input covers the whole root, with the output's shape (elementwise: no broadcasting of
   that input) and dtype, so the root is no larger than what the op overwrites and the output
-  never keeps a larger buffer alive (the exception is depthwise in place with a stride, whose
-  smaller output keeps the input's root; ``memfit.planning.storage_choice`` weighs that),
+  never keeps a larger buffer alive (the exceptions are depthwise convolution and pooling with
+  a stride and the int8 accumulator output, whose smaller outputs keep the input's root;
+  ``memfit.planning.storage_choice`` weighs that),
 - no tensor in the root is a graph input or output, and the op reads no other tensor of it,
 - every reader of every tensor in the root is the op itself or one of its ancestors in the
   graph, so it has run before the op in every topological order: the input dies at the op. Of
@@ -79,8 +91,12 @@ ELEMENTWISE_KINDS = frozenset(
 )
 """Op kinds whose output element i depends only on element i of each (unbroadcast) input."""
 
+POOL_KINDS = frozenset({"max_pool2d", "avg_pool2d"})
+ACCUMULATING_KINDS = frozenset({"partial_conv2d", "partial_fully_connected"})
+"""Op kinds that add into their input 2, an accumulator shaped like the output."""
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, kw_only=True)
 class StorageOptions:
     """Which kinds of byte sharing ``build_storage`` may use (all of them by default), and ops
     that must not run in place although their kind may (``not_in_place``, op names)."""
@@ -89,7 +105,17 @@ class StorageOptions:
     concat_in_place: bool = True
     elementwise_in_place: bool = True
     depthwise_in_place: bool = True
+    pool_in_place: bool = True
+    accumulator_in_place: bool = True
     not_in_place: frozenset[str] = frozenset()
+
+    @classmethod
+    def only(cls, *flags: str) -> StorageOptions:
+        """The options with the named kinds of sharing on and every other one off."""
+        unknown = set(flags) - set(SHARING_FLAGS)
+        if unknown:
+            raise ValueError(f"unknown storage options {sorted(unknown)}")
+        return cls(**{flag: flag in flags for flag in SHARING_FLAGS})
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = asdict(self)
@@ -98,17 +124,24 @@ class StorageOptions:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StorageOptions:
+        """The options ``to_json`` wrote. A kind of sharing missing from ``data`` is off: the
+        file was written before it existed, so its plan does not use it."""
         unknown = set(data) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown storage options {sorted(unknown)}")
-        flags = {key: bool(value) for key, value in data.items() if key != "not_in_place"}
+        flags = {flag: bool(data.get(flag, False)) for flag in SHARING_FLAGS}
         excluded = data.get("not_in_place", [])
         if not isinstance(excluded, list) or not all(isinstance(n, str) for n in excluded):
             raise ValueError("not_in_place must be a list of op names")
         return cls(**flags, not_in_place=frozenset(excluded))
 
 
-NO_SHARING = StorageOptions(False, False, False, False)
+SHARING_FLAGS = tuple(
+    name for name in StorageOptions.__dataclass_fields__ if name != "not_in_place"
+)
+"""The kinds of byte sharing ``StorageOptions`` switches, by field name."""
+
+NO_SHARING = StorageOptions.only()
 """Every tensor its own root: what TensorFlow Lite Micro plans."""
 
 
@@ -128,8 +161,11 @@ class InPlace:
 
     ``kind`` is "reshape" (its output is a view of input 0), "concat" (the inputs at positions
     ``inputs`` are views of the output: their producers wrote them in place; the concat copies
-    only the others), "elementwise" or "depthwise" (the output overwrites the input at position
-    ``inputs[0]``). ``writes`` is False for an op that moves no data at all: a reshape view, a
+    only the others), or says how the output overwrites the input at position ``inputs[0]``:
+    "elementwise" (element i over element i, same size: accumulators included), "narrowing"
+    (element i over the start of the input's bytes, in ascending element order: the output's
+    elements are smaller), "depthwise" or "pool" (channel by channel through a one-channel
+    temporary). ``writes`` is False for an op that moves no data at all: a reshape view, a
     concat all of whose inputs are views.
     """
 
@@ -247,7 +283,13 @@ class _Builder:
         elif kind in ELEMENTWISE_KINDS and options.elementwise_in_place:
             self._elementwise(op)
         elif kind == "depthwise_conv2d" and options.depthwise_in_place:
-            self._depthwise(op)
+            self._channel_by_channel(op, "depthwise")
+        elif kind in POOL_KINDS and options.pool_in_place:
+            self._channel_by_channel(op, "pool")
+        elif kind in ACCUMULATING_KINDS and options.accumulator_in_place:
+            self._accumulate(op)
+        elif kind == "accumulator_output" and options.accumulator_in_place:
+            self._accumulator_output(op)
 
     def _reshape(self, op: Op) -> None:
         source, out = op.inputs[0], op.output
@@ -279,19 +321,38 @@ class _Builder:
                 self.in_place[op.name] = InPlace("elementwise", (position,), writes=True)
                 return
 
-    def _depthwise(self, op: Op) -> None:
+    def _channel_by_channel(self, op: Op, kind: str) -> None:
+        """Depthwise convolution or pooling over input 0, one channel at a time."""
         x, out = op.inputs[0], op.output
         if x is None or x.is_constant or len(x.shape) != 4 or len(out.shape) != 4:
             return
         n, h, w, c = x.shape
         n_out, ho, wo, c_out = out.shape
-        if (n_out, c_out) != (n, c) or op.attrs.get("depth_multiplier", 1) != 1:
-            return
+        if (n_out, c_out) != (n, c):
+            return  # a depth multiplier above 1: output channel c is not input channel c
         if x.dtype is not out.dtype or ho * wo > h * w:
             return  # output channel c would land on input positions of other channels
-        if self._may_overwrite(op, x):
-            self._join(out, self.refs[x.name])
-            self.in_place[op.name] = InPlace("depthwise", (0,), writes=True)
+        self._overwrite(op, 0, kind)
+
+    def _accumulate(self, op: Op) -> None:
+        acc, out = op.input(2), op.output
+        if acc is None or acc.shape != out.shape or acc.dtype is not out.dtype:
+            return  # the first partition starts the accumulator
+        self._overwrite(op, 2, "elementwise")
+
+    def _accumulator_output(self, op: Op) -> None:
+        acc, out = op.inputs[0], op.output
+        if acc is None or acc.shape != out.shape or out.dtype.itemsize > acc.dtype.itemsize:
+            return
+        self._overwrite(op, 0, "elementwise" if out.dtype is acc.dtype else "narrowing")
+
+    def _overwrite(self, op: Op, position: int, kind: str) -> None:
+        """Store the output over input ``position`` if that input dies at ``op`` in every
+        order (the caller has checked that the op's element order allows it)."""
+        source = op.inputs[position]
+        if source is not None and self._may_overwrite(op, source):
+            self._join(op.output, self.refs[source.name])
+            self.in_place[op.name] = InPlace(kind, (position,), writes=True)
 
     def _concat(self, op: Op) -> None:
         out = op.output

@@ -1,24 +1,30 @@
 """Which in-place rewrites to use: as many as keep the peak lowest.
 
-Reshape views and elementwise in place merge two buffers of the same size whose lifetimes meet
-at one step, so they never raise the live bytes of any step in any order. The other two can:
+Reshape views, elementwise and accumulation in place merge two buffers of the same size whose
+lifetimes meet at one step, so they never raise the live bytes of any step in any order. Two
+kinds of rewrite can:
 
 - concat in place allocates the whole output when the first input is written into its slice,
   which may be long before the concat (ShuffleNet's pooled shortcut is written before its other
   branch runs; in DenseNet the block's last output then holds every layer's features while the
   last layer's normalized copy and bottleneck are live too);
-- depthwise in place keeps the input's root, larger than the output when the convolution has a
-  stride, for as long as the output lives.
+- an op that overwrites a larger input than its output (depthwise convolution or pooling with a
+  stride, the int8 accumulator output) keeps that input's root, for as long as the output
+  lives. Its output is then part of a larger root, so a concat cannot take it as a view: the
+  concat copies it, and the larger root stays live until the concat. In FDT's concat end every
+  partition's depthwise output is such a concat input; the peak then falls only when they are
+  all written apart, so switching them off one at a time never shows it.
 
 So the choice is searched, over storage maps built by the same rules (each one safe; the search
-only picks among them), with single concat and depthwise ops switched off by name
-(``StorageOptions.not_in_place``):
+only picks among them), with single ops switched off by name (``StorageOptions.not_in_place``):
 
-1. schedule with concat and depthwise in place each on and off for every op (as the caller
-   allows), and keep the lowest peak (ties to more sharing);
-2. in that order, switch single ops off while that lowers the peak, or the number of steps at
-   the peak (kept only if the peak fell in the end); then switch single ops back on while that
-   does not raise the peak (fewer copies at the same peak);
+1. schedule with concat in place and with the shrinking in-place ops each on and off for every
+   op (as the caller allows), and keep the lowest peak (ties to more sharing); the schedules
+   share one time limit, and each one searches only for orders below the best peak so far;
+2. in that order, switch off single ops, and for every concat the shrinking ops that write its
+   inputs all together, while that lowers the peak or the number of steps at the peak (kept
+   only if the peak fell in the end); then switch single ops back on while that raises neither
+   the peak nor the bytes concats copy;
 3. reschedule if anything changed, and keep the better of the new order and the old one.
 """
 
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import time
 from collections.abc import Sequence
 
 from memfit.ir.core import Graph
@@ -33,9 +40,6 @@ from memfit.planning.arena import align_up
 from memfit.planning.lifetimes import Lifetimes, compute_lifetimes
 from memfit.planning.schedule import Schedule, fixed_schedule, model_schedule, schedule_ops
 from memfit.planning.storage import StorageMap, StorageOptions, build_storage
-
-SEARCHED_KINDS = {"concat": "concat_in_place", "depthwise_conv2d": "depthwise_in_place"}
-"""Op kinds whose in-place run may raise the peak -> the option that allows it."""
 
 
 def choose_storage(
@@ -49,30 +53,42 @@ def choose_storage(
     """The storage map (within ``allowed``) and op order with the lowest peak found, sharing as
     much as that peak allows.
 
-    With ``reorder`` off every candidate is judged in the model order.
+    With ``reorder`` off every candidate is judged in the model order. ``schedule_time_limit``
+    bounds the time of all the schedules together.
     """
     allowed = StorageOptions() if allowed is None else allowed
+    deadline = time.monotonic() + schedule_time_limit
 
-    def schedule(storage: StorageMap) -> Schedule:
+    def schedule(storage: StorageMap, below: int | None) -> Schedule:
         if reorder:
-            return schedule_ops(graph, alignment, storage=storage, time_limit=schedule_time_limit)
+            remaining = max(0.0, deadline - time.monotonic())
+            return schedule_ops(
+                graph, alignment, storage=storage, time_limit=remaining, below=below
+            )
         return model_schedule(graph, alignment, storage=storage)
 
+    full = build_storage(graph, allowed)
+    concats = frozenset(op.name for op in graph.ops if op.kind == "concat")
+    no_concat = dataclasses.replace(allowed, not_in_place=allowed.not_in_place | concats)
+    shrinking = _shrinking(graph, full) | _shrinking(graph, build_storage(graph, no_concat))
     best: tuple[StorageMap, Schedule] | None = None
     seen: list[tuple[dict, dict]] = []
-    for options in _variants(graph, allowed):
-        storage = build_storage(graph, options)
+    switches = [(frozenset(), group) if group else (frozenset(),) for group in (concats, shrinking)]
+    for off in itertools.product(*switches):
+        excluded = allowed.not_in_place.union(*off)
+        storage = build_storage(graph, dataclasses.replace(allowed, not_in_place=excluded))
         sharing = (dict(storage.refs), dict(storage.in_place))
         if sharing in seen:
             continue  # nothing of that kind ran in place anyway
         seen.append(sharing)
-        found = (storage, schedule(storage))
-        if best is None or found[1].peak < best[1].peak:
-            best = found
+        found = schedule(storage, None if best is None else best[1].peak)
+        if best is None or found.peak < best[1].peak:
+            best = (storage, found)
     assert best is not None
     storage, chosen = best
 
-    searcher = _Toggles(graph, chosen.order, alignment, allowed.not_in_place)
+    candidates = (concats | shrinking) - allowed.not_in_place  # the caller's stay excluded
+    searcher = _Toggles(graph, chosen.order, alignment, candidates, _groups(graph, full))
     tuned = searcher.share_less(storage)
     if searcher.key(tuned)[0] == searcher.key(storage)[0]:
         tuned = storage  # fewer steps at the same peak is no reason to copy more
@@ -80,37 +96,54 @@ def choose_storage(
     if tuned == storage:
         return storage, chosen
     kept = fixed_schedule(graph, chosen.order, alignment, chosen.method, tuned)
-    rescheduled = schedule(tuned)
+    rescheduled = schedule(tuned, kept.peak)
     return tuned, rescheduled if rescheduled.peak <= kept.peak else kept
 
 
-def _variants(graph: Graph, allowed: StorageOptions) -> list[StorageOptions]:
-    """``allowed``, and variants with every concat and/or every depthwise op off, most sharing
-    first."""
+def _shrinking(graph: Graph, storage: StorageMap) -> frozenset[str]:
+    """The ops whose output overwrites a larger root: it keeps that root live."""
+    return frozenset(
+        op.name
+        for op in graph.ops
+        if op.name in storage.in_place
+        and op.kind != "concat"
+        and graph.tensors[storage.root(op.output.name)].nbytes > op.output.nbytes
+    )
+
+
+def _groups(graph: Graph, storage: StorageMap) -> list[frozenset[str]]:
+    """Per concat, the shrinking ops that write its inputs (two or more): a concat can take
+    those inputs as views only with all of them off."""
+    shrinking = _shrinking(graph, storage)
     groups = []
-    for kind, option in SEARCHED_KINDS.items():
-        names = frozenset(op.name for op in graph.ops if op.kind == kind)
-        off = (names,) if names and getattr(allowed, option) else ()
-        groups.append((frozenset(), *off))
-    return [
-        dataclasses.replace(allowed, not_in_place=allowed.not_in_place.union(*off))
-        for off in itertools.product(*groups)
-    ]
+    for op in graph.ops:
+        if op.kind != "concat":
+            continue
+        writers = {t.producer.name for t in op.activation_inputs if t.producer is not None}
+        group = frozenset(writers & shrinking)
+        if len(group) > 1 and group not in groups:
+            groups.append(group)
+    return groups
 
 
 class _Toggles:
-    """Single-op changes to a storage map, judged by the live bytes of one op order."""
+    """Changes to a storage map by single ops or groups of ops, judged by the live bytes of one
+    op order."""
 
     def __init__(
-        self, graph: Graph, order: Sequence[str], alignment: int, fixed: frozenset[str]
+        self,
+        graph: Graph,
+        order: Sequence[str],
+        alignment: int,
+        candidates: frozenset[str],
+        groups: Sequence[frozenset[str]],
     ) -> None:
         self.graph = graph
         self.order = tuple(order)
         self.alignment = alignment
-        # ops the caller excluded stay excluded
-        self.candidates = [
-            op.name for op in graph.ops if op.kind in SEARCHED_KINDS and op.name not in fixed
-        ]
+        # in model order, so the search does not depend on how the sets iterate
+        self.candidates = [op.name for op in graph.ops if op.name in candidates]
+        self.groups = list(groups)
 
     def key(self, storage: StorageMap) -> tuple[int, int]:
         lifetimes = compute_lifetimes(self.graph, self.order, storage=storage)
@@ -122,20 +155,23 @@ class _Toggles:
         )
 
     def share_less(self, storage: StorageMap) -> StorageMap:
-        """Switch off single ops that run in place while that improves the key."""
+        """Switch off single ops and groups that run in place while that improves the key."""
         best = self.key(storage)
-        for name in self.candidates:
-            if name not in storage.in_place:
+        units = [frozenset({name}) for name in self.candidates] + self.groups
+        for unit in units:
+            running = frozenset(name for name in unit if name in storage.in_place)
+            if not running:
                 continue
-            trial = self._with(storage, storage.options.not_in_place | {name})
+            trial = self._with(storage, storage.options.not_in_place | running)
             key = self.key(trial)
             if key < best:
                 storage, best = trial, key
         return storage
 
     def share_more(self, storage: StorageMap) -> StorageMap:
-        """Switch single excluded ops back on while that does not raise the peak."""
-        best = self.key(storage)[0]
+        """Switch single excluded ops back on while that raises neither the peak nor the bytes
+        the concats copy."""
+        best = (self.key(storage)[0], _copied_bytes(self.graph, storage))
         for name in self.candidates:
             if name not in storage.options.not_in_place:
                 continue
@@ -143,10 +179,22 @@ class _Toggles:
             if name not in trial.in_place:
                 storage = trial  # it cannot run in place anyway: the same map, one name fewer
                 continue
-            peak = self.key(trial)[0]
-            if peak <= best:
-                storage, best = trial, peak
+            key = (self.key(trial)[0], _copied_bytes(self.graph, trial))
+            if key[0] <= best[0] and key[1] <= best[1]:
+                storage, best = trial, key
         return storage
+
+
+def _copied_bytes(graph: Graph, storage: StorageMap) -> int:
+    """Bytes the concats copy: their inputs that are not views of their outputs."""
+    copied = 0
+    for op in graph.ops:
+        if op.kind != "concat":
+            continue
+        entry = storage.in_place.get(op.name)
+        views = set(entry.inputs) if entry is not None and entry.kind == "concat" else set()
+        copied += sum(t.nbytes for i, t in enumerate(op.inputs) if t is not None and i not in views)
+    return copied
 
 
 def _peak_key(lifetimes: Lifetimes, alignment: int) -> tuple[int, int]:
