@@ -1,0 +1,444 @@
+/* Convolutions: float and int8 conv2d as im2col + register-blocked GEMM, their FDT partial
+ * (accumulating) forms, and depthwise convolution (also in place). */
+#include <string.h>
+
+#include "mf_internal.h"
+
+/* Output pixel m (flat over the output view's n, h, w) -> its coordinates. */
+static void pixel_of(const mf_view* yv, int32_t m, int32_t* n, int32_t* oh, int32_t* ow) {
+    *ow = m % yv->w;
+    m /= yv->w;
+    *oh = m % yv->h;
+    *n = m / yv->h;
+}
+
+/* ---- float: im2col into a panel, GEMM on packed weights ------------------------------------
+ * The panel holds MF_F32_MR output pixels of one group as ap[k][MF_F32_MR], k = (i, j, c) in
+ * the weights' (KH, KW, I/groups) order; taps in the padding and pixels past the end are 0.
+ * Packed weights: per group, ceil(og / NR) panels of [K][NR] (channels past og are 0). */
+
+static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv,
+                            const mf_conv* p, int32_t c0, int32_t cin, int32_t m0, int32_t rows,
+                            float* ap) {
+    const int32_t taps = p->kh * p->kw;
+    for (int32_t r = 0; r < MF_F32_MR; r++) {
+        int32_t n, oh, ow;
+        if (r >= rows) {
+            for (int32_t k = 0; k < taps * cin; k++) {
+                ap[k * MF_F32_MR + r] = 0.0f;
+            }
+            continue;
+        }
+        pixel_of(yv, m0 + r, &n, &oh, &ow);
+        for (int32_t i = 0; i < p->kh; i++) {
+            const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+            for (int32_t j = 0; j < p->kw; j++) {
+                const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
+                float* dst = ap + (i * p->kw + j) * cin * MF_F32_MR + r;
+                if (ih < 0 || ih >= xv->h || iw < 0 || iw >= xv->w) {
+                    for (int32_t c = 0; c < cin; c++) {
+                        dst[c * MF_F32_MR] = 0.0f;
+                    }
+                } else {
+                    const float* src = x + mf_view_offset(xv, n, ih, iw) + c0;
+                    for (int32_t c = 0; c < cin; c++) {
+                        dst[c * MF_F32_MR] = src[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* tile[MR][NR] = ap^T bp over K: MR broadcasts and one NR-wide row of B per step. */
+static void gemm_tile_f32(int32_t depth, const float* restrict ap, const float* restrict bp,
+                          float* restrict tile) {
+    float acc[MF_F32_MR * MF_F32_NR];
+    for (int32_t t = 0; t < MF_F32_MR * MF_F32_NR; t++) {
+        acc[t] = 0.0f;
+    }
+    for (int32_t k = 0; k < depth; k++) {
+        const float* restrict a = ap + k * MF_F32_MR;
+        const float* restrict b = bp + k * MF_F32_NR;
+        MF_UNROLL
+        for (int32_t i = 0; i < MF_F32_MR; i++) {
+            const float av = a[i];
+            for (int32_t j = 0; j < MF_F32_NR; j++) {
+                acc[i * MF_F32_NR + j] = MF_FMA(av, b[j], acc[i * MF_F32_NR + j]);
+            }
+        }
+    }
+    for (int32_t t = 0; t < MF_F32_MR * MF_F32_NR; t++) {
+        tile[t] = acc[t];
+    }
+}
+
+/* conv2d (bias, act) or partial_conv2d (acc, no act): both store through the output view. */
+static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
+                     const float* acc, const mf_view* accv, float* y, const mf_view* yv,
+                     const mf_conv* p, const mf_range_f32* act, float* ap) {
+    const int32_t groups = p->groups;
+    const int32_t cin = xv->c / groups, og = yv->c / groups;
+    const int32_t depth = p->kh * p->kw * cin;
+    const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
+    const int32_t pixels = yv->n * yv->h * yv->w;
+    float tile[MF_F32_MR * MF_F32_NR];
+    for (int32_t m0 = 0; m0 < pixels; m0 += MF_F32_MR) {
+        const int32_t rows = mf_min_i32(MF_F32_MR, pixels - m0);
+        for (int32_t g = 0; g < groups; g++) {
+            pack_pixels_f32(x, xv, yv, p, g * cin, cin, m0, rows, ap);
+            for (int32_t panel = 0; panel < panels; panel++) {
+                const float* bp = w_packed + ((size_t)g * panels + panel) * depth * MF_F32_NR;
+                gemm_tile_f32(depth, ap, bp, tile);
+                const int32_t o0 = g * og + panel * MF_F32_NR;
+                const int32_t cols = mf_min_i32(MF_F32_NR, og - panel * MF_F32_NR);
+                for (int32_t r = 0; r < rows; r++) {
+                    int32_t n, oh, ow;
+                    pixel_of(yv, m0 + r, &n, &oh, &ow);
+                    float* out = y + mf_view_offset(yv, n, oh, ow) + o0;
+                    const float* t = tile + r * MF_F32_NR;
+                    if (act != NULL) {
+                        for (int32_t j = 0; j < cols; j++) {
+                            out[j] = mf_activate(t[j] + (bias ? bias[o0 + j] : 0.0f), act);
+                        }
+                    } else if (acc != NULL) {
+                        const float* in = acc + mf_view_offset(accv, n, oh, ow) + o0;
+                        for (int32_t j = 0; j < cols; j++) {
+                            out[j] = in[j] + t[j];
+                        }
+                    } else {
+                        for (int32_t j = 0; j < cols; j++) {
+                            out[j] = t[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void mf_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
+                   float* y, const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
+                   float* workspace) {
+    conv_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace);
+}
+
+void mf_partial_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed,
+                           const float* acc, const mf_view* accv, float* y, const mf_view* yv,
+                           const mf_conv* p, float* workspace) {
+    conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
+}
+
+/* ---- int8: int16 im2col rows, int32 dot-product GEMM on the weights as they are ------------
+ * Each panel row is one output pixel's window with the input offset added ((x - zero point)
+ * as int16; taps in the padding are 0, as TFLite skips them), K contiguous, so a tile is
+ * MF_S8_MR x MF_S8_NR dot products against weight rows, which compilers turn into
+ * multiply-add-pairs (pmaddwd / vpdpwssd). */
+
+static void pack_pixels_s8(const int8_t* x, const mf_view* xv, const mf_view* yv,
+                           const mf_conv* p, int32_t input_offset, int32_t c0, int32_t cin,
+                           int32_t m0, int32_t rows, int16_t* ap) {
+    const int32_t depth = p->kh * p->kw * cin;
+    for (int32_t r = 0; r < MF_S8_MR; r++) {
+        int16_t* row = ap + r * depth;
+        int32_t n, oh, ow;
+        if (r >= rows) {
+            memset(row, 0, sizeof(int16_t) * (size_t)depth);
+            continue;
+        }
+        pixel_of(yv, m0 + r, &n, &oh, &ow);
+        for (int32_t i = 0; i < p->kh; i++) {
+            const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+            for (int32_t j = 0; j < p->kw; j++) {
+                const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
+                int16_t* dst = row + (i * p->kw + j) * cin;
+                if (ih < 0 || ih >= xv->h || iw < 0 || iw >= xv->w) {
+                    memset(dst, 0, sizeof(int16_t) * (size_t)cin);
+                } else {
+                    const int8_t* src = x + mf_view_offset(xv, n, ih, iw) + c0;
+                    for (int32_t c = 0; c < cin; c++) {
+                        dst[c] = (int16_t)(src[c] + input_offset);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* tile[MR][NR] = sums over K of panel rows times weight rows w[j * depth ...]. */
+static void gemm_tile_s8(int32_t depth, const int16_t* restrict ap, const int8_t* restrict w,
+                         int32_t* restrict tile) {
+    int32_t acc[MF_S8_MR * MF_S8_NR];
+    for (int32_t t = 0; t < MF_S8_MR * MF_S8_NR; t++) {
+        acc[t] = 0;
+    }
+    for (int32_t k = 0; k < depth; k++) {
+        MF_UNROLL
+        for (int32_t i = 0; i < MF_S8_MR; i++) {
+            MF_UNROLL
+            for (int32_t j = 0; j < MF_S8_NR; j++) {
+                acc[i * MF_S8_NR + j] += ap[i * depth + k] * w[j * depth + k];
+            }
+        }
+    }
+    for (int32_t t = 0; t < MF_S8_MR * MF_S8_NR; t++) {
+        tile[t] = acc[t];
+    }
+}
+
+/* The tile of fewer than MF_S8_NR output channels at the end of a group. */
+static void gemm_edge_s8(int32_t depth, int32_t cols, const int16_t* restrict ap,
+                         const int8_t* restrict w, int32_t* restrict tile) {
+    for (int32_t j = 0; j < cols; j++) {
+        int32_t acc[MF_S8_MR] = {0};
+        for (int32_t k = 0; k < depth; k++) {
+            MF_UNROLL
+            for (int32_t i = 0; i < MF_S8_MR; i++) {
+                acc[i] += ap[i * depth + k] * w[j * depth + k];
+            }
+        }
+        for (int32_t i = 0; i < MF_S8_MR; i++) {
+            tile[i * MF_S8_NR + j] = acc[i];
+        }
+    }
+}
+
+/* conv2d (requantized to int8 y8) or partial_conv2d (int32 y32 = acc + sums). */
+static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
+                    const int32_t* acc, const mf_view* accv, int8_t* y8, int32_t* y32,
+                    const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
+                    int32_t input_offset, int16_t* ap) {
+    const int32_t groups = p->groups;
+    const int32_t cin = xv->c / groups, og = yv->c / groups;
+    const int32_t depth = p->kh * p->kw * cin;
+    const int32_t pixels = yv->n * yv->h * yv->w;
+    int32_t tile[MF_S8_MR * MF_S8_NR];
+    for (int32_t m0 = 0; m0 < pixels; m0 += MF_S8_MR) {
+        const int32_t rows = mf_min_i32(MF_S8_MR, pixels - m0);
+        int32_t offsets[MF_S8_MR], acc_offsets[MF_S8_MR];
+        for (int32_t r = 0; r < rows; r++) {
+            int32_t n, oh, ow;
+            pixel_of(yv, m0 + r, &n, &oh, &ow);
+            offsets[r] = mf_view_offset(yv, n, oh, ow);
+            acc_offsets[r] = acc ? mf_view_offset(accv, n, oh, ow) : 0;
+        }
+        for (int32_t g = 0; g < groups; g++) {
+            pack_pixels_s8(x, xv, yv, p, input_offset, g * cin, cin, m0, rows, ap);
+            for (int32_t j0 = 0; j0 < og; j0 += MF_S8_NR) {
+                const int32_t o0 = g * og + j0;
+                const int32_t cols = mf_min_i32(MF_S8_NR, og - j0);
+                const int8_t* wo = w + (size_t)o0 * depth;
+                if (cols == MF_S8_NR) {
+                    gemm_tile_s8(depth, ap, wo, tile);
+                } else {
+                    gemm_edge_s8(depth, cols, ap, wo, tile);
+                }
+                for (int32_t r = 0; r < rows; r++) {
+                    const int32_t* t = tile + r * MF_S8_NR;
+                    if (y8 != NULL) {
+                        int8_t* out = y8 + offsets[r] + o0;
+                        for (int32_t j = 0; j < cols; j++) {
+                            const int32_t b = bias ? bias[o0 + j] : 0;
+                            out[j] = mf_requant_one(mf_wrap32((int64_t)t[j] + b), q, o0 + j);
+                        }
+                    } else {
+                        int32_t* out = y32 + offsets[r] + o0;
+                        const int32_t* in = acc ? acc + acc_offsets[r] + o0 : NULL;
+                        for (int32_t j = 0; j < cols; j++) {
+                            out[j] = in ? mf_wrap32((int64_t)in[j] + t[j]) : t[j];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+void mf_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
+                  int8_t* y, const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
+                  int16_t* workspace) {
+    conv_s8(x, xv, w, bias, NULL, NULL, y, NULL, yv, p, q, q->input_offset, workspace);
+}
+
+void mf_partial_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                          const int32_t* acc, const mf_view* accv, int32_t* y,
+                          const mf_view* yv, const mf_conv* p, int32_t input_offset,
+                          int16_t* workspace) {
+    conv_s8(x, xv, w, NULL, acc, accv, NULL, y, yv, p, NULL, input_offset, workspace);
+}
+
+/* ---- depthwise -----------------------------------------------------------------------------
+ * Output pixel by output pixel, channels in blocks of MF_DW_BLOCK held in a local accumulator
+ * (channels are contiguous, so the tap loops vectorize). Output channel o reads input channel
+ * o / depth_multiplier and weights w[i][j][o]. */
+
+#define MF_DW_BLOCK 64
+
+void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
+                             const float* bias, float* y, const mf_view* yv, const mf_conv* p,
+                             const mf_range_f32* act) {
+    const int32_t channels = yv->c, mult = p->depth_multiplier;
+    float acc[MF_DW_BLOCK];
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t oh = 0; oh < yv->h; oh++) {
+            for (int32_t ow = 0; ow < yv->w; ow++) {
+                float* out = y + mf_view_offset(yv, n, oh, ow);
+                for (int32_t c0 = 0; c0 < channels; c0 += MF_DW_BLOCK) {
+                    const int32_t len = mf_min_i32(MF_DW_BLOCK, channels - c0);
+                    for (int32_t c = 0; c < len; c++) {
+                        acc[c] = bias ? bias[c0 + c] : 0.0f;
+                    }
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
+                            if (iw < 0 || iw >= xv->w) {
+                                continue;
+                            }
+                            const float* in = x + mf_view_offset(xv, n, ih, iw);
+                            const float* wt = w + (i * p->kw + j) * channels + c0;
+                            if (mult == 1) {
+                                const float* in0 = in + c0;
+                                for (int32_t c = 0; c < len; c++) {
+                                    acc[c] = MF_FMA(in0[c], wt[c], acc[c]);
+                                }
+                            } else {
+                                for (int32_t c = 0; c < len; c++) {
+                                    acc[c] = MF_FMA(in[(c0 + c) / mult], wt[c], acc[c]);
+                                }
+                            }
+                        }
+                    }
+                    for (int32_t c = 0; c < len; c++) {
+                        out[c0 + c] = mf_activate(acc[c], act);
+                    }
+                }
+            }
+        }
+    }
+}
+
+void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                            const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
+                            const mf_requant_s8* q) {
+    const int32_t channels = yv->c, mult = p->depth_multiplier, offset = q->input_offset;
+    int32_t acc[MF_DW_BLOCK];
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t oh = 0; oh < yv->h; oh++) {
+            for (int32_t ow = 0; ow < yv->w; ow++) {
+                int8_t* out = y + mf_view_offset(yv, n, oh, ow);
+                for (int32_t c0 = 0; c0 < channels; c0 += MF_DW_BLOCK) {
+                    const int32_t len = mf_min_i32(MF_DW_BLOCK, channels - c0);
+                    for (int32_t c = 0; c < len; c++) {
+                        acc[c] = 0;
+                    }
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
+                            if (iw < 0 || iw >= xv->w) {
+                                continue;
+                            }
+                            const int8_t* in = x + mf_view_offset(xv, n, ih, iw);
+                            const int8_t* wt = w + (i * p->kw + j) * channels + c0;
+                            if (mult == 1) {
+                                const int8_t* in0 = in + c0;
+                                for (int32_t c = 0; c < len; c++) {
+                                    acc[c] += (int16_t)(in0[c] + offset) * wt[c];
+                                }
+                            } else {
+                                for (int32_t c = 0; c < len; c++) {
+                                    acc[c] += (int16_t)(in[(c0 + c) / mult] + offset) * wt[c];
+                                }
+                            }
+                        }
+                    }
+                    for (int32_t c = 0; c < len; c++) {
+                        const int32_t b = bias ? bias[c0 + c] : 0;
+                        out[c0 + c] = mf_requant_one(mf_wrap32((int64_t)acc[c] + b), q, c0 + c);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* ---- depthwise in place -------------------------------------------------------------------- */
+
+/* Output plane of channel c, batch n: one value per output pixel into `plane` (float). */
+void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
+                                     const float* bias, float* y, const mf_view* yv,
+                                     const mf_conv* p, const mf_range_f32* act, float* channel) {
+    const int32_t channels = yv->c;
+    for (int32_t c = 0; c < channels; c++) {
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    float acc = bias ? bias[c] : 0.0f;
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
+                            if (iw < 0 || iw >= xv->w) {
+                                continue;
+                            }
+                            acc = MF_FMA(x[mf_view_offset(xv, n, ih, iw) + c],
+                                         w[(i * p->kw + j) * channels + c], acc);
+                        }
+                    }
+                    channel[oh * yv->w + ow] = mf_activate(acc, act);
+                }
+            }
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
+}
+
+void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                                    const int32_t* bias, int8_t* y, const mf_view* yv,
+                                    const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
+    const int32_t channels = yv->c, offset = q->input_offset;
+    for (int32_t c = 0; c < channels; c++) {
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    int32_t acc = 0;
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
+                            if (iw < 0 || iw >= xv->w) {
+                                continue;
+                            }
+                            acc += (x[mf_view_offset(xv, n, ih, iw) + c] + offset) *
+                                   w[(i * p->kw + j) * channels + c];
+                        }
+                    }
+                    const int32_t b = bias ? bias[c] : 0;
+                    channel[oh * yv->w + ow] = mf_requant_one(mf_wrap32((int64_t)acc + b), q, c);
+                }
+            }
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,93 @@
+/* Helpers shared by the runtime's .c files: integer fixed point exactly as TFLite computes it,
+ * clamps, and the register-tile sizes of the GEMMs. Not part of the generated code's API. */
+#ifndef MF_INTERNAL_H
+#define MF_INTERNAL_H
+
+#include <math.h>
+#include <stdint.h>
+
+#include "memfit_runtime.h"
+
+/* Float GEMM tiles: MF_F32_MR output pixels x MF_F32_NR output channels. NR is also the panel
+ * width of packed conv weights (memfit.codegen.params.F32_NR must equal it). */
+#define MF_F32_MR 8
+#define MF_F32_NR 32
+/* int8 GEMM tiles: MF_S8_MR pixels (their int16 im2col rows are the workspace) x MF_S8_NR
+ * output channels (memfit.codegen.params.S8_MR must equal MF_S8_MR). */
+#define MF_S8_MR 4
+#define MF_S8_NR 4
+
+/* Unrolling hint for the GEMM register tiles (GCC and Clang know it; others ignore it). */
+#if defined(__GNUC__)
+#define MF_UNROLL _Pragma("GCC unroll 32")
+#else
+#define MF_UNROLL
+#endif
+
+/* A fused multiply-add where the target has one in hardware (fmaf would be a slow library
+ * call elsewhere); a multiply and an add otherwise. */
+#if defined(FP_FAST_FMAF)
+#define MF_FMA(a, b, c) fmaf((a), (b), (c))
+#else
+#define MF_FMA(a, b, c) ((a) * (b) + (c))
+#endif
+
+static inline int32_t mf_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
+static inline int32_t mf_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
+static inline int32_t mf_clamp_i32(int32_t x, int32_t lo, int32_t hi) {
+    return x < lo ? lo : (x > hi ? hi : x);
+}
+
+/* Two's-complement wrap of a 64-bit value to 32 bits (C's int32 arithmetic, without UB). */
+static inline int32_t mf_wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x; }
+
+/* gemmlowp's SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating the one
+ * overflow (a == b == INT32_MIN). */
+static inline int32_t mf_srdhm(int32_t a, int32_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) {
+        return INT32_MAX;
+    }
+    const int64_t ab = (int64_t)a * (int64_t)b;
+    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates */
+}
+
+/* gemmlowp's RoundingDivideByPOT: x / 2^exponent, halves away from zero (0 <= exponent <= 31). */
+static inline int32_t mf_rdbpot(int32_t x, int32_t exponent) {
+    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t remainder = x & mask;
+    const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+/* TFLite's double-rounding MultiplyByQuantizedMultiplier (shift > 0: left). */
+static inline int32_t mf_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0;
+    const int32_t right = shift > 0 ? 0 : -shift;
+    return mf_rdbpot(mf_srdhm((int32_t)((uint32_t)x << left), multiplier), right);
+}
+
+/* Requantize one accumulator of output channel o. */
+static inline int8_t mf_requant_one(int32_t acc, const mf_requant_s8* q, int32_t o) {
+    const int32_t v = mf_mbqm(acc, q->multiplier[o], q->shift[o]) + q->output_offset;
+    return (int8_t)mf_clamp_i32(v, q->act.min, q->act.max);
+}
+
+/* Float activation of one value. */
+static inline float mf_activate(float v, const mf_range_f32* act) {
+    v = v < act->min ? act->min : (v > act->max ? act->max : v);
+    if (act->fn == MF_FN_TANH) {
+        return tanhf(v);
+    }
+    if (act->fn == MF_FN_SIGMOID) {
+        return (float)(1.0 / (1.0 + exp(-(double)v)));
+    }
+    return v;
+}
+
+/* Elements in a view; offset of (n, h, w) in a view. */
+static inline int32_t mf_view_offset(const mf_view* v, int32_t n, int32_t h, int32_t w) {
+    return n * v->sn + h * v->sh + w * v->sw;
+}
+
+#endif /* MF_INTERNAL_H */
