@@ -20,7 +20,7 @@ from memfit.planning.storage import (
     build_storage,
 )
 from memfit.runtime.executor import execute
-from memfit.runtime.kernels.conv import depthwise_conv2d
+from memfit.runtime.kernels import run_kernel
 from tests.helpers import CONV, residual_block, small_cnn
 from tests.test_planning_strategies import executable_dags, random_topological_order
 
@@ -378,31 +378,41 @@ def test_depthwise_in_place_conditions(kernel, stride, pad, dilation, multiplier
     assert ("dw" in build_storage(g, ONLY["depthwise"]).in_place) == in_place
 
 
-def _channel_by_channel(x: np.ndarray, dw_op, weights: np.ndarray) -> np.ndarray:
-    """Depthwise convolution as the in-place C kernel runs it, in one flat buffer that holds x
-    and nothing more: for each batch and channel, the output channel goes into a one-channel
-    temporary, then over the buffer's output positions of that channel. Returns the output read
-    back from the buffer."""
+def _channel_by_channel(x: np.ndarray, op) -> np.ndarray:
+    """A depthwise convolution or pooling as the in-place C kernel runs it, in one flat buffer
+    that holds x and nothing more: for each batch and channel, the output channel goes into a
+    one-channel temporary (the op's kernel on that channel alone), then over the buffer's output
+    positions of that channel. Returns the output read back from the buffer."""
     n, h, w, channels = x.shape
-    _, ho, wo, _ = dw_op.output.shape
-    one = GraphBuilder()
-    single = one.input("x", (1, h, w, 1))
-    kernel = one.constant("w", weights[..., :1])
-    one_channel = one.op("depthwise_conv2d", [single, kernel, None], dw_op.attrs, name="dw")
-    one_op = one.graph.op("dw")
-    assert one_channel.shape == (1, ho, wo, 1)
+    _, ho, wo, _ = op.output.shape
     buffer = x.reshape(-1).copy()
     for b in range(n):
         for c in range(channels):
             image = buffer.reshape(n, h, w, channels)[b : b + 1, :, :, c : c + 1]
-            temporary = depthwise_conv2d(one_op, image, weights[..., c : c + 1], None)
+            temporary = _one_channel(op, c, image)
             positions = (b * ho * wo + np.arange(ho * wo)) * channels + c
             buffer[positions] = temporary.reshape(-1)
     return buffer[: n * ho * wo * channels].reshape(n, ho, wo, channels)
 
 
-@settings(max_examples=150, deadline=None)
+def _one_channel(op, c: int, image: np.ndarray) -> np.ndarray:
+    """``op`` on channel ``c`` alone (``image`` is that channel, [1, H, W, 1])."""
+    one = GraphBuilder()
+    x = op.inputs[0]
+    single = one.input("x", image.shape, x.dtype, x.quant)
+    inputs = [single]
+    if op.kind == "depthwise_conv2d":
+        weights = op.inputs[1].data[..., c : c + 1]
+        inputs += [one.constant("w", weights), None]
+    one.op(op.kind, inputs, op.attrs, name="one", quant=op.output.quant)
+    one_op = one.graph.op("one")
+    assert one_op.output.shape == (1, *op.output.shape[1:3], 1)
+    return run_kernel(one_op, [image, *(t.data if t is not None else None for t in inputs[1:])])[0]
+
+
+@settings(max_examples=200, deadline=None)
 @given(
+    kind=st.sampled_from(["depthwise_conv2d", "max_pool2d", "avg_pool2d", "int8 avg_pool2d"]),
     batch=st.integers(1, 2),
     height=st.integers(1, 7),
     width=st.integers(1, 7),
@@ -414,35 +424,296 @@ def _channel_by_channel(x: np.ndarray, dw_op, weights: np.ndarray) -> np.ndarray
     seed=st.integers(0, 2**16),
 )
 def test_channel_by_channel_in_place_gives_the_kernel_result(
-    batch, height, width, channels, kernel, stride, dilation, pads, seed
+    kind, batch, height, width, channels, kernel, stride, dilation, pads, seed
 ):
-    """Where the planner runs a depthwise convolution in place, channel by channel in the
-    input's own bytes gives exactly what the kernel computes; it refuses exactly where the
-    output would not fit in the input's bytes."""
+    """Where the planner runs a depthwise convolution or a pooling in place, channel by channel
+    in the input's own bytes gives exactly what the kernel computes; it refuses exactly where
+    the output would not fit in the input's bytes."""
     rng = np.random.default_rng(seed)
+    int8 = kind.startswith("int8")
+    kind = kind.removeprefix("int8 ")
+    quant = Quantization((0.1,), (3,)) if int8 else None
     b = GraphBuilder()
-    x = b.input("x", (batch, height, width, channels))
-    first = b.op("relu", [x], name="first")
-    weights = rng.standard_normal((1, kernel, kernel, channels)).astype(np.float32)
-    attrs = {
-        "strides": (stride, stride),
-        "dilations": (dilation, dilation),
-        "pads": pads,
-        "depth_multiplier": 1,
-        "activation": "none",
-    }
+    x = b.input("x", (batch, height, width, channels), DType.INT8 if int8 else DType.FLOAT32, quant)
+    first = b.op("relu", [x], name="first", quant=quant)
+    if kind != "depthwise_conv2d":
+        dilation = 1
+        pads = tuple(min(p, kernel - 1) for p in pads)  # a window of padding alone has no value
     span = (kernel - 1) * dilation + 1
     if height + pads[0] + pads[2] < span or width + pads[1] + pads[3] < span:
         return  # no output
-    dw = b.op("depthwise_conv2d", [first, b.constant("w", weights), None], attrs, name="dw")
-    g = b.output(b.op("relu", [dw], name="out"))
-    _, ho, wo, _ = dw.shape
-    in_place = "dw" in build_storage(g, ONLY["depthwise"]).in_place
+    if kind == "depthwise_conv2d":
+        weights = rng.standard_normal((1, kernel, kernel, channels)).astype(np.float32)
+        attrs = {
+            "strides": (stride, stride),
+            "dilations": (dilation, dilation),
+            "pads": pads,
+            "depth_multiplier": 1,
+            "activation": "none",
+        }
+        inputs = [first, b.constant("w", weights), None]
+    else:
+        attrs = {"kernel": (kernel, kernel), "strides": (stride, stride), "pads": pads}
+        inputs = [first]
+    out = b.op(kind, inputs, {**attrs, "activation": "none"}, name="op", quant=quant)
+    g = b.output(b.op("relu", [out], name="out", quant=quant))
+    _, ho, wo, _ = out.shape
+    options = ONLY["depthwise" if kind == "depthwise_conv2d" else "pool"]
+    in_place = "op" in build_storage(g, options).in_place
     assert in_place == (ho * wo <= height * width)
     if in_place:
-        image = rng.standard_normal(x.shape).astype(np.float32)
-        expected = depthwise_conv2d(g.op("dw"), image, weights, None)
-        np.testing.assert_array_equal(_channel_by_channel(image, g.op("dw"), weights), expected)
+        if int8:
+            image = rng.integers(-128, 128, x.shape).astype(np.int8)
+        else:
+            image = rng.standard_normal(x.shape).astype(np.float32)
+        op = g.op("op")
+        args = [image, *(t.data if t is not None else None for t in op.inputs[1:])]
+        np.testing.assert_array_equal(_channel_by_channel(image, op), run_kernel(op, args)[0])
+
+
+# ---- pooling in place ------------------------------------------------------------------------
+def _pool(b, x, kind, name, kernel=2, stride=2, pad=0):
+    attrs = {
+        "kernel": (kernel, kernel),
+        "strides": (stride, stride),
+        "pads": (pad,) * 4,
+        "activation": "none",
+    }
+    return b.op(kind, [x], attrs, name=name)
+
+
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
+def test_pooling_overwrites_its_input_with_a_one_channel_temporary(kind):
+    b = GraphBuilder()
+    x = b.input("x", (1, 8, 8, 1))
+    expand = _conv(b, x, 8, "expand")
+    pooled = _pool(b, expand, kind, "pool")
+    g = b.output(_conv(b, pooled, 2, "project", 1))
+    storage = build_storage(g, ONLY["pool"])
+    assert storage.refs["pool"] == StorageRef("expand")
+    assert storage.in_place == {"pool": InPlace("pool", (0,), writes=True)}
+    lifetimes = compute_lifetimes(g, storage=storage)
+    assert lifetimes.buffer("scratch:pool").size == 4 * 4 * 4  # Ho*Wo float32
+    assert lifetimes.buffer("expand").size == 8 * 8 * 8 * 4
+    assert "pool" not in build_storage(g, StorageOptions(pool_in_place=False)).in_place
+    plan = _runs_identically(g)
+    assert plan.in_place["pool"].kind == "pool" and "pool" in plan.scratch_offsets
+
+
+@pytest.mark.parametrize(
+    ("kernel", "stride", "pad", "in_place"),
+    [
+        (2, 2, 0, True),
+        (3, 1, 1, True),  # same size
+        (3, 2, 1, True),
+        (2, 1, 1, False),  # the padded output is larger than the input
+    ],
+)
+def test_pooling_in_place_conditions(kernel, stride, pad, in_place):
+    b = GraphBuilder()
+    x = b.input("x", (1, 6, 5, 3))
+    first = _conv(b, x, 3, "first")
+    pooled = _pool(b, first, "max_pool2d", "pool", kernel, stride, pad)
+    g = b.output(b.op("relu", [pooled], name="out"))
+    assert ("pool" in build_storage(g, ONLY["pool"]).in_place) == in_place
+
+
+# ---- accumulation in place (fused depthwise tiling's LIP end) ---------------------------------
+def _accumulating(dtype: DType = DType.FLOAT32, partitions: int = 3, read_again: str = ""):
+    """x -> per partition a 1x1 conv of a channel slice, accumulated by partial_conv2d ops, then
+    accumulator_output: what FDT writes, built by hand. ``read_again`` names a tensor that a
+    second graph output reads as well (so it cannot be overwritten)."""
+    int8 = dtype is DType.INT8
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("lip")
+    quant = Quantization((0.05,), (-3,)) if int8 else None
+    x = b.input("x", (1, 4, 4, 2 * partitions), dtype, quant)
+    attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0)}
+    acc = None
+    acc_dtype = DType.INT32 if int8 else DType.FLOAT32
+    acc_quant = Quantization((0.05 * 0.01,), (0,)) if int8 else None
+    for p in range(partitions):
+        part = b.op(
+            "strided_slice",
+            [x],
+            {
+                "begin": (0, 0, 0, 2 * p),
+                "end": (1, 4, 4, 2 * p + 2),
+                "strides": (1, 1, 1, 1),
+                "shrink_axes": (),
+            },
+            name=f"slice{p}",
+            quant=quant,
+        )
+        part = b.op("relu", [part], name=f"relu{p}", quant=quant)
+        if int8:
+            data = rng.integers(-127, 128, (3, 1, 1, 2)).astype(np.int8)
+            weights = b.constant(f"w{p}", data, Quantization((0.01,), (0,)))
+        else:
+            weights = b.constant(f"w{p}", rng.standard_normal((3, 1, 1, 2)).astype(np.float32))
+        acc = b.op(
+            "partial_conv2d",
+            [part, weights, acc],
+            attrs,
+            dtype=acc_dtype,
+            quant=acc_quant,
+            name=f"acc{p}",
+        )
+    bias_data = rng.integers(-50, 50, 3).astype(np.int32) if int8 else np.ones(3, np.float32)
+    bias = b.constant("bias", bias_data, acc_quant)
+    out_quant = Quantization((0.02,), (1,)) if int8 else None
+    out = b.op(
+        "accumulator_output",
+        [acc, bias],
+        {"activation": "relu"},
+        dtype=dtype,
+        quant=out_quant,
+        name="out",
+    )
+    outputs = [out]
+    if read_again:
+        tensor = b.graph.tensors[read_again]
+        outputs.append(b.op("relu" if not int8 else "identity", [tensor], name="again"))
+    return b.output(*outputs)
+
+
+@pytest.mark.parametrize("dtype", [DType.FLOAT32, DType.INT8], ids=str)
+def test_partial_layers_accumulate_in_place(dtype):
+    g = _accumulating(dtype)
+    storage = build_storage(g, ONLY["accumulator"])
+    # the first partition starts the accumulator; the others add into it where it is
+    assert "acc0" not in storage.in_place
+    assert storage.in_place["acc1"] == InPlace("elementwise", (2,), writes=True)
+    assert storage.in_place["acc2"] == InPlace("elementwise", (2,), writes=True)
+    assert storage.root("acc1") == storage.root("acc2") == "acc0"
+    # the channel slices feed every output element: never overwritten
+    assert all(storage.root(f"relu{p}") == f"relu{p}" for p in range(3))
+    # the output over the accumulator: same size in float32, a quarter of it in int8
+    kind = "elementwise" if dtype is DType.FLOAT32 else "narrowing"
+    assert storage.in_place["out"] == InPlace(kind, (0,), writes=True)
+    assert storage.refs["out"] == StorageRef("acc0")
+    assert storage.members()["acc0"] == ("acc0", "acc1", "acc2", "out")
+    assert build_storage(g, StorageOptions(accumulator_in_place=False)).roots().count("acc0") == 1
+    assert "acc1" not in build_storage(g, StorageOptions(accumulator_in_place=False)).in_place
+    _runs_identically_typed(g)
+
+
+@pytest.mark.parametrize("dtype", [DType.FLOAT32, DType.INT8], ids=str)
+@pytest.mark.parametrize("read_again", ["acc0", "acc1", "acc2", "relu1"])
+def test_accumulator_read_elsewhere_is_not_overwritten(dtype, read_again):
+    g = _accumulating(dtype, read_again=read_again)
+    storage = build_storage(g)
+    overwritten_by = {"acc0": "acc1", "acc1": "acc2", "acc2": "out"}.get(read_again)
+    if overwritten_by is not None:
+        assert overwritten_by not in storage.in_place
+        assert storage.root(overwritten_by) == overwritten_by
+    accumulators = {storage.root(f"acc{p}") for p in range(3)}
+    assert all(storage.root(f"relu{p}") not in accumulators for p in range(3))
+    _runs_identically_typed(g)
+
+
+def test_accumulator_output_with_wider_elements_is_not_in_place():
+    b = GraphBuilder()
+    x = b.input("x", (1, 2, 2, 2), DType.INT8, Quantization((0.5,), (0,)))
+    acc = b.op("relu", [x], name="acc", quant=x.quant)
+    wide = Quantization((1.0,), (0,))
+    out = b.op("accumulator_output", [acc, None], NONE, dtype=DType.INT32, name="out", quant=wide)
+    assert "out" not in build_storage(b.output(out)).in_place
+
+
+def _runs_identically_typed(graph):
+    """``_runs_identically`` for float and int8 inputs."""
+    rng = np.random.default_rng(0)
+    inputs = {}
+    for t in graph.inputs:
+        if t.dtype is DType.INT8:
+            inputs[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
+        else:
+            inputs[t.name] = rng.standard_normal(t.shape).astype(np.float32)
+    expected = execute(graph, inputs, separate_plan(graph))
+    plan = plan_memory(graph, exact_time_limit=0)
+    got = execute(graph, inputs, plan.arena)
+    for name, value in expected.items():
+        np.testing.assert_array_equal(got[name], value)
+    return plan
+
+
+def _narrow_in_order(op, acc: np.ndarray, bias: np.ndarray, order) -> np.ndarray:
+    """accumulator_output as a C loop over elements in ``order`` runs it in place: one buffer
+    holds the accumulator; element i is read from its bytes, requantized alone, and stored at
+    byte offset i * itemsize of the output. Returns the output read back from the buffer."""
+    out = op.output
+    buffer = bytearray(acc.tobytes())
+    size = out.dtype.itemsize
+    for i in order:
+        value = np.frombuffer(buffer, acc.dtype, count=1, offset=i * acc.dtype.itemsize)[0]
+        alone = np.zeros(acc.shape, acc.dtype)
+        alone.flat[i] = value
+        element = run_kernel(op, [alone, bias])[0].flat[i]
+        buffer[i * size : (i + 1) * size] = np.asarray(element, out.dtype.numpy).tobytes()
+    return np.frombuffer(bytes(buffer[: out.nbytes]), out.dtype.numpy).reshape(out.shape)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    shape=st.sampled_from([(1, 1), (1, 7), (2, 5), (1, 3, 2, 4), (1, 2, 2, 9)]),
+    per_channel=st.booleans(),
+    activation=st.sampled_from(["none", "relu", "relu6"]),
+    seed=st.integers(0, 2**16),
+)
+def test_narrowing_in_ascending_order_gives_the_kernel_result(shape, per_channel, activation, seed):
+    """The int8 accumulator output is stored in the first quarter of the int32 accumulator's
+    bytes: element i lands in bytes of accumulator element i // 4 <= i, read already when the
+    kernel goes in ascending element order, so the result is the kernel's."""
+    rng = np.random.default_rng(seed)
+    channels = shape[-1]
+    scales = tuple(float(s) for s in rng.uniform(1e-4, 1e-3, channels if per_channel else 1))
+    b = GraphBuilder()
+    acc_quant = Quantization(scales, (0,) * len(scales), len(shape) - 1 if per_channel else None)
+    acc_in = b.input("acc", shape, DType.INT32, acc_quant)
+    acc = b.op("relu", [acc_in], name="acc", quant=acc_quant)
+    bias = b.constant("bias", rng.integers(-500, 500, channels).astype(np.int32), acc_quant)
+    out_quant = Quantization((float(rng.uniform(0.01, 0.1)),), (int(rng.integers(-20, 20)),))
+    g = b.output(
+        b.op(
+            "accumulator_output",
+            [acc, bias],
+            {"activation": activation},
+            dtype=DType.INT8,
+            name="out",
+            quant=out_quant,
+        )
+    )
+    assert build_storage(g).in_place["out"] == InPlace("narrowing", (0,), writes=True)
+    op = g.op("out")
+    values = rng.integers(-(2**20), 2**20, shape).astype(np.int32)
+    expected = run_kernel(op, [values, bias.data])[0]
+    ascending = range(values.size)
+    np.testing.assert_array_equal(_narrow_in_order(op, values, bias.data, ascending), expected)
+
+
+def test_narrowing_in_another_order_would_read_overwritten_bytes():
+    """Why the order matters: going down, output element 4 is stored over accumulator element
+    1 before that is read."""
+    b = GraphBuilder()
+    quant = Quantization((1e-3,), (0,))
+    acc = b.op("relu", [b.input("acc", (1, 8), DType.INT32, quant)], name="acc", quant=quant)
+    g = b.output(
+        b.op(
+            "accumulator_output",
+            [acc, None],
+            {"activation": "none"},
+            dtype=DType.INT8,
+            name="out",
+            quant=Quantization((0.01,), (0,)),
+        )
+    )
+    op = g.op("out")
+    values = np.arange(1, 9, dtype=np.int32).reshape(1, 8) * 100  # outputs 10, 20, ..., 80
+    expected = run_kernel(op, [values, None])[0]
+    np.testing.assert_array_equal(_narrow_in_order(op, values, None, range(8)), expected)
+    descending = _narrow_in_order(op, values, None, reversed(range(8)))
+    assert not np.array_equal(descending, expected)
 
 
 # ---- options, order independence -------------------------------------------------------------

@@ -219,8 +219,31 @@ def build_storage(graph: Graph, options: StorageOptions | None = None) -> Storag
 
     With every option off (``NO_SHARING``) every tensor is its own root.
     """
-    options = StorageOptions() if options is None else options
-    return _Builder(graph, options).build()
+    return StorageBuilder(graph).build(options)
+
+
+class StorageBuilder:
+    """Builds storage maps of one graph under any options, computing what they all share (the
+    canonical order, which ops run before which) once. The graph must not change meanwhile."""
+
+    def __init__(self, graph: Graph) -> None:
+        self.graph = graph
+        self.order = canonical_order(graph)
+        self.index = {op.name: i for i, op in enumerate(self.order)}
+        # ancestors[i]: bit j set when op j (canonical index) must run before op i
+        self.ancestors: list[int] = []
+        for op in self.order:
+            mask = 0
+            for t in op.activation_inputs:
+                if t.producer is not None and t.producer.name in self.index:
+                    j = self.index[t.producer.name]
+                    mask |= self.ancestors[j] | 1 << j
+            self.ancestors.append(mask)
+        self.io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+
+    def build(self, options: StorageOptions | None = None) -> StorageMap:
+        """The storage map under ``options`` (default: every kind of sharing)."""
+        return _Builder(self, StorageOptions() if options is None else options).build()
 
 
 def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
@@ -240,21 +263,13 @@ def _normalized(shape: Sequence[int], strides: Sequence[int], itemsize: int) -> 
 
 
 class _Builder:
-    def __init__(self, graph: Graph, options: StorageOptions) -> None:
-        self.graph = graph
+    def __init__(self, shared: StorageBuilder, options: StorageOptions) -> None:
+        self.graph = shared.graph
         self.options = options
-        self.order = canonical_order(graph)
-        self.index = {op.name: i for i, op in enumerate(self.order)}
-        # ancestors[i]: bit j set when op j (canonical index) must run before op i
-        self.ancestors: list[int] = []
-        for op in self.order:
-            mask = 0
-            for t in op.activation_inputs:
-                if t.producer is not None and t.producer.name in self.index:
-                    j = self.index[t.producer.name]
-                    mask |= self.ancestors[j] | 1 << j
-            self.ancestors.append(mask)
-        self.io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+        self.order = shared.order
+        self.index = shared.index
+        self.ancestors = shared.ancestors
+        self.io = shared.io
         self.refs: dict[str, StorageRef] = {}
         self.groups: dict[str, list[str]] = {}
         self.in_place: dict[str, InPlace] = {}

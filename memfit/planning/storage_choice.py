@@ -21,11 +21,14 @@ only picks among them), with single ops switched off by name (``StorageOptions.n
 1. schedule with concat in place and with the shrinking in-place ops each on and off for every
    op (as the caller allows), and keep the lowest peak (ties to more sharing); the schedules
    share one time limit, and each one searches only for orders below the best peak so far;
-2. in that order, switch off single ops, and for every concat the shrinking ops that write its
-   inputs all together, while that lowers the peak or the number of steps at the peak (kept
-   only if the peak fell in the end); then switch single ops back on while that raises neither
-   the peak nor the bytes concats copy;
-3. reschedule if anything changed, and keep the better of the new order and the old one.
+2. in that order, switch single ops back on where that copies no more bytes in concats: while
+   the live bytes do not rise (the steps' live bytes sorted from the highest, compared in that
+   order, so that a change below the peak counts too), then while the peak does not;
+3. from there, switch off single ops, and for every concat the shrinking ops that write its
+   inputs all together, while that lowers the live bytes (the peak may have two causes, a
+   shrinking op in one place and a concat in another, each of which must go before it falls),
+   switch ops back on as in 2., and keep the result if its peak is lower;
+4. reschedule if anything changed, and keep the better of the new order and the old one.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from memfit.ir.core import Graph
 from memfit.planning.arena import align_up
 from memfit.planning.lifetimes import Lifetimes, compute_lifetimes
 from memfit.planning.schedule import Schedule, fixed_schedule, model_schedule, schedule_ops
-from memfit.planning.storage import StorageMap, StorageOptions, build_storage
+from memfit.planning.storage import StorageBuilder, StorageMap, StorageOptions
 
 
 def choose_storage(
@@ -67,16 +70,17 @@ def choose_storage(
             )
         return model_schedule(graph, alignment, storage=storage)
 
-    full = build_storage(graph, allowed)
+    builder = StorageBuilder(graph)
+    full = builder.build(allowed)
     concats = frozenset(op.name for op in graph.ops if op.kind == "concat")
     no_concat = dataclasses.replace(allowed, not_in_place=allowed.not_in_place | concats)
-    shrinking = _shrinking(graph, full) | _shrinking(graph, build_storage(graph, no_concat))
+    shrinking = _shrinking(graph, full) | _shrinking(graph, builder.build(no_concat))
     best: tuple[StorageMap, Schedule] | None = None
     seen: list[tuple[dict, dict]] = []
     switches = [(frozenset(), group) if group else (frozenset(),) for group in (concats, shrinking)]
     for off in itertools.product(*switches):
         excluded = allowed.not_in_place.union(*off)
-        storage = build_storage(graph, dataclasses.replace(allowed, not_in_place=excluded))
+        storage = builder.build(dataclasses.replace(allowed, not_in_place=excluded))
         sharing = (dict(storage.refs), dict(storage.in_place))
         if sharing in seen:
             continue  # nothing of that kind ran in place anyway
@@ -88,11 +92,13 @@ def choose_storage(
     storage, chosen = best
 
     candidates = (concats | shrinking) - allowed.not_in_place  # the caller's stay excluded
-    searcher = _Toggles(graph, chosen.order, alignment, candidates, _groups(graph, full))
-    tuned = searcher.share_less(storage)
-    if searcher.key(tuned)[0] == searcher.key(storage)[0]:
-        tuned = storage  # fewer steps at the same peak is no reason to copy more
-    tuned = searcher.share_more(tuned)
+    searcher = _Toggles(builder, chosen.order, alignment, candidates, _groups(graph, full))
+    tuned = searcher.share_more(storage)
+    less = searcher.share_less(tuned)
+    if less != tuned:
+        less = searcher.share_more(less)
+        if searcher.peak(less) < searcher.peak(tuned):
+            tuned = less  # a lower profile is no reason to copy more unless the peak falls
     if tuned == storage:
         return storage, chosen
     kept = fixed_schedule(graph, chosen.order, alignment, chosen.method, tuned)
@@ -132,56 +138,62 @@ class _Toggles:
 
     def __init__(
         self,
-        graph: Graph,
+        builder: StorageBuilder,
         order: Sequence[str],
         alignment: int,
         candidates: frozenset[str],
         groups: Sequence[frozenset[str]],
     ) -> None:
-        self.graph = graph
+        self.builder = builder
+        self.graph = graph = builder.graph
         self.order = tuple(order)
         self.alignment = alignment
         # in model order, so the search does not depend on how the sets iterate
         self.candidates = [op.name for op in graph.ops if op.name in candidates]
         self.groups = list(groups)
 
-    def key(self, storage: StorageMap) -> tuple[int, int]:
+    def profile(self, storage: StorageMap) -> tuple[int, ...]:
+        """The live bytes of every step, highest first: lower (lexicographically) is better."""
         lifetimes = compute_lifetimes(self.graph, self.order, storage=storage)
-        return _peak_key(lifetimes, self.alignment)
+        return _live_profile(lifetimes, self.alignment)
+
+    def peak(self, storage: StorageMap) -> int:
+        return self.profile(storage)[0]
 
     def _with(self, storage: StorageMap, excluded: frozenset[str]) -> StorageMap:
-        return build_storage(
-            self.graph, dataclasses.replace(storage.options, not_in_place=excluded)
-        )
+        return self.builder.build(dataclasses.replace(storage.options, not_in_place=excluded))
 
     def share_less(self, storage: StorageMap) -> StorageMap:
-        """Switch off single ops and groups that run in place while that improves the key."""
-        best = self.key(storage)
+        """Switch off single ops and groups that run in place while that lowers the profile."""
+        best = self.profile(storage)
         units = [frozenset({name}) for name in self.candidates] + self.groups
         for unit in units:
             running = frozenset(name for name in unit if name in storage.in_place)
             if not running:
                 continue
             trial = self._with(storage, storage.options.not_in_place | running)
-            key = self.key(trial)
-            if key < best:
-                storage, best = trial, key
+            profile = self.profile(trial)
+            if profile < best:
+                storage, best = trial, profile
         return storage
 
     def share_more(self, storage: StorageMap) -> StorageMap:
-        """Switch single excluded ops back on while that raises neither the peak nor the bytes
-        the concats copy."""
-        best = (self.key(storage)[0], _copied_bytes(self.graph, storage))
-        for name in self.candidates:
-            if name not in storage.options.not_in_place:
-                continue
-            trial = self._with(storage, storage.options.not_in_place - {name})
-            if name not in trial.in_place:
-                storage = trial  # it cannot run in place anyway: the same map, one name fewer
-                continue
-            key = (self.key(trial)[0], _copied_bytes(self.graph, trial))
-            if key[0] <= best[0] and key[1] <= best[1]:
-                storage, best = trial, key
+        """Switch single excluded ops back on where that copies no more bytes in concats: while
+        the profile does not rise, then while the peak does not."""
+        for by_peak in (False, True):
+            profile = self.profile(storage)
+            best = (profile[0] if by_peak else profile, _copied_bytes(self.graph, storage))
+            for name in self.candidates:
+                if name not in storage.options.not_in_place:
+                    continue
+                trial = self._with(storage, storage.options.not_in_place - {name})
+                if name not in trial.in_place:
+                    storage = trial  # it cannot run in place anyway: the same map, one name fewer
+                    continue
+                profile = self.profile(trial)
+                key = (profile[0] if by_peak else profile, _copied_bytes(self.graph, trial))
+                if key[0] <= best[0] and key[1] <= best[1]:
+                    storage, best = trial, key
         return storage
 
 
@@ -197,13 +209,11 @@ def _copied_bytes(graph: Graph, storage: StorageMap) -> int:
     return copied
 
 
-def _peak_key(lifetimes: Lifetimes, alignment: int) -> tuple[int, int]:
-    """(peak live bytes, number of steps at the peak): lower is better."""
+def _live_profile(lifetimes: Lifetimes, alignment: int) -> tuple[int, ...]:
+    """Aligned bytes live at every step, sorted from the highest."""
     change = [0] * (lifetimes.steps + 2)
     for buffer in lifetimes.buffers:
         size = align_up(buffer.size, alignment)
         change[buffer.first] += size
         change[buffer.last + 1] -= size
-    live = list(itertools.accumulate(change))
-    peak = max(live)
-    return peak, live.count(peak)
+    return tuple(sorted(itertools.accumulate(change), reverse=True))
