@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
@@ -400,3 +401,923 @@ def test_conv2d_s8(lib: ctypes.CDLL, case: tuple, activation: str, strided: bool
     )
     assert_same(y, want)
     assert_untouched(parent, y)
+
+
+# (n, h, w, c, multiplier, kh, kw, stride, dilation, pads)
+DEPTHWISE_CASES = [
+    (1, 9, 8, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (2, 10, 7, 70, 1, 3, 3, (2, 2), (1, 1), (0, 0, 1, 1)),
+    (1, 8, 9, 3, 2, 3, 2, (1, 2), (2, 1), (2, 1, 2, 0)),
+    (1, 6, 6, 4, 3, 5, 5, (2, 1), (1, 1), (2, 2, 2, 2)),
+]
+
+
+def depthwise_op(
+    rng: np.random.Generator, case: tuple, quantized: bool, activation: str
+) -> tuple[Op, list[np.ndarray]]:
+    n, h, w, c, mult, kh, kw, stride, dilation, pads = case
+    attrs = {
+        "strides": stride,
+        "dilations": dilation,
+        "pads": pads,
+        "depth_multiplier": mult,
+        "activation": activation,
+    }
+    if not quantized:
+        x, weights, bias = (
+            floats(rng, (n, h, w, c)),
+            floats(rng, (1, kh, kw, c * mult)),
+            floats(rng, (c * mult,)),
+        )
+        op = single_op(
+            "depthwise_conv2d", [(x, None, False), (weights, None, True), (bias, None, True)], attrs
+        )
+        return op, [x, weights, bias]
+    x, weights = int8(rng, (n, h, w, c)), int8(rng, (1, kh, kw, c * mult))
+    xq = random_q(rng)
+    wscales = np.exp(rng.uniform(np.log(0.002), np.log(0.02), c * mult))
+    yq = q(xq.scale[0] * float(wscales.mean()) * 40 * math.sqrt(kh * kw), rng.integers(-20, 20))
+    bias = rng.integers(-3000, 3000, c * mult).astype(np.int32)
+    wq = Quantization(tuple(float(s) for s in wscales.astype(np.float32)), (0,) * (c * mult), 3)
+    op = single_op(
+        "depthwise_conv2d",
+        [(x, xq, False), (weights, wq, True), (bias, None, True)],
+        attrs,
+        quant=yq,
+    )
+    return op, [x, weights, bias]
+
+
+def depthwise_args(op: Op, quantized: bool) -> ctypes.Structure:
+    return struct(params.requant(op) if quantized else params.float_activation(op))
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_CASES)
+@pytest.mark.parametrize("quantized", [False, True])
+def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
+    rng = generator("depthwise", case, quantized)
+    op, (x, weights, bias) = depthwise_op(rng, case, quantized, "relu6")
+    want = expected(op, x, weights, bias)
+    xin = strided_input(x, rng)
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(xin),
+        ref(view(xin)),
+        ptr(weights),
+        ptr(bias),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.conv(op))),
+        ref(depthwise_args(op, quantized)),
+    )
+    (assert_same if quantized else assert_close)(y, want)
+    assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize("case", [c for c in DEPTHWISE_CASES if c[4] == 1])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_depthwise_conv2d_in_place(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
+    """The output overwrites the input's buffer channel by channel, as the planner lays it out
+    (output contiguous from the same start), with only Ho*Wo elements of temporary."""
+    rng = generator("depthwise in place", case, quantized)
+    op, (x, weights, bias) = depthwise_op(rng, case, quantized, "none")
+    want = expected(op, x, weights, bias)
+    buffer = x.copy()
+    y = np.ndarray(want.shape, want.dtype, buffer=buffer)
+    assert want.size <= x.size
+    channel = np.zeros(want.shape[1] * want.shape[2], want.dtype)
+    from memfit.planning.scratch import in_place_scratch_bytes
+
+    assert channel.nbytes == in_place_scratch_bytes(op)
+    call(
+        lib,
+        params.kernel_name(op, in_place=True),
+        ptr(buffer),
+        ref(view(buffer)),
+        ptr(weights),
+        ptr(bias),
+        ptr(buffer),
+        ref(view(y)),
+        ref(struct(params.conv(op))),
+        ref(depthwise_args(op, quantized)),
+        ptr(channel),
+    )
+    (assert_same if quantized else assert_close)(y, want)
+
+
+# ---- dense layers ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("rows", "depth", "units"), [(1, 7, 3), (3, 64, 10), (2, 1000, 37), (5, 33, 4)]
+)
+def test_fully_connected_f32(lib: ctypes.CDLL, rows: int, depth: int, units: int) -> None:
+    rng = generator("fc f32", rows, depth, units)
+    x, weights, bias = (
+        floats(rng, (rows, depth)),
+        floats(rng, (units, depth)),
+        floats(rng, (units,)),
+    )
+    op = single_op(
+        "fully_connected",
+        [(x, None, False), (weights, None, True), (bias, None, True)],
+        {"activation": "relu"},
+    )
+    want = expected(op, x, weights, bias)
+    parent, y = output_buffer(want.shape, np.float32, rng, True)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(x),
+        ref(view(x)),
+        ptr(weights),
+        ptr(bias),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.float_activation(op))),
+    )
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize(("rows", "depth", "units"), [(1, 7, 3), (3, 64, 10), (2, 1000, 37)])
+@pytest.mark.parametrize("per_tensor", [False, True])
+def test_fully_connected_s8(
+    lib: ctypes.CDLL, rows: int, depth: int, units: int, per_tensor: bool
+) -> None:
+    rng = generator("fc s8", rows, depth, units, per_tensor)
+    x, weights = int8(rng, (rows, depth)), int8(rng, (units, depth))
+    xq = random_q(rng)
+    if per_tensor:  # with a weights zero point, which TFLite honours per tensor
+        wq, wscale = q(0.01, int(rng.integers(-5, 6))), 0.01
+    else:
+        wscales = np.exp(rng.uniform(np.log(0.002), np.log(0.02), units))
+        wq, wscale = per_channel(wscales), float(wscales.mean())
+    yq = q(xq.scale[0] * wscale * 40 * math.sqrt(depth), rng.integers(-20, 20))
+    bias = rng.integers(-5000, 5000, units).astype(np.int32)
+    op = single_op(
+        "fully_connected",
+        [(x, xq, False), (weights, wq, True), (bias, None, True)],
+        {"activation": "none"},
+        quant=yq,
+    )
+    want = expected(op, x, weights, bias)
+    parent, y = output_buffer(want.shape, np.int8, rng, True)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(x),
+        ref(view(x)),
+        ptr(weights),
+        ptr(bias),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.requant(op))),
+    )
+    assert_same(y, want)
+    assert_untouched(parent, y)
+
+
+# ---- fused depthwise tiling: partial layers and accumulator outputs ---------------------------
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+@pytest.mark.parametrize("first", [True, False])
+def test_partial_conv2d_and_accumulator_output(
+    lib: ctypes.CDLL, quantized: bool, first: bool
+) -> None:
+    """Two partitions of a conv's input channels accumulate (the second in place into the
+    accumulator) and the accumulator output gives the untiled layer."""
+    rng = generator("partial conv", quantized, first)
+    case = (1, 9, 8, 6, 11, 3, 3, (1, 2), (1, 1), (1, 1, 1, 0), 1)
+    if quantized:
+        layer, (x, weights, bias) = quantized_conv(rng, case, "relu")
+    else:
+        x, weights, bias = floats(rng, (1, 9, 8, 6)), floats(rng, (11, 3, 3, 6)), floats(rng, (11,))
+        layer = single_op(
+            "conv2d",
+            [(x, None, False), (weights, None, True), (bias, None, True)],
+            conv_attrs(case, "relu"),
+        )
+    want = expected(layer, x, weights, bias)
+    attrs = {k: v for k, v in conv_attrs(case, "none").items() if k not in ("groups", "activation")}
+    xq = layer.inputs[0].quant
+    wq = layer.inputs[1].quant
+    acc_dtype = np.int32 if quantized else np.float32
+    acc = None
+    for c0, c1 in ((0, 4), (4, 6)):
+        part_w = np.ascontiguousarray(weights[..., c0:c1])
+        part_x = strided_input(np.ascontiguousarray(x[..., c0:c1]), rng)
+        inputs = [(np.ascontiguousarray(part_x), xq, False), (part_w, wq, True)]
+        if acc is not None:
+            inputs.append((acc.copy(), None, False))
+        op = single_op(
+            "partial_conv2d", inputs, attrs, dtype=DType.INT32 if quantized else DType.FLOAT32
+        )
+        partial = expected(
+            op, np.ascontiguousarray(part_x), part_w, None if acc is None else acc.copy()
+        )
+        out = np.full(partial.shape, POISON[np.dtype(acc_dtype)], acc_dtype) if acc is None else acc
+        extra = [ctypes.c_int32(params.partial_offsets(op)[0])] if quantized else []
+        weights_arg = part_w if quantized else params.packed_conv_weights(op)
+        call(
+            lib,
+            params.kernel_name(op),
+            ptr(part_x),
+            ref(view(part_x)),
+            ptr(weights_arg),
+            ptr(acc),
+            None if acc is None else ref(view(acc)),
+            ptr(out),
+            ref(view(out)),
+            ref(struct(params.conv(op))),
+            *extra,
+            ptr(workspace(op)),
+        )
+        (assert_same if quantized else assert_close)(out, partial)
+        acc = out
+    assert acc is not None
+    acc_q = None
+    if quantized:
+        acc_q = Quantization(tuple(xq.scale[0] * s for s in wq.scale), (0,) * 11, 3)
+    out_op = single_op(
+        "accumulator_output",
+        [(acc, acc_q, False), (bias, None, True)],
+        {"activation": "relu"},
+        dtype=DType.INT8 if quantized else DType.FLOAT32,
+        quant=layer.output.quant,
+    )
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    args = struct(params.requant(out_op) if quantized else params.float_activation(out_op))
+    call(
+        lib,
+        params.kernel_name(out_op),
+        ptr(acc),
+        ref(view(acc)),
+        ptr(bias),
+        ptr(y),
+        ref(view(y)),
+        ref(args),
+    )
+    compare = assert_same if quantized else assert_close
+    compare(y, want)  # the untiled layer
+    compare(y, expected(out_op, acc, bias))  # the NumPy accumulator_output
+    assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_partial_fully_connected(lib: ctypes.CDLL, quantized: bool) -> None:
+    rng = generator("partial fc", quantized)
+    rows, units = 2, 9
+    acc_dtype = np.int32 if quantized else np.float32
+    acc = None
+    for depth in (13, 40):
+        if quantized:
+            x, weights = int8(rng, (rows, depth)), int8(rng, (units, depth))
+            xq, wq = random_q(rng), q(0.01, 3)
+        else:
+            x, weights = floats(rng, (rows, depth)), floats(rng, (units, depth))
+            xq = wq = None
+        inputs = [(x, xq, False), (weights, wq, True)]
+        if acc is not None:
+            inputs.append((acc.copy(), None, False))
+        op = single_op(
+            "partial_fully_connected", inputs, {}, dtype=DType.INT32 if quantized else DType.FLOAT32
+        )
+        partial = expected(op, x, weights, None if acc is None else acc.copy())
+        parent, out = output_buffer(partial.shape, acc_dtype, rng, True)
+        extra = [ctypes.c_int32(v) for v in params.partial_offsets(op)] if quantized else []
+        call(
+            lib,
+            params.kernel_name(op),
+            ptr(x),
+            ref(view(x)),
+            ptr(weights),
+            ptr(acc),
+            None if acc is None else ref(view(acc)),
+            ptr(out),
+            ref(view(out)),
+            *extra,
+        )
+        (assert_same if quantized else assert_close)(out, partial)
+        assert_untouched(parent, out)
+        acc = np.ascontiguousarray(out)
+
+
+# ---- pooling and reductions ---------------------------------------------------------------------
+
+# (n, h, w, c, kernel, stride, pads, count_include_pad)
+POOL_CASES = [
+    (1, 9, 9, 5, (3, 3), (2, 2), (1, 1, 1, 1), False),
+    (2, 8, 7, 70, (2, 3), (2, 1), (0, 1, 0, 1), True),
+    (1, 7, 7, 3, (7, 7), (1, 1), (0, 0, 0, 0), False),
+]
+
+
+@pytest.mark.parametrize("case", POOL_CASES)
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_pool(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None:
+    rng = generator(kind, case, quantized)
+    n, h, w, c, kernel, stride, pads, include = case
+    attrs = {
+        "kernel": kernel,
+        "strides": stride,
+        "pads": pads,
+        "activation": "relu",
+        "count_include_pad": include,
+    }
+    if quantized:
+        x, xq = int8(rng, (n, h, w, c)), random_q(rng)
+        op = single_op(kind, [(x, xq, False)], attrs, quant=xq)
+        act = struct(params.range_s8(op))
+    else:
+        x = floats(rng, (n, h, w, c))
+        op = single_op(kind, [(x, None, False)], attrs)
+        act = struct(params.float_activation(op))
+    want = expected(op, x)
+    xin = strided_input(x, rng)
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(xin),
+        ref(view(xin)),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.pool(op))),
+        ref(act),
+    )
+    (assert_same if quantized else assert_close)(y, want)
+    assert_untouched(parent, y)
+
+
+def keepdims_view(y: np.ndarray, x: np.ndarray, axes: Sequence[int]) -> np.ndarray:
+    """y (reduced, maybe without the reduced axes) as an array of x's rank."""
+    shape = tuple(1 if i in axes else d for i, d in enumerate(x.shape))
+    return y.reshape(shape)
+
+
+@pytest.mark.parametrize(
+    ("shape", "axes", "keepdims"),
+    [
+        ((2, 7, 5, 9), (1, 2), False),
+        ((1, 6, 4, 3), (1, 2), True),
+        ((2, 3, 4, 5), (3,), True),
+        ((3, 5, 2), (0, 2), False),
+        ((1, 1, 4, 6), (-1,), False),
+    ],
+)
+@pytest.mark.parametrize("kind", ["mean", "reduce_max"])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_reductions(
+    lib: ctypes.CDLL, shape: tuple, axes: tuple, keepdims: bool, kind: str, quantized: bool
+) -> None:
+    rng = generator(kind, shape, axes, quantized)
+    attrs = {"axes": axes, "keepdims": keepdims}
+    resolved = tuple(a % len(shape) for a in axes)
+    if quantized:
+        x, xq = int8(rng, shape), random_q(rng)
+        op = single_op(kind, [(x, xq, False)], attrs, quant=random_q(rng) if kind == "mean" else xq)
+    else:
+        x = floats(rng, shape)
+        op = single_op(kind, [(x, None, False)], attrs)
+    want = expected(op, x)
+    y = np.full(want.shape, POISON[want.dtype], want.dtype)
+    yk = keepdims_view(y, x, resolved)
+    extra = [ref(struct(params.mean_s8(op)))] if quantized and kind == "mean" else []
+    call(lib, params.kernel_name(op), ptr(x), ref(nd(x)), ptr(yk), ref(nd(yk)), *extra)
+    (assert_same if quantized else assert_close)(y, want)
+
+
+# ---- elementwise ------------------------------------------------------------------------------
+
+BROADCASTS = [
+    ((2, 5, 6, 7), (2, 5, 6, 7)),
+    ((1, 4, 3, 9), (1, 1, 1, 9)),
+    ((1, 4, 3, 9), (1, 1, 1, 1)),
+    ((1, 1, 1, 8), (2, 3, 4, 8)),
+    ((3, 4, 1, 5), (3, 1, 6, 1)),
+    ((6, 10), (10,)),
+]
+
+
+def operands(
+    rng: np.random.Generator, shapes: tuple, make: object
+) -> tuple[np.ndarray, np.ndarray]:
+    a, b = (make(rng, s) for s in shapes)  # type: ignore[operator]
+    return a, b
+
+
+def padded(a: np.ndarray, rank: int) -> np.ndarray:
+    return a.reshape((1,) * (rank - a.ndim) + a.shape)
+
+
+@pytest.mark.parametrize("shapes", BROADCASTS)
+@pytest.mark.parametrize("kind", ["add", "sub", "mul", "div", "maximum", "minimum"])
+def test_binary_f32(lib: ctypes.CDLL, shapes: tuple, kind: str) -> None:
+    rng = generator(kind, shapes)
+    a, b = operands(rng, shapes, floats)
+    if kind == "div":
+        b = np.where(np.abs(b) < 0.1, 0.5, b).astype(np.float32)
+    attrs = {"activation": "relu6"} if kind in ("add", "mul") else {}
+    op = single_op(kind, [(a, None, False), (b, None, False)], attrs)
+    want = expected(op, a, b)
+    parent, y = output_buffer(want.shape, np.float32, rng, True)
+    rank = want.ndim
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(a),
+        ref(view(padded(a, rank))),
+        ptr(b),
+        ref(view(padded(b, rank))),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.float_activation(op))),
+    )
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+
+def test_binary_f32_in_place(lib: ctypes.CDLL) -> None:
+    rng = generator("add in place")
+    a, b = floats(rng, (1, 4, 5, 6)), floats(rng, (1, 1, 1, 6))
+    op = single_op("add", [(a, None, False), (b, None, False)], {"activation": "tanh"})
+    want = expected(op, a, b)
+    call(
+        lib,
+        "mf_add_f32",
+        ptr(a),
+        ref(view(a)),
+        ptr(b),
+        ref(view(b)),
+        ptr(a),
+        ref(view(a)),
+        ref(struct(params.float_activation(op))),
+    )
+    assert_close(a, want)
+
+
+@pytest.mark.parametrize("shapes", BROADCASTS)
+@pytest.mark.parametrize("kind", ["add", "sub", "mul", "maximum", "minimum"])
+def test_binary_s8(lib: ctypes.CDLL, shapes: tuple, kind: str) -> None:
+    rng = generator(kind, shapes, "s8")
+    a, b = operands(rng, shapes, int8)
+    same = kind in ("maximum", "minimum")  # TFLite: one quantization for all three
+    aq = random_q(rng)
+    bq, yq = (aq, aq) if same else (random_q(rng), random_q(rng, 0.01, 0.2))
+    attrs = {} if same else {"activation": "relu"}
+    op = single_op(kind, [(a, aq, False), (b, bq, False)], attrs, quant=yq)
+    want = expected(op, a, b)
+    parent, y = output_buffer(want.shape, np.int8, rng, True)
+    rank = want.ndim
+    extra = [] if same else [ref(struct(params.mul_s8(op) if kind == "mul" else params.add_s8(op)))]
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(a),
+        ref(view(padded(a, rank))),
+        ptr(b),
+        ref(view(padded(b, rank))),
+        ptr(y),
+        ref(view(y)),
+        *extra,
+    )
+    assert_same(y, want)
+    assert_untouched(parent, y)
+
+
+UNARY_F32 = {
+    "relu": {},
+    "relu6": {},
+    "relu_n1_to_1": {},
+    "clamp": {"min": -0.5, "max": 1.25},
+    "logistic": {},
+    "tanh": {},
+    "hard_swish": {},
+    "leaky_relu": {"alpha": 0.1},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNARY_F32))
+def test_unary_f32(lib: ctypes.CDLL, kind: str) -> None:
+    rng = generator(kind, "f32")
+    x = (floats(rng, (2, 5, 3, 7)) * 4).astype(np.float32)
+    op = single_op(kind, [(x, None, False)], UNARY_F32[kind])
+    want = expected(op, x)
+    xin = strided_input(x, rng)
+    parent, y = output_buffer(want.shape, np.float32, rng, True)
+    name = params.kernel_name(op)
+    extra: list = []
+    if name == "mf_clamp_f32":
+        extra = [f32(v) for v in params.clamp_bounds(op)]
+    elif kind == "leaky_relu":
+        extra = [f32(op.attrs["alpha"])]
+    call(lib, name, ptr(xin), ref(view(xin)), ptr(y), ref(view(y)), *extra)
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+
+def test_batch_norm_f32(lib: ctypes.CDLL) -> None:
+    rng = generator("batch norm")
+    x = floats(rng, (1, 4, 5, 6))
+    scale, bias, mean = floats(rng, (6,)), floats(rng, (6,)), floats(rng, (6,))
+    var = rng.uniform(0.1, 2.0, 6).astype(np.float32)
+    constants = [(v, None, True) for v in (scale, bias, mean, var)]
+    op = single_op("batch_norm", [(x, None, False), *constants], {"epsilon": 1e-3})
+    want = expected(op, x, scale, bias, mean, var)
+    parent, y = output_buffer(want.shape, np.float32, rng, True)
+    call(
+        lib,
+        "mf_batch_norm_f32",
+        ptr(x),
+        ref(view(x)),
+        ptr(scale),
+        ptr(bias),
+        ptr(mean),
+        ptr(var),
+        ptr(y),
+        ref(view(y)),
+        f32(op.attrs["epsilon"]),
+    )
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+
+ALL_INT8 = np.arange(-128, 128, dtype=np.int8).reshape(1, 2, 4, 32)
+UNARY_S8 = {
+    "relu": {},
+    "relu6": {},
+    "relu_n1_to_1": {},
+    "clamp": {"min": -20.5, "max": 90.0},
+    "quantize": {},
+    "leaky_relu": {"alpha": 0.2},
+    "logistic": {},
+    "tanh": {},
+    "hard_swish": {},
+}
+
+
+def unary_s8_params(op: Op) -> params.Struct:
+    name = params.kernel_name(op)
+    if name == "mf_requantize_s8":
+        return params.requantize_s8(op)
+    if op.kind == "leaky_relu":
+        return params.leaky_relu_s8(op)
+    if op.kind == "hard_swish":
+        return params.hard_swish_s8(op)
+    return params.sigmoid_s8(op)
+
+
+@pytest.mark.parametrize("kind", sorted(UNARY_S8))
+@pytest.mark.parametrize("trial", range(4))
+def test_unary_s8_on_every_value(lib: ctypes.CDLL, kind: str, trial: int) -> None:
+    rng = generator(kind, trial, "s8")
+    xq = random_q(rng, 0.002, 0.2)
+    yq = {"logistic": q(1 / 256, -128), "tanh": q(1 / 128, 0)}.get(kind, random_q(rng, 0.002, 0.2))
+    if kind == "relu6":
+        yq = xq
+    x = ALL_INT8
+    op = single_op(kind, [(x, xq, False)], UNARY_S8[kind], quant=yq)
+    want = expected(op, x)
+    parent, y = output_buffer(want.shape, np.int8, rng, True)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(x),
+        ref(view(x)),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(unary_s8_params(op))),
+    )
+    assert_same(y, want)
+    assert_untouched(parent, y)
+
+
+def test_int8_unary_in_place(lib: ctypes.CDLL) -> None:
+    x = ALL_INT8.copy()
+    op = single_op("tanh", [(x, q(0.05, 3), False)], {}, quant=q(1 / 128))
+    want = expected(op, x)
+    call(
+        lib,
+        "mf_tanh_s8",
+        ptr(x),
+        ref(view(x)),
+        ptr(x),
+        ref(view(x)),
+        ref(struct(params.sigmoid_s8(op))),
+    )
+    assert_same(x, want)
+
+
+# ---- softmax, LRN, quantize/dequantize --------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(1, 10), (2, 3, 4, 37), (1, 1000)])
+@pytest.mark.parametrize("beta", [1.0, 0.3])
+def test_softmax_f32(lib: ctypes.CDLL, shape: tuple, beta: float) -> None:
+    rng = generator("softmax f32", shape, beta)
+    x = (floats(rng, shape) * 5).astype(np.float32)
+    op = single_op("softmax", [(x, None, False)], {"beta": beta})
+    want = expected(op, x)
+    parent, y = output_buffer(want.shape, np.float32, rng, True)
+    call(lib, "mf_softmax_f32", ptr(x), ref(view(x)), ptr(y), ref(view(y)), f32(beta))
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize("shape", [(1, 10), (2, 3, 4, 37), (1, 1000), (1, 256)])
+@pytest.mark.parametrize("out_dtype", [DType.INT8, DType.INT16])
+@pytest.mark.parametrize("trial", range(3))
+def test_softmax_s8(lib: ctypes.CDLL, shape: tuple, out_dtype: DType, trial: int) -> None:
+    rng = generator("softmax s8", shape, out_dtype, trial)
+    x = int8(rng, shape)
+    if shape == (1, 256):
+        x = ALL_INT8.reshape(shape)
+    xq = random_q(rng, 0.01, 0.5)
+    yq = q(1 / 256, -128) if out_dtype is DType.INT8 else q(1 / 32768, -32768)
+    op = single_op(
+        "softmax", [(x, xq, False)], {"beta": [1.0, 0.7, 2.0][trial]}, dtype=out_dtype, quant=yq
+    )
+    want = expected(op, x)
+    y = np.full(want.shape, -5, want.dtype)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(x),
+        ref(view(x)),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.softmax_s8(op))),
+    )
+    assert_same(y, want)
+
+
+def test_lrn_f32(lib: ctypes.CDLL) -> None:
+    rng = generator("lrn")
+    x = (floats(rng, (1, 5, 4, 19)) * 3).astype(np.float32)
+    attrs = {"radius": 2, "bias": 1.0, "alpha": float(np.float32(2e-4)), "beta": 0.75}
+    op = single_op("lrn", [(x, None, False)], attrs)
+    want = expected(op, x)
+    parent, y = output_buffer(want.shape, np.float32, rng, True)
+    call(
+        lib,
+        "mf_lrn_f32",
+        ptr(x),
+        ref(view(x)),
+        ptr(y),
+        ref(view(y)),
+        ctypes.c_int32(2),
+        f32(1.0),
+        f32(attrs["alpha"]),
+        f32(0.75),
+    )
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+
+def test_quantize_and_dequantize(lib: ctypes.CDLL) -> None:
+    rng = generator("quantize")
+    x = (floats(rng, (2, 3, 5, 8)) * 3).astype(np.float32)
+    x.flat[:6] = [0.25, -0.25, 0.75, -1e9, 1e9, 0.0]  # halves, saturation
+    yq = q(0.5, -3)
+    quantize = single_op("quantize", [(x, None, False)], {}, dtype=DType.INT8, quant=yq)
+    want = expected(quantize, x)
+    y = np.zeros(want.shape, np.int8)
+    scale, zero_point = params.quantization(quantize.output)
+    call(
+        lib,
+        params.kernel_name(quantize),
+        ptr(x),
+        ref(view(x)),
+        ptr(y),
+        ref(view(y)),
+        f32(scale),
+        ctypes.c_int32(zero_point),
+    )
+    assert_same(y, want)
+    dequantize = single_op("dequantize", [(y, q(0.0371, 5), False)], {}, dtype=DType.FLOAT32)
+    want = expected(dequantize, y)
+    back = np.zeros(want.shape, np.float32)
+    scale, zero_point = params.quantization(dequantize.inputs[0])
+    call(
+        lib,
+        params.kernel_name(dequantize),
+        ptr(y),
+        ref(view(y)),
+        ptr(back),
+        ref(view(back)),
+        f32(scale),
+        ctypes.c_int32(zero_point),
+    )
+    assert_same(back, want)
+
+
+# ---- data movement -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int8])
+@pytest.mark.parametrize(
+    ("shape", "perm"),
+    [((2, 3, 4, 5), (0, 3, 1, 2)), ((1, 4, 4, 3, 6), (0, 1, 2, 4, 3)), ((5, 7), (1, 0))],
+)
+def test_transpose(lib: ctypes.CDLL, dtype: type, shape: tuple, perm: tuple) -> None:
+    rng = generator("transpose", shape, perm, dtype)
+    x = strided_input(floats(rng, shape).astype(dtype), rng)
+    op = single_op("transpose", [(np.ascontiguousarray(x), None, False)], {"perm": perm})
+    want = expected(op, np.ascontiguousarray(x))
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    call(
+        lib,
+        "mf_transpose",
+        ptr(x),
+        ref(nd(x)),
+        ptr(y),
+        ref(nd(y)),
+        ptr(np.asarray(perm, np.int32)),
+        ctypes.c_int32(x.itemsize),
+    )
+    assert_same(y, want)
+    assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize(
+    ("begin", "end", "steps", "shrink"),
+    [
+        ((0, 1, 0, 2), (1, 5, 6, 7), (1, 2, 1, 1), ()),
+        ((0, 4, 5, 6), (1, 0, -1, 1), (1, -1, -2, -2), (0,)),
+        ((0, 0, 2, 0), (1, 6, 3, 8), (1, 1, 1, 3), (2,)),
+    ],
+)
+def test_strided_slice(
+    lib: ctypes.CDLL, begin: tuple, end: tuple, steps: tuple, shrink: tuple
+) -> None:
+    rng = generator("slice", begin, end, steps)
+    x = floats(rng, (1, 6, 7, 8))
+    op = single_op(
+        "strided_slice",
+        [(x, None, False)],
+        {"begin": begin, "end": end, "strides": steps, "shrink_axes": shrink},
+    )
+    want = expected(op, x)
+    unshrunk = [  # the sliced shape before dropping shrunk axes, as the NumPy kernel slices
+        len(range(*slice(b, e if e >= 0 else None, s).indices(d)))
+        for b, e, s, d in zip(begin, end, steps, x.shape, strict=True)
+    ]
+    y = np.full(want.shape, POISON[want.dtype], want.dtype)
+    yk = y.reshape(unshrunk)
+    call(
+        lib,
+        "mf_strided_slice",
+        ptr(x),
+        ref(nd(x)),
+        ptr(yk),
+        ref(nd(yk)),
+        ptr(np.asarray(begin, np.int32)),
+        ptr(np.asarray(steps, np.int32)),
+        ctypes.c_int32(4),
+    )
+    assert_same(y, want)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_pad(lib: ctypes.CDLL, quantized: bool) -> None:
+    rng = generator("pad", quantized)
+    pads = ((0, 0), (1, 2), (0, 3), (2, 1))
+    if quantized:
+        x, xq = int8(rng, (1, 4, 5, 3)), q(0.05, 7)
+        op = single_op("pad", [(x, xq, False)], {"pads": pads, "value": 0.5}, quant=xq)
+    else:
+        x = floats(rng, (1, 4, 5, 3))
+        op = single_op("pad", [(x, None, False)], {"pads": pads, "value": -1.5})
+    want = expected(op, x)
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    before = np.asarray([b for b, _ in pads], np.int32)
+    call(
+        lib,
+        "mf_pad",
+        ptr(x),
+        ref(nd(x)),
+        ptr(y),
+        ref(nd(y)),
+        ptr(before),
+        ptr(params.pad_value(op)),
+        ctypes.c_int32(params.element_size(op)),
+    )
+    assert_same(y, want)
+    assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize("axis", [3, 1, 0])
+def test_concat(lib: ctypes.CDLL, axis: int) -> None:
+    rng = generator("concat", axis)
+    shapes = [(2, 3, 4, 5), (2, 3, 4, 5), (2, 3, 4, 5)]
+    xs = []
+    for i, shape in enumerate(shapes):
+        s = list(shape)
+        s[axis] += i
+        xs.append(strided_input(floats(rng, s), rng) if i == 1 else floats(rng, s))
+    op = single_op("concat", [(np.ascontiguousarray(x), None, False) for x in xs], {"axis": axis})
+    want = expected(op, *[np.ascontiguousarray(x) for x in xs])
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    pointers = (ctypes.c_void_p * 3)(*[x.ctypes.data for x in xs])
+    views = (MfNd * 3)(*[nd(x) for x in xs])
+    call(
+        lib,
+        "mf_concat",
+        pointers,
+        views,
+        ctypes.c_int32(3),
+        ctypes.c_int32(axis),
+        ptr(y),
+        ref(nd(y)),
+        ctypes.c_int32(4),
+    )
+    assert_same(y, want)
+    assert_untouched(parent, y)
+
+
+def test_reshape_and_copy(lib: ctypes.CDLL) -> None:
+    rng = generator("reshape")
+    x = strided_input(int8(rng, (2, 3, 4, 5)), rng)
+    op = single_op("reshape", [(np.ascontiguousarray(x), None, False)], {}, shape=(6, 20))
+    want = expected(op, np.ascontiguousarray(x))
+    parent, y = output_buffer(want.shape, want.dtype, rng, True)
+    call(lib, "mf_reshape", ptr(x), ref(nd(x)), ptr(y), ref(nd(y)), ctypes.c_int32(1))
+    assert_same(y, want)
+    assert_untouched(parent, y)
+    contiguous = np.zeros(want.shape, np.int8)
+    call(
+        lib,
+        "mf_reshape",
+        ptr(want),
+        ref(nd(want)),
+        ptr(contiguous),
+        ref(nd(contiguous)),
+        ctypes.c_int32(1),
+    )
+    assert_same(contiguous, want)
+    copy = np.zeros(x.shape, np.int8)
+    call(lib, "mf_copy", ptr(x), ref(nd(x)), ptr(copy), ref(nd(copy)), ctypes.c_int32(1))
+    assert_same(copy, np.ascontiguousarray(x))
+
+
+# ---- sanitizers ----------------------------------------------------------------------------------
+
+
+def _sanitizer_runtime(folder: Path) -> str | None:
+    """The ASan runtime to preload into Python, if this compiler can build and run with it."""
+    probe = folder / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    built = subprocess.run(
+        [CC, *SANITIZE_FLAGS, "-o", str(folder / "probe"), str(probe)], capture_output=True
+    )
+    if built.returncode != 0 or subprocess.run([str(folder / "probe")]).returncode != 0:
+        return None
+    found = subprocess.run([CC, "-print-file-name=libasan.so"], capture_output=True, text=True)
+    path = found.stdout.strip()
+    return path if os.path.isabs(path) and os.path.exists(path) else None
+
+
+def test_clean_under_sanitizers(tmp_path: Path) -> None:
+    """Every test above, against the runtime built with -fsanitize=address,undefined (any
+    out-of-bounds access, e.g. past a workspace of exactly workspace_bytes, or undefined
+    behaviour aborts the run)."""
+    if SANITIZED:
+        pytest.skip("this is the sanitized run")
+    if shutil.which(CC) is None:
+        pytest.skip(f"no C compiler ({CC})")
+    runtime = _sanitizer_runtime(tmp_path)
+    if runtime is None:
+        pytest.skip("the sanitizer runtime is unavailable")
+    env = {
+        **os.environ,
+        "MEMFIT_KERNELS_SANITIZED": "1",
+        "LD_PRELOAD": runtime,
+        "ASAN_OPTIONS": "detect_leaks=0:halt_on_error=1",
+        "UBSAN_OPTIONS": "halt_on_error=1:print_stacktrace=1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        __file__,
+        "-q",
+        "-x",
+        "-s",  # a sanitizer report goes to stderr as the process aborts
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "no:xdist",
+        "-k",
+        "not sanitizers",
+    ]
+    result = subprocess.run(
+        command, env=env, capture_output=True, text=True, cwd=Path(__file__).parent.parent
+    )
+    if result.returncode != 0:
+        pytest.fail(f"sanitized run failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    assert " passed" in result.stdout

@@ -424,7 +424,8 @@ def _constant(op: Op, index: int) -> Tensor:
 # ---- int8 parameters -------------------------------------------------------------------------
 
 
-def _range(op: Op) -> RangeS8:
+def range_s8(op: Op) -> RangeS8:
+    """``mf_range_s8`` of an int8 op's fused activation (pools; the structs carry their own)."""
     return RangeS8(*activation_range(op.attrs.get("activation", "none"), op.output))
 
 
@@ -456,7 +457,7 @@ def requant(op: Op) -> Requant:
         input_offset=input_offset,
         weights_offset=weights_offset,
         output_offset=_zero_point(out),
-        act=_range(op),
+        act=range_s8(op),
         multiplier=np.asarray(multipliers, np.int32),
         shift=np.asarray(shifts, np.int32),
     )
@@ -490,7 +491,7 @@ def add_s8(op: Op) -> AddS8:
         output_multiplier=mo,
         output_shift=so,
         output_offset=_zero_point(out),
-        act=_range(op),
+        act=range_s8(op),
     )
 
 
@@ -498,7 +499,7 @@ def mul_s8(op: Op) -> MulS8:
     at, bt, out = op.inputs[0], op.inputs[1], op.output
     multiplier, shift = fp.quantize_multiplier(_scale(at) * _scale(bt) / _scale(out))
     return MulS8(
-        -_zero_point(at), -_zero_point(bt), _zero_point(out), multiplier, shift, _range(op)
+        -_zero_point(at), -_zero_point(bt), _zero_point(out), multiplier, shift, range_s8(op)
     )
 
 
