@@ -668,6 +668,46 @@ def test_partial_conv2d_and_accumulator_output(
 
 
 @pytest.mark.parametrize("quantized", [False, True])
+def test_accumulator_output_in_place(lib: ctypes.CDLL, quantized: bool) -> None:
+    """The output written over its accumulator: float element over element, int8 into the
+    first bytes of the int32 buffer (narrowing), as memfit.planning.storage plans them."""
+    rng = generator("accumulator output in place", quantized)
+    shape = (2, 5, 3, 7)
+    bias = rng.integers(-3000, 3000, 7).astype(np.int32) if quantized else floats(rng, (7,))
+    if quantized:
+        acc = rng.integers(-200000, 200000, shape).astype(np.int32)
+        acc_q = Quantization(tuple(0.001 * (1 + i / 7) for i in range(7)), (0,) * 7, 3)
+        op = single_op(
+            "accumulator_output",
+            [(acc, acc_q, False), (bias, None, True)],
+            {"activation": "relu6"},
+            dtype=DType.INT8,
+            quant=q(0.7, -9),
+        )
+        args = struct(params.requant(op))
+    else:
+        acc = floats(rng, shape)
+        op = single_op(
+            "accumulator_output", [(acc, None, False), (bias, None, True)], {"activation": "relu"}
+        )
+        args = struct(params.float_activation(op))
+    want = expected(op, acc, bias)
+    buffer = acc.copy()
+    y = np.ndarray(want.shape, want.dtype, buffer=buffer)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(buffer),
+        ref(view(buffer)),
+        ptr(bias),
+        ptr(buffer),
+        ref(view(y)),
+        ref(args),
+    )
+    (assert_same if quantized else assert_close)(y, want)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
 def test_partial_fully_connected(lib: ctypes.CDLL, quantized: bool) -> None:
     rng = generator("partial fc", quantized)
     rows, units = 2, 9
@@ -752,6 +792,45 @@ def test_pool(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None
     )
     (assert_same if quantized else assert_close)(y, want)
     assert_untouched(parent, y)
+
+
+@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[0] * c[1] * c[2] > 1])
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_pool_in_place(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None:
+    """The output overwrites the input's buffer channel by channel (contiguous from the same
+    start), through a one-channel temporary of the size the planner reserves."""
+    from memfit.planning.scratch import in_place_scratch_bytes
+
+    rng = generator(kind, "in place", case, quantized)
+    n, h, w, c, kernel, stride, pads, include = case
+    attrs = {"kernel": kernel, "strides": stride, "pads": pads, "count_include_pad": include}
+    if quantized:
+        x, xq = int8(rng, (n, h, w, c)), random_q(rng)
+        op = single_op(kind, [(x, xq, False)], attrs, quant=xq)
+        act = struct(params.range_s8(op))
+    else:
+        x = floats(rng, (n, h, w, c))
+        op = single_op(kind, [(x, None, False)], attrs)
+        act = struct(params.float_activation(op))
+    want = expected(op, x)
+    buffer = x.copy()
+    y = np.ndarray(want.shape, want.dtype, buffer=buffer)
+    channel = np.zeros(want.shape[1] * want.shape[2], want.dtype)
+    assert channel.nbytes == in_place_scratch_bytes(op)
+    name = params.kernel_name(op, in_place=True)
+    call(
+        lib,
+        name,
+        ptr(buffer),
+        ref(view(buffer)),
+        ptr(buffer),
+        ref(view(y)),
+        ref(struct(params.pool(op))),
+        ref(act),
+        ptr(channel),
+    )
+    (assert_same if quantized else assert_close)(y, want)
 
 
 def keepdims_view(y: np.ndarray, x: np.ndarray, axes: Sequence[int]) -> np.ndarray:

@@ -253,8 +253,6 @@ _BOTH = (
     "partial_conv2d",
     "partial_fully_connected",
     "accumulator_output",
-    "max_pool2d",
-    "avg_pool2d",
     "mean",
     "reduce_max",
     "add",
@@ -273,16 +271,17 @@ _BOTH = (
 def kernel_name(op: Op, in_place: bool = False) -> str:
     """The runtime function that runs ``op`` (``in_place``: the planner runs it in place).
 
-    Only depthwise convolution has a separate in-place kernel; elementwise kernels run in
-    place as they are, and data movement never does.
+    Depthwise convolution and pooling have separate in-place kernels (channel by channel);
+    elementwise kernels, partial layers and accumulator outputs run in place as they are, and
+    data movement never does.
     """
     if op.kind in _DATA_MOVEMENT:
         return _DATA_MOVEMENT[op.kind]
     quantized = is_quantized(op)
     if quantized and _is_hybrid(op):
         raise _unsupported(op, "float activations with int8 weights (a hybrid layer)")
-    if op.kind == "depthwise_conv2d":
-        return f"mf_depthwise_conv2d{'_inplace' if in_place else ''}_{'s8' if quantized else 'f32'}"
+    if op.kind in ("depthwise_conv2d", "max_pool2d", "avg_pool2d"):
+        return f"mf_{op.kind}{'_inplace' if in_place else ''}_{'s8' if quantized else 'f32'}"
     if quantized:
         if op.kind == "dequantize":
             return "mf_dequantize_s8_f32"

@@ -220,7 +220,11 @@ void mf_partial_fully_connected_s8(const int8_t* x, const mf_view* xv, const int
                                    const int32_t* acc, const mf_view* accv, int32_t* y,
                                    const mf_view* yv, int32_t input_offset,
                                    int32_t weights_offset);
-/* y = act(acc + bias); int8: requantized with q (input_offset, weights_offset unused). */
+/* y = act(acc + bias); int8: requantized with q (input_offset, weights_offset unused).
+ * In place: y may be acc itself (float: same view) or, for int8, the first bytes of the int32
+ * accumulator's buffer ("narrowing": y contiguous from acc's start); elements go in ascending
+ * order, so output element i only overwrites accumulator elements already read. The partial
+ * kernels may likewise write y over acc (same view). */
 void mf_accumulator_output_f32(const float* acc, const mf_view* accv, const float* bias,
                                float* y, const mf_view* yv, const mf_range_f32* act);
 void mf_accumulator_output_s8(const int32_t* acc, const mf_view* accv, const int32_t* bias,
@@ -237,6 +241,18 @@ void mf_max_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_vi
 /* Rounded (half away from zero) average of the window; no rescaling. */
 void mf_avg_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                       const mf_pool* p, const mf_range_s8* act);
+
+/* Pooling in place (as memfit.planning.storage plans it, like depthwise in place): y may
+ * alias x; channel by channel (and batch by batch) the output plane is computed into
+ * `channel` (Ho*Wo elements), then stored at the output's channel-c positions. */
+void mf_max_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
+                               const mf_pool* p, const mf_range_f32* act, float* channel);
+void mf_avg_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
+                               const mf_pool* p, const mf_range_f32* act, float* channel);
+void mf_max_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
+                              const mf_pool* p, const mf_range_s8* act, int8_t* channel);
+void mf_avg_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
+                              const mf_pool* p, const mf_range_s8* act, int8_t* channel);
 
 /* Reductions over every axis where yv->dims is 1 (yv has x's rank: the keepdims shape). */
 void mf_mean_f32(const float* x, const mf_nd* xv, float* y, const mf_nd* yv);

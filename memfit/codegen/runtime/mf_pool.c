@@ -265,3 +265,93 @@ void mf_reduce_max_s8(const int8_t* x, const mf_nd* xv, int8_t* y, const mf_nd* 
             x + offset_of(r.rank, xv->strides, index), xv, &r, MF_REDUCE_MAX);
     } while (next_index(r.rank, r.out_dims, index));
 }
+
+/* ---- pooling in place ----------------------------------------------------------------------
+ * As memfit.planning.storage plans it: channel c of batch n is pooled into `channel` (Ho*Wo
+ * elements), then stored at the output's channel-c positions, which may be the input's. */
+
+static void pool_inplace_f32(int32_t average, const float* x, const mf_view* xv, float* y,
+                             const mf_view* yv, const mf_pool* p, const mf_range_f32* act,
+                             float* channel) {
+    for (int32_t c = 0; c < yv->c; c++) {
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    int32_t h0, h1, w0, w1;
+                    window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
+                    double total = average ? 0.0 : -INFINITY;
+                    for (int32_t ih = h0; ih < h1; ih++) {
+                        for (int32_t iw = w0; iw < w1; iw++) {
+                            const double v = x[mf_view_offset(xv, n, ih, iw) + c];
+                            total = average ? total + v : (v > total ? v : total);
+                        }
+                    }
+                    if (average) {
+                        total /= p->count_include_pad ? (double)(p->kh * p->kw)
+                                                      : (double)((h1 - h0) * (w1 - w0));
+                    }
+                    channel[oh * yv->w + ow] = mf_activate((float)total, act);
+                }
+            }
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
+}
+
+static void pool_inplace_s8(int32_t average, const int8_t* x, const mf_view* xv, int8_t* y,
+                            const mf_view* yv, const mf_pool* p, const mf_range_s8* act,
+                            int8_t* channel) {
+    for (int32_t c = 0; c < yv->c; c++) {
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    int32_t h0, h1, w0, w1;
+                    window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
+                    int32_t total = average ? 0 : INT8_MIN;
+                    for (int32_t ih = h0; ih < h1; ih++) {
+                        for (int32_t iw = w0; iw < w1; iw++) {
+                            const int32_t v = x[mf_view_offset(xv, n, ih, iw) + c];
+                            total = average ? total + v : mf_max_i32(v, total);
+                        }
+                    }
+                    if (average) {
+                        const int32_t count =
+                            p->count_include_pad ? p->kh * p->kw : (h1 - h0) * (w1 - w0);
+                        total = total > 0 ? (total + count / 2) / count
+                                          : (total - count / 2) / count;
+                    }
+                    channel[oh * yv->w + ow] = (int8_t)mf_clamp_i32(total, act->min, act->max);
+                }
+            }
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
+}
+
+void mf_max_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
+                               const mf_pool* p, const mf_range_f32* act, float* channel) {
+    pool_inplace_f32(0, x, xv, y, yv, p, act, channel);
+}
+
+void mf_avg_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
+                               const mf_pool* p, const mf_range_f32* act, float* channel) {
+    pool_inplace_f32(1, x, xv, y, yv, p, act, channel);
+}
+
+void mf_max_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
+                              const mf_pool* p, const mf_range_s8* act, int8_t* channel) {
+    pool_inplace_s8(0, x, xv, y, yv, p, act, channel);
+}
+
+void mf_avg_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
+                              const mf_pool* p, const mf_range_s8* act, int8_t* channel) {
+    pool_inplace_s8(1, x, xv, y, yv, p, act, channel);
+}
