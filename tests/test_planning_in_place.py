@@ -61,31 +61,40 @@ def test_storage_holds_in_every_op_order(data, graph):
         StorageOptions(concat_in_place=False),
         StorageOptions(elementwise_in_place=False),
         StorageOptions(depthwise_in_place=False),
+        StorageOptions(pool_in_place=False),
+        StorageOptions(accumulator_in_place=False),
         StorageOptions(reshape_views=False),
         NO_SHARING,
     ],
-    ids=["no concat", "no elementwise", "no depthwise", "no reshape views", "nothing"],
+    ids=[
+        "no concat",
+        "no elementwise",
+        "no depthwise",
+        "no pool",
+        "no accumulator",
+        "no reshape views",
+        "nothing",
+    ],
 )
 @settings(max_examples=30, deadline=None)
 @given(graph=executable_dags(max_ops=10))
 def test_each_kind_alone_off_still_runs(options, graph):
     expected = execute(graph, _inputs(graph), separate_plan(graph))
     plan = plan_memory(graph, storage=options, exact_time_limit=0)
-    used = plan.storage.options
-    assert used.not_in_place or dataclasses.replace(used, not_in_place=frozenset()) in (
-        options,
-        dataclasses.replace(options, concat_in_place=False),
-        dataclasses.replace(options, depthwise_in_place=False),
-        dataclasses.replace(options, concat_in_place=False, depthwise_in_place=False),
-    )
-    kinds = {entry.kind for entry in plan.in_place.values()}
-    for kind, allowed in (
-        ("concat", options.concat_in_place),
-        ("elementwise", options.elementwise_in_place),
-        ("depthwise", options.depthwise_in_place),
-        ("reshape", options.reshape_views),
-    ):
-        assert allowed or kind not in kinds
+    # the choice only switches single ops off
+    assert dataclasses.replace(plan.storage.options, not_in_place=frozenset()) == options
+    allowed = {
+        "reshape": options.reshape_views,
+        "concat": options.concat_in_place,
+        "depthwise_conv2d": options.depthwise_in_place,
+        "max_pool2d": options.pool_in_place,
+        "avg_pool2d": options.pool_in_place,
+        "partial_conv2d": options.accumulator_in_place,
+        "accumulator_output": options.accumulator_in_place,
+    }
+    for op in graph.ops:
+        if op.name in plan.in_place:
+            assert allowed.get(op.kind, options.elementwise_in_place), op
     _assert_same_outputs(graph, plan.arena, expected)
 
 

@@ -1,11 +1,19 @@
-from hypothesis import given, settings
+import time
 
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
 from memfit.ir.dtypes import DType
+from memfit.planning import plan_memory
 from memfit.planning.lifetimes import compute_lifetimes, lower_bound, model_order
 from memfit.planning.schedule import apply_schedule, is_topological, schedule_ops
+from memfit.tiling.fdt import apply_fdt
 from tests.helpers import residual_block
-from tests.test_planning_strategies import best_peak, random_dags
+from tests.test_planning_strategies import best_peak, executable_dags, random_dags
 
 
 def two_branches() -> Graph:
@@ -116,3 +124,94 @@ def test_graph_without_ops():
     g.outputs.append(x)
     s = schedule_ops(g, 16)
     assert (s.order, s.peak, s.method, s.optimal) == ((), 32, "model order", True)
+
+
+def tiled_chain(partitions: int = 16, end: str = "conv") -> Graph:
+    """A chain of a wide 1x1 convolution, relu, a 3x3 depthwise convolution and relu6 ending in
+    a 1x1 convolution (or a concat), cut into channel partitions by FDT: ``partitions``
+    branches of four or five ops that the scheduler may interleave in astronomically many
+    ways."""
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("tiled")
+    x = b.input("x", (1, 12, 12, 8))
+    conv = {"strides": (1, 1), "dilations": (1, 1), "groups": 1, "activation": "none"}
+
+    def layer(y, channels, name, kernel=1, kind="conv2d"):
+        shape = (1, kernel, kernel, channels) if kind != "conv2d" else (channels, 1, 1, y.shape[-1])
+        attrs = {**conv, "pads": ((kernel - 1) // 2,) * 4}
+        if kind != "conv2d":
+            attrs = {**attrs, "depth_multiplier": 1}
+            del attrs["groups"]
+        w = b.constant(f"{name}_w", rng.standard_normal(shape).astype(np.float32))
+        return b.op(kind, [y, w, None], attrs, name=name)
+
+    y = layer(x, 4 * partitions, "expand")
+    y = b.op("relu", [y], name="relu")
+    y = layer(y, 4 * partitions, "dw", kernel=3, kind="depthwise_conv2d")
+    y = b.op("relu6", [y], name="relu6")
+    names = ["expand", "relu", "dw", "relu6"]
+    if end == "conv":
+        y = layer(y, 8, "project")
+        names.append("project")
+    g = b.output(b.op("relu", [y], name="out"))
+    apply_fdt(g, names, partitions)
+    return g
+
+
+def test_time_limit_is_honoured_and_gives_the_best_order_so_far():
+    g = tiled_chain()
+    start = time.monotonic()
+    s = schedule_ops(g, 16, max_states=10**6, max_expansions=10**9, time_limit=0.3)
+    elapsed = time.monotonic() - start
+    assert s.timed_out and not s.optimal
+    assert elapsed < 0.3 + 0.5, elapsed
+    assert is_topological(g, s.order)
+    assert s.peak == lower_bound(compute_lifetimes(g, s.order), 16) <= s.model_order_peak
+    # the greedy pass ran before the limit: its order is kept
+    greedy = schedule_ops(g, 16, max_states=1)
+    assert s.peak <= greedy.peak and not greedy.timed_out
+
+
+@pytest.mark.parametrize("end", ["conv", "concat"])
+def test_tiled_chain_is_scheduled_within_its_work_bound_and_the_same_every_time(end):
+    g = tiled_chain(16, end)
+    runs = [schedule_ops(g, 16, time_limit=60.0) for _ in range(2)]
+    runs.append(schedule_ops(g.copy(), 16, time_limit=60.0))
+    assert not any(s.timed_out for s in runs)
+    assert runs[0] == runs[1] == runs[2]
+    # never worse than the rewrite's own order, partition after partition
+    assert runs[0].peak <= runs[0].model_order_peak
+    plans = [plan_memory(g.copy(), exact_time_limit=0, schedule_time_limit=60.0) for _ in range(2)]
+    assert plans[0].schedule == plans[1].schedule and plans[0].storage == plans[1].storage
+    assert plans[0].arena == plans[1].arena
+
+
+def test_floor_proves_a_chain_optimal_without_searching():
+    g = residual_block()
+    s = schedule_ops(g, 16, time_limit=0.0)  # no time to search at all
+    assert s.optimal and not s.timed_out and s.method == "model order"
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(random_dags(max_ops=7), executable_dags(max_ops=7)))
+def test_floor_is_a_lower_bound(graph):
+    """Without time to search, an order is claimed optimal only when it reaches the floor (the
+    roots live at some op's step in every order): the claim must be true."""
+    s = schedule_ops(graph, 16, time_limit=0.0)
+    if s.optimal:
+        assert s.peak == best_peak(graph, 16)
+
+
+@settings(max_examples=60, deadline=None)
+@given(random_dags(max_ops=7), st.integers(0, 400))
+def test_orders_searched_below_a_bound(graph, below):
+    """With ``below``, the search looks only for orders peaking below it: it finds the best one
+    if there is one, and otherwise returns the order it had; optimal claims hold."""
+    s = schedule_ops(graph, 16, below=below)
+    best = best_peak(graph, 16)
+    assert is_topological(graph, s.order)
+    assert s.peak == lower_bound(compute_lifetimes(graph, s.order), 16) <= s.model_order_peak
+    if best < below:
+        assert s.peak == best
+    if s.optimal:
+        assert s.peak == best

@@ -22,7 +22,11 @@ from memfit.planning.storage import (
 from memfit.runtime.executor import execute
 from memfit.runtime.kernels import run_kernel
 from tests.helpers import CONV, residual_block, small_cnn
-from tests.test_planning_strategies import executable_dags, random_topological_order
+from tests.test_planning_strategies import (
+    accumulating_graph,
+    executable_dags,
+    random_topological_order,
+)
 
 NONE = {"activation": "none"}
 ONLY = {
@@ -519,67 +523,9 @@ def test_pooling_in_place_conditions(kernel, stride, pad, in_place):
 
 
 # ---- accumulation in place (fused depthwise tiling's LIP end) ---------------------------------
-def _accumulating(dtype: DType = DType.FLOAT32, partitions: int = 3, read_again: str = ""):
-    """x -> per partition a 1x1 conv of a channel slice, accumulated by partial_conv2d ops, then
-    accumulator_output: what FDT writes, built by hand. ``read_again`` names a tensor that a
-    second graph output reads as well (so it cannot be overwritten)."""
-    int8 = dtype is DType.INT8
-    rng = np.random.default_rng(0)
-    b = GraphBuilder("lip")
-    quant = Quantization((0.05,), (-3,)) if int8 else None
-    x = b.input("x", (1, 4, 4, 2 * partitions), dtype, quant)
-    attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0)}
-    acc = None
-    acc_dtype = DType.INT32 if int8 else DType.FLOAT32
-    acc_quant = Quantization((0.05 * 0.01,), (0,)) if int8 else None
-    for p in range(partitions):
-        part = b.op(
-            "strided_slice",
-            [x],
-            {
-                "begin": (0, 0, 0, 2 * p),
-                "end": (1, 4, 4, 2 * p + 2),
-                "strides": (1, 1, 1, 1),
-                "shrink_axes": (),
-            },
-            name=f"slice{p}",
-            quant=quant,
-        )
-        part = b.op("relu", [part], name=f"relu{p}", quant=quant)
-        if int8:
-            data = rng.integers(-127, 128, (3, 1, 1, 2)).astype(np.int8)
-            weights = b.constant(f"w{p}", data, Quantization((0.01,), (0,)))
-        else:
-            weights = b.constant(f"w{p}", rng.standard_normal((3, 1, 1, 2)).astype(np.float32))
-        acc = b.op(
-            "partial_conv2d",
-            [part, weights, acc],
-            attrs,
-            dtype=acc_dtype,
-            quant=acc_quant,
-            name=f"acc{p}",
-        )
-    bias_data = rng.integers(-50, 50, 3).astype(np.int32) if int8 else np.ones(3, np.float32)
-    bias = b.constant("bias", bias_data, acc_quant)
-    out_quant = Quantization((0.02,), (1,)) if int8 else None
-    out = b.op(
-        "accumulator_output",
-        [acc, bias],
-        {"activation": "relu"},
-        dtype=dtype,
-        quant=out_quant,
-        name="out",
-    )
-    outputs = [out]
-    if read_again:
-        tensor = b.graph.tensors[read_again]
-        outputs.append(b.op("relu" if not int8 else "identity", [tensor], name="again"))
-    return b.output(*outputs)
-
-
 @pytest.mark.parametrize("dtype", [DType.FLOAT32, DType.INT8], ids=str)
 def test_partial_layers_accumulate_in_place(dtype):
-    g = _accumulating(dtype)
+    g = accumulating_graph(dtype)
     storage = build_storage(g, ONLY["accumulator"])
     # the first partition starts the accumulator; the others add into it where it is
     assert "acc0" not in storage.in_place
@@ -601,7 +547,7 @@ def test_partial_layers_accumulate_in_place(dtype):
 @pytest.mark.parametrize("dtype", [DType.FLOAT32, DType.INT8], ids=str)
 @pytest.mark.parametrize("read_again", ["acc0", "acc1", "acc2", "relu1"])
 def test_accumulator_read_elsewhere_is_not_overwritten(dtype, read_again):
-    g = _accumulating(dtype, read_again=read_again)
+    g = accumulating_graph(dtype, read_again=read_again)
     storage = build_storage(g)
     overwritten_by = {"acc0": "acc1", "acc1": "acc2", "acc2": "out"}.get(read_again)
     if overwritten_by is not None:

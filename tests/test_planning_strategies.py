@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import strategies as st
 
 from memfit.ir.builder import GraphBuilder
-from memfit.ir.core import Graph, Tensor
+from memfit.ir.core import Graph, Quantization, Tensor
 from memfit.ir.dtypes import DType
 from memfit.planning.assignment import FirstFit
 from memfit.planning.lifetimes import Buffer, compute_lifetimes, lower_bound
@@ -115,7 +115,9 @@ def executable_dags(draw: st.DrawFn, max_ops: int = 10) -> Graph:
     """A random float NHWC graph the executor runs, full of in-place chances and traps: 1x1
     convolutions, activations, binary ops (same shape or broadcast), depthwise convolutions
     (strides, padding, dilation), concats along H, W or C (nested, repeated inputs, graph
-    inputs among them), reshapes, pools; tensors read again later; several outputs."""
+    inputs among them), reshapes, max and average pools (strided or same size), partial
+    convolutions adding into an accumulator (any tensor of the right shape) and accumulator
+    outputs; tensors read again later; several outputs."""
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     b = GraphBuilder("random_in_place")
     tensors = [
@@ -141,7 +143,18 @@ def executable_dags(draw: st.DrawFn, max_ops: int = 10) -> Graph:
         _, h, w, c = x.shape
         kind = draw(
             st.sampled_from(
-                ["conv", "unary", "binary", "depthwise", "depthwise", "concat", "reshape", "pool"]
+                [
+                    "conv",
+                    "unary",
+                    "binary",
+                    "depthwise",
+                    "depthwise",
+                    "concat",
+                    "reshape",
+                    "pool",
+                    "accumulate",
+                    "accumulator_output",
+                ]
             )
         )
         if kind == "conv":
@@ -197,11 +210,26 @@ def executable_dags(draw: st.DrawFn, max_ops: int = 10) -> Graph:
         elif kind == "reshape":
             shape = draw(st.sampled_from([(1, w, h, c), (1, 1, h * w, c), (1, h * w * c, 1, 1)]))
             y = b.op("reshape", [x], shape=shape, name=name)
+        elif kind == "accumulate":
+            accumulators = [t for t in tensors if t.shape[:3] == x.shape[:3]]
+            acc = draw(st.sampled_from([*accumulators, None]))
+            out_c = acc.shape[-1] if acc is not None else draw(st.integers(1, 4))
+            attrs = {k: conv_attrs[k] for k in ("strides", "dilations", "pads")}
+            weights = constant(f"{name}_w", (out_c, 1, 1, c))
+            y = b.op("partial_conv2d", [x, weights, acc], attrs, name=name)
+        elif kind == "accumulator_output":
+            bias = draw(st.sampled_from([None, constant(f"{name}_b", (c,))]))
+            attrs = {"activation": draw(st.sampled_from(["none", "relu"]))}
+            y = b.op("accumulator_output", [x, bias], attrs, name=name)
         else:
-            if h < 2 or w < 2:
+            pool = draw(st.sampled_from(["max_pool2d", "avg_pool2d"]))
+            if draw(st.booleans()):
+                attrs = {"kernel": (3, 3), "strides": (1, 1), "pads": (1, 1, 1, 1)}
+            elif h < 2 or w < 2:
                 continue
-            attrs = {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)}
-            y = b.op("max_pool2d", [x], attrs, name=name)
+            else:
+                attrs = {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0)}
+            y = b.op(pool, [x], attrs, name=name)
         tensors.append(y)
     if not b.graph.ops:
         tensors.append(b.op("relu", [tensors[0]], name="only"))
@@ -212,3 +240,61 @@ def executable_dags(draw: st.DrawFn, max_ops: int = 10) -> Graph:
     if extra not in b.graph.outputs:
         b.graph.outputs.append(extra)
     return b.graph
+
+
+def accumulating_graph(dtype: DType = DType.FLOAT32, partitions: int = 3, read_again: str = ""):
+    """x -> per partition a 1x1 conv of a channel slice, accumulated by partial_conv2d ops, then
+    accumulator_output: what FDT writes, built by hand. ``read_again`` names a tensor that a
+    second graph output reads as well (so it cannot be overwritten)."""
+    int8 = dtype is DType.INT8
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("lip")
+    quant = Quantization((0.05,), (-3,)) if int8 else None
+    x = b.input("x", (1, 4, 4, 2 * partitions), dtype, quant)
+    attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0)}
+    acc = None
+    acc_dtype = DType.INT32 if int8 else DType.FLOAT32
+    acc_quant = Quantization((0.05 * 0.01,), (0,)) if int8 else None
+    for p in range(partitions):
+        part = b.op(
+            "strided_slice",
+            [x],
+            {
+                "begin": (0, 0, 0, 2 * p),
+                "end": (1, 4, 4, 2 * p + 2),
+                "strides": (1, 1, 1, 1),
+                "shrink_axes": (),
+            },
+            name=f"slice{p}",
+            quant=quant,
+        )
+        part = b.op("relu", [part], name=f"relu{p}", quant=quant)
+        if int8:
+            data = rng.integers(-127, 128, (3, 1, 1, 2)).astype(np.int8)
+            weights = b.constant(f"w{p}", data, Quantization((0.01,), (0,)))
+        else:
+            weights = b.constant(f"w{p}", rng.standard_normal((3, 1, 1, 2)).astype(np.float32))
+        acc = b.op(
+            "partial_conv2d",
+            [part, weights, acc],
+            attrs,
+            dtype=acc_dtype,
+            quant=acc_quant,
+            name=f"acc{p}",
+        )
+    bias_data = rng.integers(-50, 50, 3).astype(np.int32) if int8 else np.ones(3, np.float32)
+    bias = b.constant("bias", bias_data, acc_quant)
+    out_quant = Quantization((0.02,), (1,)) if int8 else None
+    out = b.op(
+        "accumulator_output",
+        [acc, bias],
+        {"activation": "relu"},
+        dtype=dtype,
+        quant=out_quant,
+        name="out",
+    )
+    outputs = [out]
+    if read_again:
+        tensor = b.graph.tensors[read_again]
+        outputs.append(b.op("relu" if not int8 else "identity", [tensor], name="again"))
+    return b.output(*outputs)

@@ -136,7 +136,9 @@ def plan_memory(
     is kept. ``storage`` says which byte sharing may be used (default: all of it: reshape
     views, concat, elementwise and depthwise in place); concat and depthwise in place are used
     where they lower the peak (``memfit.planning.storage_choice``), and the plan records what
-    was used (``MemoryPlan.storage``). ``exact_time_limit=0`` skips the CP-SAT solver.
+    was used (``MemoryPlan.storage``). ``schedule_time_limit`` bounds all the op-order searches
+    together; the plan depends on the time only if it is reached (``plan.schedule.timed_out``).
+    ``exact_time_limit=0`` skips the CP-SAT solver.
     """
     shared, schedule = choose_storage(
         graph, alignment, storage, reorder=reorder, schedule_time_limit=schedule_time_limit

@@ -47,7 +47,7 @@ from memfit.planning.scratch import ScratchFunction, scratch_bytes
 from memfit.planning.storage import StorageMap, build_storage
 
 DEFAULT_MAX_STATES = 4000
-DEFAULT_MAX_EXPANSIONS = 200_000
+DEFAULT_MAX_EXPANSIONS = 100_000
 MIN_BEAM = 16
 """A cut search keeps at least this many sets per level, however long the graph."""
 DEFAULT_TIME_LIMIT = 2.0
@@ -61,7 +61,8 @@ class Schedule:
 
     ``method`` says where the order comes from: "model order", "dynamic programming" (proven
     optimal), "beam search" or "greedy". ``optimal`` is True when no topological order has a
-    lower peak.
+    lower peak. ``timed_out`` is True when the time limit stopped the search: only then may
+    another run give another order.
     """
 
     order: tuple[str, ...]
@@ -69,6 +70,7 @@ class Schedule:
     model_order_peak: int
     method: str
     optimal: bool
+    timed_out: bool = False
 
 
 def is_topological(graph: Graph, order: Sequence[str]) -> bool:
@@ -298,6 +300,7 @@ def schedule_ops(
 
     best_order, best_peak, method = identity, model_peak, "model order"
     optimal = best_peak <= floor or not graph.ops
+    timed_out = False
     try:
         width = 1  # the greedy pass first, then the full search
         for name in ("greedy", "dynamic programming"):
@@ -316,9 +319,10 @@ def schedule_ops(
             expansions_per_set = max(per_level * len(problem.names), 1.0)
             width = max(2, min(max_states, max(MIN_BEAM, int(max_expansions / expansions_per_set))))
     except _OutOfTime:
-        optimal = best_peak <= floor
+        optimal, timed_out = best_peak <= floor, True
     peak = _verified_peak(graph, problem, best_order, storage, scratch, alignment)
-    return Schedule(tuple(problem.names[i] for i in best_order), peak, model_peak, method, optimal)
+    order = tuple(problem.names[i] for i in best_order)
+    return Schedule(order, peak, model_peak, method, optimal, timed_out)
 
 
 def model_schedule(

@@ -61,14 +61,16 @@ def choose_storage(
     """
     allowed = StorageOptions() if allowed is None else allowed
     deadline = time.monotonic() + schedule_time_limit
+    timed_out = False
 
     def schedule(storage: StorageMap, below: int | None) -> Schedule:
-        if reorder:
-            remaining = max(0.0, deadline - time.monotonic())
-            return schedule_ops(
-                graph, alignment, storage=storage, time_limit=remaining, below=below
-            )
-        return model_schedule(graph, alignment, storage=storage)
+        nonlocal timed_out
+        if not reorder:
+            return model_schedule(graph, alignment, storage=storage)
+        remaining = max(0.0, deadline - time.monotonic())
+        found = schedule_ops(graph, alignment, storage=storage, time_limit=remaining, below=below)
+        timed_out |= found.timed_out
+        return found
 
     builder = StorageBuilder(graph)
     full = builder.build(allowed)
@@ -99,11 +101,12 @@ def choose_storage(
         less = searcher.share_more(less)
         if searcher.peak(less) < searcher.peak(tuned):
             tuned = less  # a lower profile is no reason to copy more unless the peak falls
-    if tuned == storage:
-        return storage, chosen
-    kept = fixed_schedule(graph, chosen.order, alignment, chosen.method, tuned)
-    rescheduled = schedule(tuned, kept.peak)
-    return tuned, rescheduled if rescheduled.peak <= kept.peak else kept
+    if tuned != storage:
+        kept = fixed_schedule(graph, chosen.order, alignment, chosen.method, tuned)
+        rescheduled = schedule(tuned, kept.peak)
+        storage, chosen = tuned, rescheduled if rescheduled.peak <= kept.peak else kept
+    # a choice among schedules that the time limit cut may differ from run to run
+    return storage, dataclasses.replace(chosen, timed_out=timed_out)
 
 
 def _shrinking(graph: Graph, storage: StorageMap) -> frozenset[str]:
