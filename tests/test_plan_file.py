@@ -124,3 +124,48 @@ def test_plan_running_other_ops_in_place_is_refused(tmp_path):
     document["storage"] = {"copy_everything": True}
     with pytest.raises(InputError, match="malformed storage options"):
         restore_plan(fresh, document, fingerprint(fresh))
+
+
+def _pool_graph():
+    rng = np.random.default_rng(0)
+    b = GraphBuilder("pool")
+    x = b.input("x", (1, 8, 8, 2))
+    conv = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0), "groups": 1}
+    w = b.constant("w", rng.standard_normal((8, 1, 1, 2)).astype(np.float32))
+    wide = b.op("conv2d", [x, w, None], {**conv, "activation": "none"}, name="wide")
+    pool = {"kernel": (2, 2), "strides": (2, 2), "pads": (0, 0, 0, 0), "activation": "none"}
+    pooled = b.op("max_pool2d", [wide], pool, name="pool")
+    w2 = b.constant("w2", rng.standard_normal((2, 1, 1, 8)).astype(np.float32))
+    return b.output(b.op("conv2d", [pooled, w2, None], {**conv, "activation": "none"}, name="out"))
+
+
+def test_pooling_in_place_round_trips(tmp_path):
+    graph = _pool_graph()
+    plan = plan_memory(graph)
+    document = plan_to_json(graph, plan, fingerprint(graph))
+    assert document["in_place"]["pool"] == {"kind": "pool", "inputs": [0], "writes": True}
+    fresh = _pool_graph()
+    restored_graph, restored = restore_plan(fresh, document, fingerprint(fresh))
+    assert restored.storage == plan.storage and restored.arena == plan.arena
+    assert restored.scratch_offsets == plan.scratch_offsets  # the one-channel temporary
+    x = np.random.default_rng(1).standard_normal((1, 8, 8, 2)).astype(np.float32)
+    np.testing.assert_array_equal(
+        execute(restored_graph, {"x": x}, restored.arena)["out"],
+        execute(_pool_graph(), {"x": x})["out"],
+    )
+
+
+def test_plan_from_before_a_kind_of_sharing_existed_restores_without_it():
+    """A plan file written before pooling and accumulation ran in place names neither flag:
+    they are off, so the file rebuilds the map it was made with."""
+    graph = _pool_graph()
+    before = StorageOptions(pool_in_place=False, accumulator_in_place=False)
+    plan = plan_memory(graph, storage=before)
+    document = plan_to_json(graph, plan, fingerprint(graph))
+    for flag in ("pool_in_place", "accumulator_in_place"):
+        del document["storage"][flag]
+    fresh = _pool_graph()
+    _, restored = restore_plan(fresh, document, fingerprint(fresh))
+    assert restored.storage.options == before
+    assert "pool" not in restored.in_place
+    assert restored.arena == plan.arena

@@ -1,8 +1,9 @@
 """Memory planning: op order, buffer lifetimes, and offsets in one arena.
 
 ``plan_memory(graph)`` is the entry point: it decides which tensors share bytes and which ops
-run in place (``storage``: reshape views, concat, elementwise and depthwise in place, each
-switchable in ``StorageOptions``; ``storage_choice`` keeps the ones that do not raise the peak),
+run in place (``storage``: reshape views; concat, elementwise, depthwise, pooling and
+accumulation in place; each switchable in ``StorageOptions``; ``storage_choice`` keeps the ones
+that do not raise the peak),
 picks the op order with the lowest peak of live bytes (``schedule``), computes buffer lifetimes
 under that order (``lifetimes``, over the storage roots), assigns offsets with every algorithm
 (``suite``: ``greedy_by_size``, ``hill_climb``, ``exact``), checks the winner independently
@@ -133,10 +134,11 @@ def plan_memory(
     With ``reorder`` the ops of ``graph`` are put in the chosen order in place (only when it
     lowers the peak; the graph computes the same values), so that ``execute(graph, inputs,
     plan.arena)`` runs them in the order the arena was planned for. Without it the model order
-    is kept. ``storage`` says which byte sharing may be used (default: all of it: reshape
-    views, concat, elementwise and depthwise in place); concat and depthwise in place are used
-    where they lower the peak (``memfit.planning.storage_choice``), and the plan records what
-    was used (``MemoryPlan.storage``). ``schedule_time_limit`` bounds all the op-order searches
+    is kept. ``storage`` says which byte sharing may be used (default: all of it); concat in
+    place and ops that overwrite a larger input (strided depthwise convolution and pooling, the
+    int8 accumulator output) are used where they lower the peak
+    (``memfit.planning.storage_choice``), and the plan records what was used
+    (``MemoryPlan.storage``). ``schedule_time_limit`` bounds all the op-order searches
     together; the plan depends on the time only if it is reached (``plan.schedule.timed_out``).
     ``exact_time_limit=0`` skips the CP-SAT solver.
     """
