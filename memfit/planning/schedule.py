@@ -16,11 +16,11 @@ feeds splits them, so their number grows with the width of the graph between suc
 its length. States whose peak already reaches the best known order's are pruned.
 
 Before it, a greedy pass (one set per level: the op that keeps the peak, then the live bytes,
-lowest; ties to the model order) gives the bound to prune with; on the partitions of a tiled
-chain it runs them one after the other. No order peaks below the *floor*: at every op's step,
-the roots it touches and every root written by one of its ancestors and read by one of its
-descendants are live whatever the order. An order that reaches the floor is optimal and ends
-the search.
+lowest; ties to the model order) gives the bound to prune with; on a tiled chain it mostly
+runs the partitions one after the other, which is close to the best. No order peaks below the
+*floor*: at every op's step, the roots it touches and every root written by one of its
+ancestors and read by one of its descendants are live whatever the order. An order that
+reaches the floor is optimal and ends the search.
 
 The work is bounded by counting, not by the clock, so that a graph always gets the same order:
 a level keeps at most ``max_states`` sets, and fewer when the graph is long and wide, so that

@@ -359,7 +359,8 @@ class _Builder:
         acc, out = op.inputs[0], op.output
         if acc is None or acc.shape != out.shape or out.dtype.itemsize > acc.dtype.itemsize:
             return
-        self._overwrite(op, 0, "elementwise" if out.dtype is acc.dtype else "narrowing")
+        same_size = out.dtype.itemsize == acc.dtype.itemsize
+        self._overwrite(op, 0, "elementwise" if same_size else "narrowing")
 
     def _overwrite(self, op: Op, position: int, kind: str) -> None:
         """Store the output over input ``position`` if that input dies at ``op`` in every
