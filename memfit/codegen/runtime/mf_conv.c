@@ -268,25 +268,53 @@ void mf_partial_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
 }
 
 /* ---- depthwise -----------------------------------------------------------------------------
- * Output pixel by output pixel, channels in blocks of MF_DW_BLOCK held in a local accumulator
- * (channels are contiguous, so the tap loops vectorize). Output channel o reads input channel
- * o / depth_multiplier and weights w[i][j][o]. */
+ * Output row by output row: a chunk of the row (columns x channels, at most MF_DW_ROW values)
+ * is accumulated tap by tap, each tap over the columns whose input lies inside the image (no
+ * per-pixel bounds checks), channels innermost and contiguous so the loops vectorize; then it
+ * is stored (bias, activation / requantization) in one pass. Output channel o reads input
+ * channel o / depth_multiplier and weights w[i][j][o]. */
 
-#define MF_DW_BLOCK 64
+#define MF_DW_ROW 512
+
+/* Output columns [*lo, *hi) of [ow0, ow1) whose tap column j lies inside the input. */
+static void valid_columns(const mf_conv* p, int32_t width, int32_t j, int32_t ow0, int32_t ow1,
+                          int32_t* lo, int32_t* hi) {
+    const int32_t shift = j * p->dilation_w - p->pad_left;
+    int32_t a = ow0, b = ow1;
+    while (a < b && a * p->stride_w + shift < 0) {
+        a++;
+    }
+    while (b > a && (b - 1) * p->stride_w + shift >= width) {
+        b--;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* Channels per chunk (whole input channels' worth when possible), and columns per chunk. */
+static void depthwise_chunks(int32_t channels, int32_t mult, int32_t* cb, int32_t* owb) {
+    *cb = channels <= MF_DW_ROW ? channels : MF_DW_ROW;
+    if (*cb < channels && mult <= MF_DW_ROW) {
+        *cb -= *cb % mult;
+    }
+    *owb = MF_DW_ROW / *cb;
+}
 
 void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
                              const float* bias, float* y, const mf_view* yv, const mf_conv* p,
                              const mf_range_f32* act) {
     const int32_t channels = yv->c, mult = p->depth_multiplier;
-    float acc[MF_DW_BLOCK];
+    int32_t cb, owb;
+    float acc[MF_DW_ROW];
+    depthwise_chunks(channels, mult, &cb, &owb);
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++) {
-                float* out = y + mf_view_offset(yv, n, oh, ow);
-                for (int32_t c0 = 0; c0 < channels; c0 += MF_DW_BLOCK) {
-                    const int32_t len = mf_min_i32(MF_DW_BLOCK, channels - c0);
-                    for (int32_t c = 0; c < len; c++) {
-                        acc[c] = bias ? bias[c0 + c] : 0.0f;
+            for (int32_t c0 = 0; c0 < channels; c0 += cb) {
+                const int32_t len = mf_min_i32(cb, channels - c0);
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
+                    const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
+                    for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
+                        acc[t] = 0.0f;
                     }
                     for (int32_t i = 0; i < p->kh; i++) {
                         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
@@ -294,27 +322,74 @@ void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
                             continue;
                         }
                         for (int32_t j = 0; j < p->kw; j++) {
-                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
-                            if (iw < 0 || iw >= xv->w) {
-                                continue;
-                            }
-                            const float* in = x + mf_view_offset(xv, n, ih, iw);
+                            int32_t lo, hi;
+                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
                             const float* wt = w + (i * p->kw + j) * channels + c0;
-                            if (mult == 1) {
-                                const float* in0 = in + c0;
-                                for (int32_t c = 0; c < len; c++) {
-                                    acc[c] = MF_FMA(in0[c], wt[c], acc[c]);
-                                }
-                            } else {
-                                for (int32_t c = 0; c < len; c++) {
-                                    acc[c] = MF_FMA(in[(c0 + c) / mult], wt[c], acc[c]);
+                            for (int32_t ow = lo; ow < hi; ow++) {
+                                const int32_t iw = ow * p->stride_w + j * p->dilation_w - p->pad_left;
+                                const float* in = x + mf_view_offset(xv, n, ih, iw);
+                                float* a = acc + (ow - ow0) * len;
+                                if (mult == 1) {
+                                    const float* in0 = in + c0;
+                                    for (int32_t c = 0; c < len; c++) {
+                                        a[c] = MF_FMA(in0[c], wt[c], a[c]);
+                                    }
+                                } else {
+                                    for (int32_t c = 0; c < len; c++) {
+                                        a[c] = MF_FMA(in[(c0 + c) / mult], wt[c], a[c]);
+                                    }
                                 }
                             }
                         }
                     }
-                    for (int32_t c = 0; c < len; c++) {
-                        out[c0 + c] = mf_activate(acc[c], act);
+                    for (int32_t ow = ow0; ow < ow1; ow++) {
+                        float* out = y + mf_view_offset(yv, n, oh, ow) + c0;
+                        const float* a = acc + (ow - ow0) * len;
+                        for (int32_t c = 0; c < len; c++) {
+                            out[c] = mf_activate(a[c] + (bias ? bias[c0 + c] : 0.0f), act);
+                        }
                     }
+                }
+            }
+        }
+    }
+}
+
+/* One tap of an int8 depthwise row chunk: a[ow][c] += (x + offset) * w over valid columns. */
+static void depthwise_tap_s8(const int8_t* restrict x, const mf_view* xv, const mf_conv* p,
+                             int32_t n, int32_t ih, int32_t j, int32_t lo, int32_t hi,
+                             int32_t ow0, int32_t c0, int32_t len, int32_t offset,
+                             const int8_t* restrict wt, int32_t* restrict acc) {
+    const int32_t mult = p->depth_multiplier;
+    /* With whole input channels in the chunk, each input value meets `mult` weights in a row;
+     * otherwise output channel c0 + c reads input channel (c0 + c) / mult, counted. */
+    const int32_t whole = mult > 1 && c0 % mult == 0 && len % mult == 0;
+    const int32_t inputs = len / mult, first = c0 / mult, phase = c0 % mult;
+    for (int32_t ow = lo; ow < hi; ow++) {
+        const int32_t iw = ow * p->stride_w + j * p->dilation_w - p->pad_left;
+        const int8_t* restrict in = x + mf_view_offset(xv, n, ih, iw);
+        int32_t* restrict a = acc + (ow - ow0) * len;
+        if (mult == 1) {
+            const int8_t* restrict in0 = in + c0;
+            for (int32_t c = 0; c < len; c++) {
+                a[c] += (int16_t)(in0[c] + offset) * wt[c];
+            }
+        } else if (whole) {
+            for (int32_t ic = 0; ic < inputs; ic++) {
+                const int16_t v = (int16_t)(in[first + ic] + offset);
+                int32_t* restrict am = a + ic * mult;
+                const int8_t* restrict wm = wt + ic * mult;
+                for (int32_t m = 0; m < mult; m++) {
+                    am[m] += v * wm[m];
+                }
+            }
+        } else {
+            int32_t ic = first, m = phase;
+            for (int32_t c = 0; c < len; c++) {
+                a[c] += (int16_t)(in[ic] + offset) * wt[c];
+                if (++m == mult) {
+                    m = 0;
+                    ic++;
                 }
             }
         }
@@ -324,16 +399,18 @@ void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
 void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                             const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
                             const mf_requant_s8* q) {
-    const int32_t channels = yv->c, mult = p->depth_multiplier, offset = q->input_offset;
-    int32_t acc[MF_DW_BLOCK];
+    const int32_t channels = yv->c, mult = p->depth_multiplier;
+    int32_t cb, owb;
+    int32_t acc[MF_DW_ROW];
+    depthwise_chunks(channels, mult, &cb, &owb);
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++) {
-                int8_t* out = y + mf_view_offset(yv, n, oh, ow);
-                for (int32_t c0 = 0; c0 < channels; c0 += MF_DW_BLOCK) {
-                    const int32_t len = mf_min_i32(MF_DW_BLOCK, channels - c0);
-                    for (int32_t c = 0; c < len; c++) {
-                        acc[c] = 0;
+            for (int32_t c0 = 0; c0 < channels; c0 += cb) {
+                const int32_t len = mf_min_i32(cb, channels - c0);
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
+                    const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
+                    for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
+                        acc[t] = 0;
                     }
                     for (int32_t i = 0; i < p->kh; i++) {
                         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
@@ -341,27 +418,16 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                             continue;
                         }
                         for (int32_t j = 0; j < p->kw; j++) {
-                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
-                            if (iw < 0 || iw >= xv->w) {
-                                continue;
-                            }
-                            const int8_t* in = x + mf_view_offset(xv, n, ih, iw);
-                            const int8_t* wt = w + (i * p->kw + j) * channels + c0;
-                            if (mult == 1) {
-                                const int8_t* in0 = in + c0;
-                                for (int32_t c = 0; c < len; c++) {
-                                    acc[c] += (int16_t)(in0[c] + offset) * wt[c];
-                                }
-                            } else {
-                                for (int32_t c = 0; c < len; c++) {
-                                    acc[c] += (int16_t)(in[(c0 + c) / mult] + offset) * wt[c];
-                                }
-                            }
+                            int32_t lo, hi;
+                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                            depthwise_tap_s8(x, xv, p, n, ih, j, lo, hi, ow0, c0, len,
+                                             q->input_offset,
+                                             w + (i * p->kw + j) * channels + c0, acc);
                         }
                     }
-                    for (int32_t c = 0; c < len; c++) {
-                        const int32_t b = bias ? bias[c0 + c] : 0;
-                        out[c0 + c] = mf_requant_one(mf_wrap32((int64_t)acc[c] + b), q, c0 + c);
+                    for (int32_t ow = ow0; ow < ow1; ow++) {
+                        mf_requant_channels(acc + (ow - ow0) * len, bias, q, c0, len,
+                                            y + mf_view_offset(yv, n, oh, ow) + c0);
                     }
                 }
             }
@@ -369,33 +435,45 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
     }
 }
 
-/* ---- depthwise in place -------------------------------------------------------------------- */
+/* ---- depthwise in place -------------------------------------------------------------------
+ * Channel by channel: the output plane of channel c (batch n) is accumulated row by row into
+ * a row buffer, tap by tap over valid columns, and stored into `channel`; then `channel` is
+ * copied to the output's channel-c positions. */
 
-/* Output plane of channel c, batch n: one value per output pixel into `plane` (float). */
 void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel) {
-    const int32_t channels = yv->c;
+    const int32_t channels = yv->c, sw = p->stride_w;
+    float acc[MF_DW_ROW];
     for (int32_t c = 0; c < channels; c++) {
         for (int32_t n = 0; n < yv->n; n++) {
             for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    float acc = bias ? bias[c] : 0.0f;
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += MF_DW_ROW) {
+                    const int32_t ow1 = mf_min_i32(ow0 + MF_DW_ROW, yv->w);
+                    for (int32_t t = 0; t < ow1 - ow0; t++) {
+                        acc[t] = 0.0f;
+                    }
                     for (int32_t i = 0; i < p->kh; i++) {
                         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
                         if (ih < 0 || ih >= xv->h) {
                             continue;
                         }
                         for (int32_t j = 0; j < p->kw; j++) {
-                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
-                            if (iw < 0 || iw >= xv->w) {
-                                continue;
+                            int32_t lo, hi;
+                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                            const float wt = w[(i * p->kw + j) * channels + c];
+                            const int32_t iw0 = j * p->dilation_w - p->pad_left;
+                            const float* row = x + mf_view_offset(xv, n, ih, 0) + c;
+                            for (int32_t ow = lo; ow < hi; ow++) {
+                                acc[ow - ow0] = MF_FMA(row[(ow * sw + iw0) * xv->sw], wt,
+                                                       acc[ow - ow0]);
                             }
-                            acc = MF_FMA(x[mf_view_offset(xv, n, ih, iw) + c],
-                                         w[(i * p->kw + j) * channels + c], acc);
                         }
                     }
-                    channel[oh * yv->w + ow] = mf_activate(acc, act);
+                    for (int32_t ow = ow0; ow < ow1; ow++) {
+                        channel[oh * yv->w + ow] =
+                            mf_activate(acc[ow - ow0] + (bias ? bias[c] : 0.0f), act);
+                    }
                 }
             }
             for (int32_t oh = 0; oh < yv->h; oh++) {
@@ -410,28 +488,35 @@ void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const fl
 void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                                     const int32_t* bias, int8_t* y, const mf_view* yv,
                                     const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
-    const int32_t channels = yv->c, offset = q->input_offset;
+    const int32_t channels = yv->c, sw = p->stride_w, offset = q->input_offset;
+    int32_t acc[MF_DW_ROW];
     for (int32_t c = 0; c < channels; c++) {
         for (int32_t n = 0; n < yv->n; n++) {
             for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    int32_t acc = 0;
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += MF_DW_ROW) {
+                    const int32_t ow1 = mf_min_i32(ow0 + MF_DW_ROW, yv->w);
+                    for (int32_t t = 0; t < ow1 - ow0; t++) {
+                        acc[t] = bias ? bias[c] : 0;
+                    }
                     for (int32_t i = 0; i < p->kh; i++) {
                         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
                         if (ih < 0 || ih >= xv->h) {
                             continue;
                         }
                         for (int32_t j = 0; j < p->kw; j++) {
-                            const int32_t iw = ow * p->stride_w - p->pad_left + j * p->dilation_w;
-                            if (iw < 0 || iw >= xv->w) {
-                                continue;
+                            int32_t lo, hi;
+                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                            const int32_t wt = w[(i * p->kw + j) * channels + c];
+                            const int32_t iw0 = j * p->dilation_w - p->pad_left;
+                            const int8_t* row = x + mf_view_offset(xv, n, ih, 0) + c;
+                            for (int32_t ow = lo; ow < hi; ow++) {
+                                acc[ow - ow0] += (row[(ow * sw + iw0) * xv->sw] + offset) * wt;
                             }
-                            acc += (x[mf_view_offset(xv, n, ih, iw) + c] + offset) *
-                                   w[(i * p->kw + j) * channels + c];
                         }
                     }
-                    const int32_t b = bias ? bias[c] : 0;
-                    channel[oh * yv->w + ow] = mf_requant_one(mf_wrap32((int64_t)acc + b), q, c);
+                    for (int32_t ow = ow0; ow < ow1; ow++) {
+                        channel[oh * yv->w + ow] = mf_requant_one(acc[ow - ow0], q, c);
+                    }
                 }
             }
             for (int32_t oh = 0; oh < yv->h; oh++) {

@@ -41,20 +41,21 @@ static inline int32_t mf_clamp_i32(int32_t x, int32_t lo, int32_t hi) {
 /* Two's-complement wrap of a 64-bit value to 32 bits (C's int32 arithmetic, without UB). */
 static inline int32_t mf_wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x; }
 
-/* gemmlowp's SaturatingRoundingDoublingHighMul: round(a * b / 2^31), saturating the one
- * overflow (a == b == INT32_MIN). */
+/* gemmlowp's SaturatingRoundingDoublingHighMul: round(a * b / 2^31), halves away from zero,
+ * saturating the one overflow (a == b == INT32_MIN). Written on the magnitude with logical
+ * shifts only, so that loops of it vectorize (no 64-bit division or arithmetic shift). */
 static inline int32_t mf_srdhm(int32_t a, int32_t b) {
-    if (a == INT32_MIN && b == INT32_MIN) {
-        return INT32_MAX;
-    }
     const int64_t ab = (int64_t)a * (int64_t)b;
-    const int64_t nudge = ab >= 0 ? ((int64_t)1 << 30) : (1 - ((int64_t)1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31)); /* C division truncates */
+    const uint64_t magnitude = ab >= 0 ? (uint64_t)ab + (1u << 30)
+                                       : (uint64_t)(-ab) + ((1u << 30) - 1u);
+    const uint64_t high = magnitude >> 31;
+    const int32_t q = (int32_t)(high > 0x7FFFFFFFu ? 0x7FFFFFFFu : high);
+    return ab >= 0 ? q : -q;
 }
 
 /* gemmlowp's RoundingDivideByPOT: x / 2^exponent, halves away from zero (0 <= exponent <= 31). */
 static inline int32_t mf_rdbpot(int32_t x, int32_t exponent) {
-    const int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    const int32_t mask = (int32_t)((1u << exponent) - 1u);
     const int32_t remainder = x & mask;
     const int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
     return (x >> exponent) + (remainder > threshold ? 1 : 0);
@@ -71,6 +72,27 @@ static inline int32_t mf_mbqm(int32_t x, int32_t multiplier, int32_t shift) {
 static inline int8_t mf_requant_one(int32_t acc, const mf_requant_s8* q, int32_t o) {
     const int32_t v = mf_mbqm(acc, q->multiplier[o], q->shift[o]) + q->output_offset;
     return (int8_t)mf_clamp_i32(v, q->act.min, q->act.max);
+}
+
+/* out[j] = requantized (acc[j] + bias[o0 + j]) of output channels o0 .. o0 + count - 1 (bias
+ * may be NULL); a loop compilers vectorize. */
+static inline void mf_requant_channels(const int32_t* restrict acc, const int32_t* bias,
+                                       const mf_requant_s8* q, int32_t o0, int32_t count,
+                                       int8_t* restrict out) {
+    const int32_t* restrict multiplier = q->multiplier + o0;
+    const int32_t* restrict shift = q->shift + o0;
+    const int32_t offset = q->output_offset, lo = q->act.min, hi = q->act.max;
+    if (bias != NULL) {
+        const int32_t* restrict b = bias + o0;
+        for (int32_t j = 0; j < count; j++) {
+            const int32_t total = (int32_t)((uint32_t)acc[j] + (uint32_t)b[j]);
+            out[j] = (int8_t)mf_clamp_i32(mf_mbqm(total, multiplier[j], shift[j]) + offset, lo, hi);
+        }
+    } else {
+        for (int32_t j = 0; j < count; j++) {
+            out[j] = (int8_t)mf_clamp_i32(mf_mbqm(acc[j], multiplier[j], shift[j]) + offset, lo, hi);
+        }
+    }
 }
 
 /* Float activation of one value. */
