@@ -212,6 +212,122 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _graph_and_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    """The model and its memory plan for generated C: the plan file's (checked against the
+    model), else the one memfit makes (``memfit.codegen.plan``)."""
+    from memfit.codegen.plan import plan_for_c, restore_for_c
+    from memfit.planning.plan_file import fingerprint, read_plan
+
+    graph = _load(args)
+    if args.plan:
+        document = read_plan(args.plan)
+        return restore_for_c(graph, document, fingerprint(graph), f"plan {args.plan}")
+    with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
+        plan = plan_for_c(graph)
+    return graph, plan
+
+
+def _c_name(args: argparse.Namespace) -> str:
+    from memfit.codegen.identifiers import c_identifier
+    from memfit.frontends import ZOO_PREFIX
+
+    if args.name:
+        return c_identifier(args.name)
+    model = str(args.model)
+    return c_identifier(
+        model[len(ZOO_PREFIX) :] if model.startswith(ZOO_PREFIX) else Path(model).stem
+    )
+
+
+def cmd_codegen(args: argparse.Namespace) -> int:
+    import shutil
+
+    from memfit.codegen.emit import generate
+
+    out = Path(args.output)
+    if out.exists():
+        raise UsageError(f"{out} already exists; give a new directory (codegen never overwrites)")
+    graph, plan = _graph_and_plan(args)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    try:
+        with _status(f"writing C for {graph.name}"):
+            model = generate(graph, plan, staging, _c_name(args))
+        if out.exists():
+            raise UsageError(f"{out} appeared while generating; nothing written")
+        os.rename(staging, out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    print(
+        f"{out}/: {model.name}.h, {model.name}.c ({len(model.ops)} ops, "
+        f"{len(model.no_ops)} without code), {model.name}_weights.c "
+        f"({model.constant_bytes:,} bytes of constants), runtime, main.c, Makefile"
+    )
+    print(f"arena: {model.arena_bytes:,} bytes, static; build the example with `make -C {out}`")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from memfit.codegen.verify import verify
+
+    if args.seeds < 1:
+        raise UsageError(f"--seeds {args.seeds}: expected at least 1")
+    graph, plan = _graph_and_plan(args)
+    with _status(f"generating, compiling and running C for {graph.name}"):
+        result = verify(graph, plan, args.model, _c_name(args), seeds=range(args.seeds))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(f"{args.model}: arena {result.arena_bytes:,} bytes, compiled with {result.compiler}")
+        for comparison in result.comparisons:
+            if result.integer_outputs:
+                detail = "bit-exact" if comparison.bit_exact else "NOT bit-exact"
+            else:
+                detail = f"max abs diff {comparison.max_abs_diff:.3g}"
+            verdict = "matches" if comparison.matches else "DIFFERS"
+            print(f"  vs {comparison.against} ({comparison.note}): {verdict}, {detail}")
+            for line in comparison.mismatches[:5]:
+                print(f"    {line}")
+        print(f"  no heap: {'yes' if result.no_heap else 'NO: ' + result.no_heap_message}")
+    return 0 if result.matches else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from memfit.codegen.bench import bench
+
+    if args.runs < 1:
+        raise UsageError(f"--runs {args.runs}: expected at least 1")
+    graph, plan = _graph_and_plan(args)
+    with _status(f"timing the generated C of {graph.name}"):
+        result = bench(graph, plan, args.model, _c_name(args), runs=args.runs)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table("op", "kind", "median ms", "share", "MACs", title=f"{graph.name}: per op")
+    total = sum(op.seconds for op in result.per_op) or 1.0
+    for op in result.per_op:
+        table.add_row(
+            op.name, op.kind, f"{op.seconds * 1e3:.3f}", f"{op.seconds / total:.1%}", f"{op.macs:,}"
+        )
+    console.print(table)
+    console.print(f"generated C ({result.compiler}): {result.latency_s * 1e3:.3f} ms median")
+    if result.reference_latency_s is not None:
+        console.print(
+            f"{result.reference}: {result.reference_latency_s * 1e3:.3f} ms median "
+            f"(C is {result.reference_latency_s / result.latency_s:.2f}x faster)"
+        )
+    return 0
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
@@ -255,6 +371,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alignment", type=int, default=16, help="buffer alignment in bytes")
     p.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan to a file")
     p.set_defaults(handler=cmd_analyze)
+
+    def c_command(name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
+        p = model_command(name, help_text)
+        p.epilog = epilog
+        p.add_argument("--plan", metavar="PLAN.json", help="use this plan (default: memfit's own)")
+        p.add_argument("--name", help="C name prefix (default: the model file's name)")
+        return p
+
+    p = c_command(
+        "codegen",
+        "write C99 sources for the model: one static arena, no malloc",
+        "Exit status: 0, or 2 when DIR exists (nothing is written) or the plan does not fit.",
+    )
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="a new directory")
+    p.set_defaults(handler=cmd_codegen)
+
+    p = c_command(
+        "verify",
+        "compile the generated C, run it, compare with NumPy and the reference runtime",
+        "Exit status: 0 when the outputs match (int8 bit-exact, float within 1e-4 of the "
+        "largest reference value) and nothing uses the heap; 1 when they do not; 2 for no "
+        "compiler, a compiler error or a bad argument.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--seeds", type=int, default=3, help="number of random inputs (default 3)")
+    p.set_defaults(handler=cmd_verify)
+
+    p = c_command(
+        "bench",
+        "time the generated C beside TFLite Micro or onnxruntime, with a per-op breakdown",
+        "Medians of --runs timed runs after a warm-up, alternating with the reference "
+        "runtime. Exit status: 0, or 2 for no compiler, a compiler error or a bad argument.",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--runs", type=int, default=10, help="timed runs per side (default 10)")
+    p.set_defaults(handler=cmd_bench)
 
     p = sub.add_parser("zoo", help="list the built-in models")
     p.set_defaults(handler=cmd_zoo)
