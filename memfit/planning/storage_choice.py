@@ -27,7 +27,8 @@ only picks among them), with single ops switched off by name (``StorageOptions.n
 3. from there, switch off single ops, and for every concat the shrinking ops that write its
    inputs all together, while that lowers the live bytes (the peak may have two causes, a
    shrinking op in one place and a concat in another, each of which must go before it falls),
-   switch ops back on as in 2., and keep the result if its peak is lower;
+   switch the ops left off in 2. back on as in 2., and keep the result if its peak is lower
+   (with everything switched back on that then fits);
 4. reschedule if anything changed, and keep the better of the new order and the old one.
 """
 
@@ -98,9 +99,10 @@ def choose_storage(
     tuned = searcher.share_more(storage)
     less = searcher.share_less(tuned)
     if less != tuned:
-        less = searcher.share_more(less)
+        # what share_less switched off may make room for ops share_more had to leave off
+        less = searcher.share_more(less, tuned.options.not_in_place)
         if searcher.peak(less) < searcher.peak(tuned):
-            tuned = less  # a lower profile is no reason to copy more unless the peak falls
+            tuned = searcher.share_more(less)  # and back on what was switched off in vain
     if tuned != storage:
         kept = fixed_schedule(graph, chosen.order, alignment, chosen.method, tuned)
         rescheduled = schedule(tuned, kept.peak)
@@ -180,14 +182,14 @@ class _Toggles:
                 storage, best = trial, profile
         return storage
 
-    def share_more(self, storage: StorageMap) -> StorageMap:
-        """Switch single excluded ops back on where that copies no more bytes in concats: while
-        the profile does not rise, then while the peak does not."""
+    def share_more(self, storage: StorageMap, among: frozenset[str] | None = None) -> StorageMap:
+        """Switch single excluded ops (``among`` them, if given) back on where that copies no
+        more bytes in concats: while the profile does not rise, then while the peak does not."""
         for by_peak in (False, True):
             profile = self.profile(storage)
             best = (profile[0] if by_peak else profile, _copied_bytes(self.graph, storage))
             for name in self.candidates:
-                if name not in storage.options.not_in_place:
+                if name not in storage.options.not_in_place or (among and name not in among):
                     continue
                 trial = self._with(storage, storage.options.not_in_place - {name})
                 if name not in trial.in_place:
