@@ -31,7 +31,7 @@ def test_prune_removes_dead_ops_and_tensors():
 def test_topological_check_names_the_op():
     g = small_cnn()
     g.ops.reverse()
-    with pytest.raises(InternalError, match="reads .* before it is written"):
+    with pytest.raises(InternalError, match=r"reads .* before it is written"):
         g.topological_check()
 
 

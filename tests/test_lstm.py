@@ -185,7 +185,7 @@ def _random_lstm(
         weights(1 + g, (n_cell, n_input), n_input)
         weights(5 + g, (n_cell, n_output), n_output)
     if peephole:
-        for index in ((10, 11) if cifg else (9, 10, 11)):
+        for index in (10, 11) if cifg else (9, 10, 11):
             weights(index, (n_cell,), 1)
     if layer_norm:
         for g in gates:
@@ -269,9 +269,11 @@ def test_dtln_lstm_layers_over_sequences_are_bit_exact(
     for layer in _lstm_ops(DTLN_INT8):
         op = _resequenced(layer, batch, steps, time_major)
         # Mostly small inputs (the model reads a magnitude spectrum) with a few large ones.
-        x = np.where(rng.random(op.inputs[0].shape) < 0.9,
-                     rng.integers(-128, -90, op.inputs[0].shape),
-                     rng.integers(-128, 128, op.inputs[0].shape)).astype(np.int8)
+        x = np.where(
+            rng.random(op.inputs[0].shape) < 0.9,
+            rng.integers(-128, -90, op.inputs[0].shape),
+            rng.integers(-128, 128, op.inputs[0].shape),
+        ).astype(np.int8)
         ours = _run(op, x)
         assert len(np.unique(ours)) > 50  # not saturated: the test sees the arithmetic
         _assert_bit_exact(ours, _reference(run_tflm, op, [x], tmp_path))
@@ -348,8 +350,15 @@ FLOAT_VARIANT_CASES = {
     "layer norm": {"layer_norm": True},
     "projection": {"n_output": 4},
     "projection + bias + clip": {"n_output": 4, "projection_bias": True, "proj_clip": 0.3},
-    "all, time-major": {"cifg": True, "peephole": True, "layer_norm": True, "n_output": 5,
-                        "projection_bias": True, "cell_clip": 1.0, "time_major": True},
+    "all, time-major": {
+        "cifg": True,
+        "peephole": True,
+        "layer_norm": True,
+        "n_output": 5,
+        "projection_bias": True,
+        "cell_clip": 1.0,
+        "time_major": True,
+    },
 }
 
 

@@ -56,7 +56,7 @@ class Compiler:
 
     @property
     def description(self) -> str:
-        return f"{Path(self.path).name} ({self.version})"
+        return f"{Path(self.path).name}: {self.version}"
 
 
 def find_compiler() -> Compiler:

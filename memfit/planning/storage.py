@@ -115,7 +115,7 @@ class StorageOptions:
         unknown = set(flags) - set(SHARING_FLAGS)
         if unknown:
             raise ValueError(f"unknown storage options {sorted(unknown)}")
-        return cls(**{flag: flag in flags for flag in SHARING_FLAGS})
+        return cls(**{flag: flag in flags for flag in SHARING_FLAGS})  # type: ignore[arg-type]
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = asdict(self)

@@ -112,14 +112,16 @@ def choose_storage(
 
 
 def _shrinking(graph: Graph, storage: StorageMap) -> frozenset[str]:
-    """The ops whose output overwrites a larger root: it keeps that root live."""
-    return frozenset(
-        op.name
-        for op in graph.ops
-        if op.name in storage.in_place
-        and op.kind != "concat"
-        and graph.tensors[storage.root(op.output.name)].nbytes > op.output.nbytes
-    )
+    """The ops whose output overwrites a larger input: it keeps that input's root live."""
+    names = []
+    for op in graph.ops:
+        entry = storage.in_place.get(op.name)
+        if entry is None or entry.kind in ("concat", "reshape"):
+            continue
+        overwritten = op.inputs[entry.inputs[0]]
+        if overwritten is not None and overwritten.nbytes > op.output.nbytes:
+            names.append(op.name)
+    return frozenset(names)
 
 
 def _groups(graph: Graph, storage: StorageMap) -> list[frozenset[str]]:
@@ -187,7 +189,10 @@ class _Toggles:
         more bytes in concats: while the profile does not rise, then while the peak does not."""
         for by_peak in (False, True):
             profile = self.profile(storage)
-            best = (profile[0] if by_peak else profile, _copied_bytes(self.graph, storage))
+            best: tuple[tuple[int, ...], int] = (
+                profile[:1] if by_peak else profile,
+                _copied_bytes(self.graph, storage),
+            )
             for name in self.candidates:
                 if name not in storage.options.not_in_place or (among and name not in among):
                     continue
@@ -196,7 +201,7 @@ class _Toggles:
                     storage = trial  # it cannot run in place anyway: the same map, one name fewer
                     continue
                 profile = self.profile(trial)
-                key = (profile[0] if by_peak else profile, _copied_bytes(self.graph, trial))
+                key = (profile[:1] if by_peak else profile, _copied_bytes(self.graph, trial))
                 if key[0] <= best[0] and key[1] <= best[1]:
                     storage, best = trial, key
         return storage

@@ -146,21 +146,34 @@ void mf_avg_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_vi
 }
 
 /* ---- reductions ----------------------------------------------------------------------------
- * Every output element reduces the box of x where y's dim is 1 (the reduced axes), walked
- * with an odometer. The reduced box's element count is the product of those x dims. */
+ * Every output element reduces the box of x where y's dim is 1 (the reduced axes). When the
+ * last axis is kept (a mean over H and W in NHWC), rows of it are reduced together, in chunks
+ * of MF_REDUCE_ROW, contiguous and vectorizable; otherwise element by element. */
+
+#define MF_REDUCE_ROW 256
+
+enum { MF_REDUCE_MEAN, MF_REDUCE_MAX };
 
 typedef struct {
-    int32_t rank;
-    int32_t out_dims[MF_MAX_RANK];   /* y's dims: the outer odometer */
-    int32_t box_dims[MF_MAX_RANK];   /* reduced x dims (1 elsewhere): the inner odometer */
+    int32_t rank;                    /* axes walked by the odometers */
+    int32_t out_dims[MF_MAX_RANK];   /* y's dims (the outer walk) */
+    int32_t box_dims[MF_MAX_RANK];   /* reduced x dims, 1 elsewhere (the inner walk) */
+    int32_t row;                     /* length of the kept last axis, or 1 */
+    int32_t count;                   /* elements reduced into each output */
 } reduction;
 
 static reduction reduction_of(const mf_nd* xv, const mf_nd* yv) {
     reduction r;
-    r.rank = xv->rank;
-    for (int32_t d = 0; d < xv->rank; d++) {
+    const int32_t last = xv->rank - 1;
+    const int32_t rows = xv->rank > 0 && yv->dims[last] == xv->dims[last] &&
+                         xv->strides[last] == 1 && yv->strides[last] == 1;
+    r.rank = rows ? last : xv->rank;
+    r.row = rows ? xv->dims[last] : 1;
+    r.count = 1;
+    for (int32_t d = 0; d < r.rank; d++) {
         r.out_dims[d] = yv->dims[d];
         r.box_dims[d] = (yv->dims[d] == 1) ? xv->dims[d] : 1;
+        r.count *= r.box_dims[d];
     }
     return r;
 }
@@ -176,94 +189,118 @@ static int32_t next_index(int32_t rank, const int32_t* dims, int32_t* index) {
     return 0;
 }
 
-static int32_t offset_of(int32_t rank, const int32_t* strides, const int32_t* index) {
-    int32_t offset = 0;
+static ptrdiff_t offset_of(int32_t rank, const int32_t* strides, const int32_t* index) {
+    ptrdiff_t offset = 0;
     for (int32_t d = 0; d < rank; d++) {
-        offset += index[d] * strides[d];
+        offset += (ptrdiff_t)index[d] * strides[d];
     }
     return offset;
 }
 
-static int32_t count_of(int32_t rank, const int32_t* dims) {
-    int32_t count = 1;
-    for (int32_t d = 0; d < rank; d++) {
-        count *= dims[d];
+static int32_t empty(const mf_nd* v) {
+    for (int32_t d = 0; d < v->rank; d++) {
+        if (v->dims[d] <= 0) {
+            return 1;
+        }
     }
-    return count;
+    return 0;
 }
 
-enum { MF_REDUCE_MEAN, MF_REDUCE_MAX };
-
-/* One output element's reduction, starting at x + base. */
-static double reduce_f32(const float* x, const mf_nd* xv, const reduction* r, int32_t how) {
-    int32_t index[MF_MAX_RANK] = {0};
-    double total = how == MF_REDUCE_MEAN ? 0.0 : -INFINITY;
-    do {
-        const double v = x[offset_of(r->rank, xv->strides, index)];
-        total = how == MF_REDUCE_MEAN ? total + v : (v > total ? v : total);
-    } while (next_index(r->rank, r->box_dims, index));
-    return total;
-}
-
-static void reduce_all_f32(const float* x, const mf_nd* xv, float* y, const mf_nd* yv,
-                           int32_t how) {
+/* Float: sums in double (as the NumPy reference), maxima in float. */
+static void reduce_f32(int32_t how, const float* x, const mf_nd* xv, float* y, const mf_nd* yv) {
     const reduction r = reduction_of(xv, yv);
-    const double count = (double)count_of(r.rank, r.box_dims);
-    int32_t index[MF_MAX_RANK] = {0};
-    if (count_of(r.rank, r.out_dims) == 0) {
+    double acc[MF_REDUCE_ROW];
+    int32_t out[MF_MAX_RANK] = {0};
+    if (empty(xv)) {
         return;
     }
     do {
-        const double v = reduce_f32(x + offset_of(r.rank, xv->strides, index), xv, &r, how);
-        y[offset_of(r.rank, yv->strides, index)] = (float)(how == MF_REDUCE_MEAN ? v / count : v);
-    } while (next_index(r.rank, r.out_dims, index));
+        const float* base = x + offset_of(r.rank, xv->strides, out);
+        float* dst = y + offset_of(r.rank, yv->strides, out);
+        for (int32_t c0 = 0; c0 < r.row; c0 += MF_REDUCE_ROW) {
+            const int32_t len = mf_min_i32(MF_REDUCE_ROW, r.row - c0);
+            int32_t box[MF_MAX_RANK] = {0};
+            for (int32_t c = 0; c < len; c++) {
+                acc[c] = how == MF_REDUCE_MEAN ? 0.0 : -INFINITY;
+            }
+            do {
+                const float* in = base + offset_of(r.rank, xv->strides, box) + c0;
+                if (how == MF_REDUCE_MEAN) {
+                    for (int32_t c = 0; c < len; c++) {
+                        acc[c] += in[c];
+                    }
+                } else {
+                    for (int32_t c = 0; c < len; c++) {
+                        acc[c] = in[c] > acc[c] ? in[c] : acc[c];
+                    }
+                }
+            } while (next_index(r.rank, r.box_dims, box));
+            for (int32_t c = 0; c < len; c++) {
+                dst[c0 + c] = (float)(how == MF_REDUCE_MEAN ? acc[c] / r.count : acc[c]);
+            }
+        }
+    } while (next_index(r.rank, r.out_dims, out));
 }
 
 void mf_mean_f32(const float* x, const mf_nd* xv, float* y, const mf_nd* yv) {
-    reduce_all_f32(x, xv, y, yv, MF_REDUCE_MEAN);
+    reduce_f32(MF_REDUCE_MEAN, x, xv, y, yv);
 }
 
 void mf_reduce_max_f32(const float* x, const mf_nd* xv, float* y, const mf_nd* yv) {
-    reduce_all_f32(x, xv, y, yv, MF_REDUCE_MAX);
+    reduce_f32(MF_REDUCE_MAX, x, xv, y, yv);
 }
 
-static int32_t reduce_s8(const int8_t* x, const mf_nd* xv, const reduction* r, int32_t how) {
-    int32_t index[MF_MAX_RANK] = {0};
-    int32_t total = how == MF_REDUCE_MEAN ? 0 : INT8_MIN;
+/* int8: sums in int32 (exact), then TFLite Micro's MEAN rescale; or the maximum. */
+static void reduce_s8(int32_t how, const int8_t* x, const mf_nd* xv, int8_t* y, const mf_nd* yv,
+                      const mf_mean_s8_params* p) {
+    const reduction r = reduction_of(xv, yv);
+    int32_t acc[MF_REDUCE_ROW];
+    int32_t out[MF_MAX_RANK] = {0};
+    if (empty(xv)) {
+        return;
+    }
     do {
-        const int32_t v = x[offset_of(r->rank, xv->strides, index)];
-        total = how == MF_REDUCE_MEAN ? total + v : mf_max_i32(v, total);
-    } while (next_index(r->rank, r->box_dims, index));
-    return total;
+        const int8_t* base = x + offset_of(r.rank, xv->strides, out);
+        int8_t* dst = y + offset_of(r.rank, yv->strides, out);
+        for (int32_t c0 = 0; c0 < r.row; c0 += MF_REDUCE_ROW) {
+            const int32_t len = mf_min_i32(MF_REDUCE_ROW, r.row - c0);
+            int32_t box[MF_MAX_RANK] = {0};
+            for (int32_t c = 0; c < len; c++) {
+                acc[c] = how == MF_REDUCE_MEAN ? 0 : INT8_MIN;
+            }
+            do {
+                const int8_t* in = base + offset_of(r.rank, xv->strides, box) + c0;
+                if (how == MF_REDUCE_MEAN) {
+                    for (int32_t c = 0; c < len; c++) {
+                        acc[c] += in[c];
+                    }
+                } else {
+                    for (int32_t c = 0; c < len; c++) {
+                        acc[c] = mf_max_i32(in[c], acc[c]);
+                    }
+                }
+            } while (next_index(r.rank, r.box_dims, box));
+            for (int32_t c = 0; c < len; c++) {
+                int32_t v = acc[c];
+                if (how == MF_REDUCE_MEAN) {
+                    const int32_t centered =
+                        mf_wrap32((int64_t)v + (int64_t)p->input_offset * r.count);
+                    v = mf_clamp_i32(mf_mbqm(centered, p->multiplier, p->shift) + p->output_offset,
+                                     -128, 127);
+                }
+                dst[c0 + c] = (int8_t)v;
+            }
+        }
+    } while (next_index(r.rank, r.out_dims, out));
 }
 
 void mf_mean_s8(const int8_t* x, const mf_nd* xv, int8_t* y, const mf_nd* yv,
                 const mf_mean_s8_params* p) {
-    const reduction r = reduction_of(xv, yv);
-    const int32_t count = count_of(r.rank, r.box_dims);
-    int32_t index[MF_MAX_RANK] = {0};
-    if (count_of(r.rank, r.out_dims) == 0) {
-        return;
-    }
-    do {
-        const int32_t total = reduce_s8(x + offset_of(r.rank, xv->strides, index), xv, &r,
-                                        MF_REDUCE_MEAN);
-        const int32_t centered = mf_wrap32((int64_t)total + (int64_t)p->input_offset * count);
-        const int32_t v = mf_mbqm(centered, p->multiplier, p->shift) + p->output_offset;
-        y[offset_of(r.rank, yv->strides, index)] = (int8_t)mf_clamp_i32(v, -128, 127);
-    } while (next_index(r.rank, r.out_dims, index));
+    reduce_s8(MF_REDUCE_MEAN, x, xv, y, yv, p);
 }
 
 void mf_reduce_max_s8(const int8_t* x, const mf_nd* xv, int8_t* y, const mf_nd* yv) {
-    const reduction r = reduction_of(xv, yv);
-    int32_t index[MF_MAX_RANK] = {0};
-    if (count_of(r.rank, r.out_dims) == 0) {
-        return;
-    }
-    do {
-        y[offset_of(r.rank, yv->strides, index)] = (int8_t)reduce_s8(
-            x + offset_of(r.rank, xv->strides, index), xv, &r, MF_REDUCE_MAX);
-    } while (next_index(r.rank, r.out_dims, index));
+    reduce_s8(MF_REDUCE_MAX, x, xv, y, yv, NULL);
 }
 
 /* ---- pooling in place ----------------------------------------------------------------------

@@ -178,6 +178,7 @@ def lstm_float(op: Op, *inputs: np.ndarray | None) -> np.ndarray:
 # (tensorflow/lite/kernels/internal/common.h, Apache-2.0): they are not a rounding of the exact
 # function (97 of the 256 entries differ from ceil(65536 * sigmoid(i / 24))), so results
 # bit-exact with TFLite Micro need exactly these values.
+# fmt: off
 _SIGMOID_TABLE = np.array(
     [
         32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149,
@@ -205,6 +206,7 @@ _SIGMOID_TABLE = np.array(
     ],
     dtype=np.int64,
 )
+# fmt: on
 
 
 def _table_interpolate(magnitude: np.ndarray, fraction_bits: int) -> np.ndarray:
@@ -242,9 +244,7 @@ def tanh_int16(x: np.ndarray, input_scale_power: int = -12) -> np.ndarray:
     rounding = (1 << (right_shift - 1)) if right_shift > 0 else 0
     v = (np.asarray(x, np.int64) * multiplier + rounding) >> right_shift
     value = _table_interpolate(np.abs(v), 8)
-    value = np.where(
-        v >= 0, value - (1 << 23) + (1 << 7), -value + (1 << 23) + (1 << 7) - 1
-    )
+    value = np.where(v >= 0, value - (1 << 23) + (1 << 7), -value + (1 << 23) + (1 << 7) - 1)
     return (value >> 8).astype(np.int16)
 
 
