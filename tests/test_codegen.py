@@ -367,14 +367,16 @@ def test_a_plan_without_the_kernels_workspace_is_refused(tmp_path):
         generate(graph, plan, tmp_path, "model")
 
 
-def test_pooling_in_place_has_no_c_kernel(tmp_path):
-    graph = _sandwich("max_pool", False)
-    with kernel_workspace():
-        plan = plan_memory(graph)  # pooling in place allowed
-    if not any(entry.kind == "pool" for entry in plan.in_place.values()):
-        pytest.skip("the planner did not run the pool in place")
-    with pytest.raises(UnsupportedOpError, match="in place"):
-        generate(graph, plan, tmp_path, "model")
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+@pytest.mark.parametrize("case", ["max_pool", "avg_pool"])
+def test_pooling_in_place(case, quantized, tmp_path, object_cache):
+    graph = _sandwich(case, quantized)
+    plan = plan_for_c(graph)
+    assert any(entry.kind == "pool" for entry in plan.in_place.values()), "not run in place"
+    c = compiled(graph, tmp_path, object_cache, plan)
+    assert "_inplace_" in c.source
+    c.run()
+    c.run(SANITIZE)
 
 
 # ---- the shared models against TFLite Micro ------------------------------------------------

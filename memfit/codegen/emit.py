@@ -43,11 +43,11 @@ from memfit.planning.scratch import in_place_scratch_bytes
 from memfit.planning.storage import InPlace, contiguous_strides
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"
-IN_PLACE_KINDS = frozenset({"concat", "elementwise", "narrowing", "depthwise"})
+IN_PLACE_KINDS = frozenset({"concat", "elementwise", "narrowing", "depthwise", "pool"})
 """In-place kinds (``memfit.planning.storage.InPlace``) the lowerings handle for ops that write:
 concat copies only the inputs not written in place, elementwise kernels (accumulating layers
 too) may take their output over an input, the int8 accumulator output writes its bytes in
-ascending order over its accumulator, depthwise has kernels of its own. (Reshape views and
+ascending order over its accumulator, depthwise and pooling have kernels of their own. (Reshape views and
 concats of views write nothing.)"""
 
 

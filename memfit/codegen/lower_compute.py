@@ -37,7 +37,7 @@ def _input(context: OpContext, index: int = 0) -> Tensor:
 
 def _kernel(context: OpContext) -> str:
     """The runtime function that runs the op."""
-    in_place = context.in_place is not None and context.in_place.kind == "depthwise"
+    in_place = context.in_place is not None and context.in_place.kind in ("depthwise", "pool")
     return params.kernel_name(context.op, in_place)
 
 
@@ -216,12 +216,14 @@ def pool(context: OpContext) -> list[str]:
         activation = _struct(context, "act", params.RangeS8(*bounds))
     else:
         activation = _struct(context, "act", params.float_activation(op))
+    operands = f"{context.pointer(x)}, &xv, {context.pointer(y)}, &yv, &geometry, &act"
+    if context.in_place is not None:  # through a one-channel temporary: the op's scratch
+        operands += f", {context.scratch('int8_t' if _int8(context) else 'float')}"
     return [
         *_io_views(context, x, y),
         _struct(context, "geometry", params.pool(op)),
         activation,
-        f"{_kernel(context)}({context.pointer(x)}, &xv, {context.pointer(y)}, &yv, "
-        "&geometry, &act);",
+        f"{_kernel(context)}({operands});",
     ]
 
 

@@ -6,7 +6,7 @@ Two things set a plan for C apart from one for the NumPy executor:
   convolution) must be in the arena, as scratch of the op that uses it; the planner adds
   scratch for the kinds registered in ``memfit.planning.scratch``, so planning for C runs with
   the kernels' workspace registered there (and only then: the NumPy executor needs none);
-- only the byte sharing the runtime has kernels for may be used (``C_STORAGE``).
+- only the byte sharing the runtime has kernels for may be used (``C_STORAGE``: all of it).
 
 A plan file is checked against the model with the workspace registered too, so a plan made
 without it (``memfit analyze -o``) is refused with the reason rather than run out of bounds.
@@ -24,8 +24,8 @@ from memfit.ir.ops import SUPPORTED_KINDS
 from memfit.planning import MemoryPlan, StorageOptions, plan_memory
 from memfit.planning.scratch import SCRATCH
 
-C_STORAGE = StorageOptions(pool_in_place=False)
-"""All byte sharing but pooling in place, for which the runtime has no kernel."""
+C_STORAGE = StorageOptions()
+"""Every kind of byte sharing the planner knows: the runtime has a kernel for each."""
 
 
 @contextlib.contextmanager
