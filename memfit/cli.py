@@ -82,11 +82,12 @@ def _write_atomically(path: Path, write) -> None:  # type: ignore[no-untyped-def
 
 
 def _apply_plan(graph, path: str):  # type: ignore[no-untyped-def]
-    """The graph rewritten as the plan file says, with its checked memory plan."""
-    from memfit.planning.plan_file import fingerprint, read_plan, restore_plan
+    """The graph rewritten as the plan file says (tiling included), with its checked plan."""
+    from memfit.codegen.plan import restore_any
+    from memfit.planning.plan_file import fingerprint, read_plan
 
     document = read_plan(path)
-    return restore_plan(graph, document, fingerprint(graph), source=f"plan {path}")
+    return restore_any(graph, document, fingerprint(graph), source=f"plan {path}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -154,10 +155,23 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     model_fingerprint = fingerprint(graph)
     as_imported = _load(args, canonical=False) if args.model.endswith(".tflite") else None
-    with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
-        analysis = analyze_memory(graph, args.alignment, as_imported=as_imported)
+    rewrites: list[Any] = []
+    if args.plan:
+        if as_imported is None:
+            as_imported = graph.copy()
+        rewrites = _read_rewrites(args.plan)
+        graph, plan = _apply_plan(graph, args.plan)
+        if plan.arena.alignment != args.alignment:
+            raise UsageError(
+                f"--alignment {args.alignment} differs from the plan's {plan.arena.alignment}; "
+                "leave --alignment out with --plan"
+            )
+        analysis = analyze_memory(graph, args.alignment, as_imported=as_imported, plan=plan)
+    else:
+        with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
+            analysis = analyze_memory(graph, args.alignment, as_imported=as_imported)
     if args.output:
-        document = plan_to_json(graph, analysis.plan, model_fingerprint)
+        document = plan_to_json(graph, analysis.plan, model_fingerprint, rewrites)
         out = Path(args.output)
         _write_atomically(out, lambda tmp: save_plan(tmp, document))
     if args.plot:
@@ -210,6 +224,126 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.plot:
         console.print(f"charts written to {args.plot}")
     return 0
+
+
+def _read_rewrites(path: str) -> list[Any]:
+    from memfit.planning.plan_file import read_plan
+
+    return list(read_plan(path)["rewrites"])
+
+
+def _progress(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """A spinner on stderr whose text a long search updates: yields ``report(text)``."""
+    import contextlib
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    if quiet or not console.is_terminal:
+        return contextlib.nullcontext(lambda text: None)
+
+    @contextlib.contextmanager
+    def spinner():  # type: ignore[no-untyped-def]
+        with console.status(message) as status:
+            yield lambda text: status.update(f"{message}: {text}")
+
+    return spinner()
+
+
+def cmd_optimize(args: argparse.Namespace) -> int:
+    import json
+
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.errors import BudgetError
+    from memfit.planning.plan_file import fingerprint, plan_to_json, save_plan
+    from memfit.tiling.discovery import optimize
+    from memfit.units import format_size, parse_size
+
+    budget = parse_size(args.budget, "--budget") if args.budget is not None else None
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.max_mac_overhead is not None and not args.max_mac_overhead >= 0:
+        raise UsageError(
+            f"--max-mac-overhead {args.max_mac_overhead}: expected a fraction of 0 or more, "
+            "e.g. 0.2 for at most 20% more MACs"
+        )
+    if args.best_effort and not args.output:
+        raise UsageError("--best-effort writes the best plan found: give -o PLAN.json too")
+    graph = _load(args)
+    model_fingerprint = fingerprint(graph)
+    with _progress(f"optimizing {graph.name}", args.json) as report, kernel_workspace():
+        # Planned with the C kernels' workspace: the arena the generated code needs.
+        result = optimize(
+            graph,
+            budget=budget,
+            methods=methods,
+            max_mac_overhead=args.max_mac_overhead,
+            progress=report,
+        )
+    if args.output and (result.fits_budget or args.best_effort):
+        document = plan_to_json(
+            result.graph, result.plan, model_fingerprint, result.rewrites, result.to_json()
+        )
+        _write_atomically(Path(args.output), lambda tmp: save_plan(tmp, document))
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        _print_optimize(result, args.output if result.fits_budget or args.best_effort else None)
+    if not result.fits_budget:
+        assert budget is not None
+        where = result.limiting_buffer
+        cause = (
+            f"; the peak is set by {where.tensor} ({where.size:,} bytes, written by "
+            f"{where.producer or 'the model input'})"
+            if where
+            else ""
+        )
+        written = f" (best plan written to {args.output})" if args.best_effort else ""
+        raise BudgetError(
+            f"no plan found within the budget of {format_size(budget)}: the smallest peak "
+            f"found is {format_size(result.peak_bytes)}{cause}{written}. Raise the budget, "
+            "allow recompute (--max-mac-overhead), or write the best plan with --best-effort -o"
+        )
+    return 0
+
+
+def _print_optimize(result, output: str | None) -> None:  # type: ignore[no-untyped-def]
+    from rich.console import Console
+    from rich.table import Table
+
+    from memfit.units import format_size
+
+    console = Console()
+    if result.rewrites:
+        table = Table("#", "method", "parts", "ops", "first op", "last op", title="tiled chains")
+        for index, record in enumerate(result.rewrites, 1):
+            parts = (
+                f"P={record['partitions']}"
+                if record["method"] == "fdt"
+                else "x".join(map(str, record["grid"]))
+            )
+            ops = record["ops"]
+            table.add_row(
+                str(index), record["method"].upper(), parts, str(len(ops)), ops[0], ops[-1]
+            )
+        console.print(table)
+    else:
+        console.print("no tiling lowers the peak of this model")
+    summary = Table.grid(padding=(0, 2))
+    summary.add_row("peak before (untiled)", format_size(result.untiled_peak_bytes))
+    summary.add_row("peak after", format_size(result.peak_bytes))
+    summary.add_row("reduction", f"{result.untiled_peak_bytes / max(result.peak_bytes, 1):.2f}x")
+    summary.add_row(
+        "MAC overhead", f"{result.mac_overhead:.2%} ({result.extra_macs:,} recomputed MACs)"
+    )
+    if result.budget is not None:
+        verdict = "fits" if result.fits_budget else "does NOT fit"
+        summary.add_row("budget", f"{format_size(result.budget)}: {verdict}")
+    summary.add_row(
+        "search", f"{result.search_seconds:.1f} s, {result.evaluations} plans evaluated"
+    )
+    if output:
+        summary.add_row("plan written to", output)
+    console.print(summary)
 
 
 def _graph_and_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -370,7 +504,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="FILE.png", help="write memory-over-time and layout charts")
     p.add_argument("--alignment", type=int, default=16, help="buffer alignment in bytes")
     p.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan to a file")
+    p.add_argument("--plan", metavar="PLAN.json", help="analyze this plan (e.g. a tiled one)")
     p.set_defaults(handler=cmd_analyze)
+
+    p = model_command(
+        "optimize", "tile chains of ops (FDT, FFMT) to lower the peak memory or meet a budget"
+    )
+    p.epilog = (
+        "Without --budget the peak is minimized; with one, the first plan that fits is kept, "
+        "preferring the least recomputed MACs. The arena includes the generated C kernels' "
+        "workspace. Exit status: 0; 2 for a bad argument; 3 when no plan fits the budget "
+        "(the best plan is written only with --best-effort)."
+    )
+    p.add_argument("--budget", metavar="SIZE", help="arena budget: 65536, 96KiB, 1.5MB, ...")
+    p.add_argument(
+        "--methods", default="fdt,ffmt", help="tiling methods to use (default: fdt,ffmt)"
+    )
+    p.add_argument(
+        "--max-mac-overhead",
+        type=float,
+        metavar="FRACTION",
+        help="largest recomputed MACs as a fraction of the model's (0: no recompute)",
+    )
+    p.add_argument("-o", "--output", metavar="PLAN.json", help="write the plan to a file")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--best-effort", action="store_true", help="write the best plan even if over budget"
+    )
+    p.set_defaults(handler=cmd_optimize)
 
     def c_command(name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:
         p = model_command(name, help_text)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
+
+SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "tflite"
+"""The shared reference models (``../shared`` beside the checkout)."""
 
 CONV = {"strides": (1, 1), "dilations": (1, 1), "pads": (1, 1, 1, 1), "groups": 1}
 

@@ -19,9 +19,10 @@ from memfit.frontends import load_model
 from memfit.planning import plan_memory
 from memfit.planning.plan_file import fingerprint, plan_to_json, save_plan
 from memfit.tiling.fdt import apply_fdt
+from tests.helpers import SHARED_MODELS
 from tests.onnx_helpers import make_model, save
 
-KWS = "/work/shared/models/tflite/mlperf_tiny_kws_int8.tflite"
+KWS = str(SHARED_MODELS / "mlperf_tiny_kws_int8.tflite")
 ZOO = "zoo:ds-cnn-int8"
 
 pytestmark = pytest.mark.skipif(

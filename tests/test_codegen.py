@@ -15,7 +15,7 @@ import pytest
 
 from memfit import api
 from memfit.codegen.emit import GeneratedModel, generate
-from memfit.codegen.plan import kernel_workspace, plan_for_c
+from memfit.codegen.plan import plan_for_c
 from memfit.codegen.toolchain import (
     NO_HEAP,
     PROFILE,
@@ -38,10 +38,11 @@ from memfit.ir.dtypes import DType
 from memfit.planning import MemoryPlan, plan_memory
 from memfit.tiling.fdt import apply_fdt
 from memfit.tiling.ffmt import apply_ffmt
+from tests.helpers import SHARED_MODELS
 from tests.test_tiling_ffmt import OP_CASES, ChainBuilder
 
 WARNINGS = ("-Wall", "-Wextra", "-Werror")
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 
 pytestmark = pytest.mark.skipif(
     not any(shutil.which(c) for c in ("cc", "gcc", "clang")), reason="no C compiler"

@@ -24,10 +24,11 @@ from memfit.errors import (
 from memfit.frontends.tflite import load_tflite
 from memfit.ir.core import Quantization
 from memfit.ir.dtypes import DType
+from tests.helpers import SHARED_MODELS
 from tests.tflite_builder import Operator as Op
 from tests.tflite_builder import T, build
 
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 
 
 def write(tmp_path: Path, model: bytes, name: str = "model") -> Path:

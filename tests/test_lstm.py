@@ -27,8 +27,9 @@ from memfit.runtime.kernels.fixedpoint import (
 )
 from memfit.runtime.kernels.lstm import lstm_float, lstm_int8, sigmoid_int16, tanh_int16
 from tests import tflite_builder
+from tests.helpers import SHARED_MODELS
 
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 MNIST_LSTM_F32 = MODELS / "tflm_mnist_lstm_f32.tflite"
 DTLN_INT8 = MODELS / "tflm_dtln_int8.tflite"
 SEEDS = (0, 1, 2)

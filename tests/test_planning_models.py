@@ -19,8 +19,9 @@ from memfit.planning import (
 )
 from memfit.planning.arena import separate_plan
 from memfit.runtime.executor import execute
+from tests.helpers import SHARED_MODELS
 
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 
 # model: (TFLite Micro's arena head, lower bound in model order: tensors, unaligned, no views).
 # The LSTM models are left out: TFLite Micro's LSTM kernel takes scratch that memfit's does not.

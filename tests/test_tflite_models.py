@@ -20,8 +20,9 @@ from memfit.api import load, run
 from memfit.frontends.tflite import load_tflite
 from memfit.ir.core import Graph
 from memfit.runtime.kernels import find_kernel, run_kernel
+from tests.helpers import SHARED_MODELS
 
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 ALL = sorted(p.stem for p in MODELS.glob("*.tflite"))
 LSTM_MODELS = {"tflm_dtln_int8", "tflm_mnist_lstm_f32"}
 LITERT_ONLY = {"mlperf_tiny_kws_f32"}

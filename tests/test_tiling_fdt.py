@@ -21,6 +21,7 @@ from memfit.runtime.executor import execute
 from memfit.tiling import apply_rewrites
 from memfit.tiling.chain import TilingError
 from memfit.tiling.fdt import apply_fdt
+from tests.helpers import SHARED_MODELS
 
 CONV = {"strides": (1, 1), "dilations": (1, 1), "pads": (1, 1, 1, 1), "groups": 1}
 POOL = {"kernel": (2, 2), "strides": (1, 1), "pads": (0, 0, 1, 1)}
@@ -593,8 +594,8 @@ def test_refuses_a_chain_that_does_not_start_with_a_layer():
     _refused(b.output(y), ["dw"], 2, "'dw'", "start", "conv2d (groups 1) or fully_connected")
 
 
-def test_refuses_lip_dense_layer_that_reads_a_flattened_map():
-    """A dense layer over a flattened [3, 3, C] map: a channel slice is strided in its input."""
+def test_refuses_lip_dense_layer_behind_a_reshape_that_mixes_channels():
+    """A reshape of [1, 3, 3, C] to [1, 36] before a dense layer: the reshape ends the chain."""
     rng = np.random.default_rng(0)
 
     def conv_then_dense(reshape_to: tuple[int, ...], features: int) -> Graph:
@@ -611,11 +612,21 @@ def test_refuses_lip_dense_layer_that_reads_a_flattened_map():
         "'reshape'",
         "last axis must keep",
     )
-    # a dense layer flattens a [1, 3, 3, 4] input itself when its weights have 36 columns
-    b, y = _conv_then("relu", {}, channels=4)
-    fw = b.constant("fw", rng.standard_normal((2, 36)).astype(np.float32))
-    fc = b.op("fully_connected", [y, fw, None], {"activation": "none"}, name="fc")
-    _refused(b.output(fc), ["conv", "relu", "fc"], 2, "'fc'", "flattened", "36 input features")
+
+
+@pytest.mark.parametrize("dtype", [DType.FLOAT32, DType.INT8], ids=str)
+@pytest.mark.parametrize("partitions", [2, 3])
+def test_lip_dense_layer_that_flattens_its_input(dtype, partitions):
+    """A dense layer with H*W*C weight columns flattens a [1, H, W, C] map itself (as in
+    micro_speech): each partition's columns are gathered from every position."""
+    chain = _Chain(dtype, seed=3)
+    x = chain.input((1, 3, 4, 2))
+    y = chain.conv(x, 5, "relu")
+    w = chain.weights("fw", (3, 3 * 4 * 5), 0)
+    bias = chain.bias(y, w, 3)
+    attrs = {"activation": "none", "keep_num_dims": False}
+    y = chain.op("fully_connected", [y, w, bias], attrs, chain.layer_quant(y, w, 60))
+    _check_rewrite(chain.b.output(y), chain.names, partitions)
 
 
 def test_refuses_chain_whose_intermediate_is_read_elsewhere():
@@ -646,7 +657,7 @@ def test_random_chains_compute_the_same(middle, end, channels, data, dtype, seed
 
 # ---- real models ---------------------------------------------------------------------------
 
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 
 
 def _model(source: str) -> Graph:

@@ -564,3 +564,18 @@ def test_maps_that_are_not_nhwc_are_refused():
     x = b.input("x", (1, 10))
     graph = b.output(b.op("relu", [x], name="relu"))
     _refused(graph, ["relu"], (2, 1), "'relu'.*NHWC maps only")
+
+
+def test_hybrid_layers_are_refused():
+    """A hybrid layer (float input, int8 weights) quantizes its input with one scale from the
+    whole map's largest magnitude: a tile would choose another scale (mlperf_tiny_kws_f32)."""
+    from memfit import api
+    from tests.helpers import SHARED_MODELS
+
+    path = SHARED_MODELS / "mlperf_tiny_kws_f32.tflite"
+    if not path.exists():
+        pytest.skip("shared models are not available")
+    graph = api.load(path)
+    first = graph.ops[0]
+    assert first.kind == "conv2d" and first.inputs[1].dtype is DType.INT8
+    _refused(graph, [first.name], (2, 1), "hybrid layer")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -30,8 +29,9 @@ from memfit.zoo.quantize import (
     round_half_away,
     weight_quantization,
 )
+from tests.helpers import SHARED_MODELS
 
-MODELS = Path("/work/shared/models/tflite")
+MODELS = SHARED_MODELS
 NAMES = list(RECIPES)
 LAYER_KINDS = ("conv2d", "depthwise_conv2d", "fully_connected")
 WEIGHT_AXIS = {"conv2d": 0, "depthwise_conv2d": 3, "fully_connected": 0}

@@ -86,16 +86,24 @@ def live_bytes_per_step(plan: MemoryPlan) -> list[int]:
 
 
 def analyze_memory(
-    graph: Graph, alignment: int = 16, *, as_imported: Graph | None = None, **plan_options: Any
+    graph: Graph,
+    alignment: int = 16,
+    *,
+    as_imported: Graph | None = None,
+    plan: MemoryPlan | None = None,
+    **plan_options: Any,
 ) -> MemoryAnalysis:
     """Plan ``graph`` (reordering its ops in place) and compare with TFLite Micro's method.
 
     The baseline runs on ``as_imported`` when given: the model op for op as its file has it
-    (before memfit's canonicalization), which is what TFLite Micro itself would plan.
+    (before memfit's canonicalization), which is what TFLite Micro itself would plan. With
+    ``plan`` (a plan of ``graph`` made before, e.g. from a plan file, whose graph may be tiled)
+    nothing is planned: the analysis reports that plan, beside the baseline of ``as_imported``.
     """
     baseline = tflm_greedy(as_imported if as_imported is not None else graph, alignment)
     start = time.perf_counter()
-    plan = plan_memory(graph, alignment, **plan_options)
+    if plan is None:
+        plan = plan_memory(graph, alignment, **plan_options)
     seconds = time.perf_counter() - start
     ops = {op.name: op for op in graph.ops}
     live = live_bytes_per_step(plan)

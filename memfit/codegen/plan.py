@@ -72,3 +72,19 @@ def restore_for_c(
             "im2col panels need arena bytes of their own); generate code without --plan, or "
             "from a plan made for code generation"
         ) from None
+
+
+def restore_any(
+    graph: Graph, document: Mapping[str, Any], model_fingerprint: str, source: str
+) -> tuple[Graph, MemoryPlan]:
+    """A plan file made for C (``memfit optimize``, with the kernels' workspace) or for the
+    NumPy executor alone (``memfit analyze -o``), restored and checked as it was made."""
+    from memfit.errors import InputError
+    from memfit.planning.plan_file import restore_plan
+    from memfit.tiling import apply_rewrites
+
+    try:
+        with kernel_workspace():
+            return restore_plan(graph, document, model_fingerprint, apply_rewrites, source=source)
+    except InputError:
+        return restore_plan(graph, document, model_fingerprint, apply_rewrites, source=source)

@@ -1,6 +1,7 @@
 """Graph rewrites. Importing this package registers every pass."""
 
 from memfit.passes import (
+    depthwise_to_conv,  # noqa: F401 (registers the pass)
     fold_batch_norm,
     fold_channel_affine,
     fold_constants,
@@ -19,6 +20,7 @@ CANONICALIZE = (
     "fold-batch-norm",
     "fold-channel-affine",
     "fuse-activation",
+    "depthwise-to-conv",
     "prune",
 )
 """The pipeline every frontend's graph goes through at import.
@@ -26,6 +28,7 @@ CANONICALIZE = (
 Constants first (weights computed in-graph), then layout: transposes the importer added cancel
 or fold into weights. Batch norms and per-channel mul/add fold into the convolutions before
 them, and only then are activations fused, because a fused activation blocks those folds.
+Depthwise convolutions of a one-channel input become ordinary convolutions (the same sums).
 """
 
 

@@ -30,6 +30,7 @@ chain.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -186,7 +187,7 @@ def _check_lip(graph: Graph, op: Op, channels: int) -> None:
             "input with one scale, which a channel slice cannot reproduce",
         )
     features = weights.shape[_LIP_INPUT_AXIS[op.kind]]
-    if features != channels:
+    if features != channels and not _flattens_whole_rows(op):
         raise _refuse(
             op,
             graph,
@@ -194,6 +195,19 @@ def _check_lip(graph: Graph, op: Op, channels: int) -> None:
             f"the {channels} channels of the last axis), so a channel slice is not a slice of "
             "its weights",
         )
+
+
+def _flattens_whole_rows(op: Op) -> bool:
+    """A dense layer that reads each batch row of its input flattened (features = H*W*C, the
+    last axis fastest): channels [c0, c1) are the weight columns whose feature index falls in
+    [c0, c1) modulo C, a gather of its weights rather than a slice."""
+    x, weights = op.inputs[0], op.inputs[1]
+    assert x is not None and weights is not None
+    return (
+        op.kind == "fully_connected"
+        and len(x.shape) > 2
+        and weights.shape[1] == math.prod(x.shape[1:])
+    )
 
 
 def _check_middle(graph: Graph, op: Op, channels: int, chain: Sequence[Op]) -> int:
@@ -316,6 +330,15 @@ class _Rewrite:
         quant = _slice_quant(t.quant, t.shape, axis, c0, c1)
         return self.graph.add_constant(f"{t.name}.p{p}", t.data[tuple(index)], quant)
 
+    def flattened_columns(self, op: Op, p: int, c0: int, c1: int) -> Tensor:
+        """The weight columns of a dense layer that flattens its input [N, ..., C], for the
+        input's channels [c0, c1) flattened the same way (per-output quantization stays)."""
+        x, w = op.inputs[0], op.inputs[1]
+        assert x is not None and w is not None and w.data is not None
+        grid = w.data.reshape(w.shape[0], *x.shape[1:])
+        columns = grid[..., c0:c1].reshape(w.shape[0], -1)
+        return self.graph.add_constant(f"{w.name}.p{p}", columns, w.quant)
+
     def activation(self, like: Tensor, p: int, c0: int, c1: int) -> Tensor:
         """A new tensor for channels [c0, c1) (on the last axis) of activation ``like``."""
         quant = _slice_quant(like.quant, like.shape, -1, c0, c1)
@@ -353,7 +376,11 @@ class _Rewrite:
     def partial(
         self, op: Op, current: Tensor, accumulator: Tensor | None, p: int, c0: int, c1: int
     ) -> Tensor:
-        weights = self.constant(op.inputs[1], _LIP_INPUT_AXIS[op.kind], p, c0, c1)
+        weights: Tensor | None
+        if op.kind == "fully_connected" and _flattens_whole_rows(op):
+            weights = self.flattened_columns(op, p, c0, c1)
+        else:
+            weights = self.constant(op.inputs[1], _LIP_INPUT_AXIS[op.kind], p, c0, c1)
         if op.kind == "conv2d":
             attrs = {k: op.attrs[k] for k in ("strides", "dilations", "pads")}
         else:

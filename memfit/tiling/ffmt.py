@@ -31,6 +31,7 @@ import numpy as np
 from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.ops import infer_shapes, macs
+from memfit.runtime.kernels import is_hybrid
 from memfit.tiling import TilingResult
 from memfit.tiling.chain import TilingError, describe, resolve_chain
 from memfit.tiling.window import (
@@ -96,6 +97,13 @@ def _geometry(op: Op, graph: Graph) -> tuple[AxisGeometry, AxisGeometry]:
     if op.kind in _CONVOLUTIONS:
         if op.inputs[0] is not x:
             raise _refuse(op, graph, "its activation is not its first input")
+        if is_hybrid(op):
+            raise _refuse(
+                op,
+                graph,
+                "a hybrid layer (float input, quantized weights) quantizes its whole input "
+                "with one scale, which a tile cannot reproduce",
+            )
         _, kh, kw, _ = op.inputs[1].shape  # type: ignore[union-attr]
         dh, dw = op.attrs["dilations"]
     elif op.kind in _POOLS:

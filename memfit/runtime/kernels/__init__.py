@@ -52,6 +52,14 @@ def is_quantized(op: Op) -> bool:
     )
 
 
+def is_hybrid(op: Op) -> bool:
+    """A TFLite "hybrid" layer: float activations, int8 constant weights. It quantizes its
+    whole input with one scale (from the input's largest magnitude), so its result on part of
+    the input is not part of its result on the whole."""
+    first = op.inputs[0] if op.inputs else None
+    return first is not None and first.dtype is DType.FLOAT32 and is_quantized(op)
+
+
 def find_kernel(op: Op) -> Kernel | None:
     if is_quantized(op) and op.kind in QUANTIZED_KERNELS:
         return QUANTIZED_KERNELS[op.kind]

@@ -1,0 +1,153 @@
+"""memfit optimize, and the plan files it writes as run and analyze use them."""
+
+import contextlib
+import io
+import json
+
+import numpy as np
+import pytest
+
+from memfit.cli import main
+
+MODEL = "zoo:mobilenetv2-0.35-96-int8"
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def optimized(tmp_path_factory):
+    """One unconstrained optimization of the model, its plan file and JSON summary."""
+    folder = tmp_path_factory.mktemp("optimize")
+    plan = folder / "plan.json"
+    out = io.StringIO()  # capsys is function-scoped: capture by hand
+    with contextlib.redirect_stdout(out):
+        code = main(["optimize", MODEL, "-o", str(plan), "--json"])
+    assert code == 0
+    return plan, json.loads(out.getvalue())
+
+
+def test_optimize_json_names_the_plan(optimized):
+    plan, summary = optimized
+    assert summary["peak_bytes"] < summary["untiled_peak_bytes"]
+    assert summary["fits_budget"] is True
+    assert summary["mac_overhead"] >= 0
+    assert summary["chains"], "no chain applied"
+    for chain in summary["chains"]:
+        assert chain["method"] in ("fdt", "ffmt") and chain["ops"]
+    document = json.loads(plan.read_text())
+    assert document["arena_bytes"] == summary["peak_bytes"]
+    assert document["rewrites"] == summary["chains"]
+
+
+def test_run_and_analyze_use_the_tiled_plan(optimized, tmp_path, capsys):
+    plan, summary = optimized
+    x = np.random.default_rng(0).integers(-128, 128, (1, 96, 96, 3)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    assert (
+        _run(
+            capsys,
+            "run",
+            MODEL,
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--output",
+            str(tmp_path / "tiled.npy"),
+            "--plan",
+            str(plan),
+        )[0]
+        == 0
+    )
+    assert (
+        _run(
+            capsys,
+            "run",
+            MODEL,
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--output",
+            str(tmp_path / "untiled.npy"),
+        )[0]
+        == 0
+    )
+    np.testing.assert_array_equal(
+        np.load(tmp_path / "tiled.npy"), np.load(tmp_path / "untiled.npy")
+    )
+    code, out, _ = _run(capsys, "analyze", MODEL, "--plan", str(plan), "--json")
+    assert code == 0
+    analysis = json.loads(out)
+    assert analysis["peak_bytes"] == summary["peak_bytes"]
+    assert len(analysis["ops"]) > 60  # the tiles are ops of their own
+
+
+def test_zero_overhead_plans_recompute_nothing(capsys):
+    code, out, _ = _run(capsys, "optimize", MODEL, "--max-mac-overhead", "0", "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["mac_overhead"] == 0 and summary["extra_macs"] == 0
+
+
+def test_a_budget_is_met_with_the_least_work(optimized, capsys):
+    _, unconstrained = optimized
+    budget = (unconstrained["peak_bytes"] + unconstrained["untiled_peak_bytes"]) // 2
+    code, out, _ = _run(capsys, "optimize", MODEL, "--budget", str(budget), "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["fits_budget"] and summary["peak_bytes"] <= budget
+
+
+def test_an_impossible_budget_exits_3_and_writes_nothing(tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    code, _, err = _run(capsys, "optimize", MODEL, "--budget", "1KiB", "-o", str(plan))
+    assert code == 3
+    assert "smallest peak found" in err and "the peak is set by" in err
+    assert not plan.exists()
+    assert "Traceback" not in err
+
+
+def test_best_effort_writes_the_best_plan(tmp_path, capsys):
+    plan = tmp_path / "plan.json"
+    code, _, err = _run(
+        capsys, "optimize", MODEL, "--budget", "1KiB", "-o", str(plan), "--best-effort"
+    )
+    assert code == 3 and "best plan written" in err
+    assert json.loads(plan.read_text())["rewrites"]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--budget=-5KiB"], "96KiB"),
+        (["--budget", "12 bananas"], "unknown unit"),
+        (["--methods", "fdt,magic"], "unknown tiling method"),
+        (["--max-mac-overhead", "-0.5"], "fraction of 0 or more"),
+        (["--max-mac-overhead", "lots"], "invalid float"),
+        (["--best-effort"], "give -o"),
+    ],
+)
+def test_bad_arguments_exit_2(capsys, argv, message):
+    code, _, err = _run(capsys, "optimize", "zoo:ds-cnn-int8", *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_a_plan_for_another_model_is_refused(optimized, tmp_path, capsys):
+    plan, _ = optimized
+    np.save(tmp_path / "x.npy", np.zeros((1, 49, 10, 1), np.int8))
+    code, _, err = _run(
+        capsys,
+        "run",
+        "zoo:ds-cnn-int8",
+        "--input",
+        str(tmp_path / "x.npy"),
+        "--output",
+        str(tmp_path / "y.npy"),
+        "--plan",
+        str(plan),
+    )
+    assert code == 2 and "was made for model" in err
+    assert not (tmp_path / "y.npy").exists()
