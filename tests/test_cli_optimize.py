@@ -9,7 +9,7 @@ import pytest
 
 from memfit.cli import main
 
-MODEL = "zoo:mobilenetv2-0.35-96-int8"
+MODEL = "zoo:resnet8-int8"
 
 
 def _run(capsys, *argv):
@@ -45,7 +45,7 @@ def test_optimize_json_names_the_plan(optimized):
 
 def test_run_and_analyze_use_the_tiled_plan(optimized, tmp_path, capsys):
     plan, summary = optimized
-    x = np.random.default_rng(0).integers(-128, 128, (1, 96, 96, 3)).astype(np.int8)
+    x = np.random.default_rng(0).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
     np.save(tmp_path / "x.npy", x)
     assert (
         _run(
@@ -80,7 +80,7 @@ def test_run_and_analyze_use_the_tiled_plan(optimized, tmp_path, capsys):
     assert code == 0
     analysis = json.loads(out)
     assert analysis["peak_bytes"] == summary["peak_bytes"]
-    assert len(analysis["ops"]) > 60  # the tiles are ops of their own
+    assert len(analysis["ops"]) > 40  # the tiles are ops of their own
 
 
 def test_zero_overhead_plans_recompute_nothing(capsys):

@@ -6,7 +6,9 @@ process, so process start-up is excluded) and then as many timed inferences of t
 runtime (TFLite Micro's ``invoke()`` for .tflite, onnxruntime with one intra-op thread for
 .onnx, each timed in Python around the call after a warm-up). Latencies are medians. A third
 build with per-op timers (``-DMF_PROFILE``) gives each op's median time, with the MACs and
-bytes the cost model is fitted on.
+bytes the cost model is fitted on. Several plans of one model (``bench_plans``: untiled and
+tiled, say) are timed in the same rounds, each program in turn, so their ratios are side by side
+too.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from __future__ import annotations
 import math
 import statistics
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from memfit.codegen.cost_model import op_features
-from memfit.codegen.emit import generate
+from memfit.codegen.emit import GeneratedModel, generate
 from memfit.codegen.references import reference_for
 from memfit.codegen.toolchain import PROFILE, RELEASE, Build, find_compiler, run_program
 from memfit.codegen.verify import random_inputs
@@ -101,28 +104,74 @@ def bench(
     directory: Path | None = None,
 ) -> Benchmark:
     """Time ``graph`` under ``plan`` as generated C, beside ``model``'s reference runtime."""
+    return bench_plans([(graph, plan)], model, name, runs=runs, directory=directory)[0]
+
+
+def bench_plans(
+    plans: Sequence[tuple[Graph, MemoryPlan]],
+    model: str,
+    name: str,
+    *,
+    runs: int = 10,
+    directory: Path | None = None,
+) -> list[Benchmark]:
+    """Time several plans of ``model`` (e.g. untiled and tiled) as generated C, side by side:
+    every round runs each plan's program in turn, then the reference runtime, so that their
+    ratios come from the same moments of a noisy machine. ``directory`` keeps the sources and
+    programs (of plan ``i`` in ``directory/i`` when there are several)."""
     compiler = find_compiler()
     with tempfile.TemporaryDirectory(prefix="memfit-bench-") as scratch:
-        generated = generate(graph, plan, directory or Path(scratch), name)
-        build = Build(generated, compiler)
-        program = build.program(RELEASE)
-        profile = build.program(PROFILE)
-        inputs = random_inputs(generated.inputs, 0)
+        root = directory or Path(scratch)
+        builds = []
+        for i, (graph, plan) in enumerate(plans):
+            where = root / str(i) if len(plans) > 1 else root
+            generated = generate(graph, plan, where, name)
+            build = Build(generated, compiler)
+            builds.append((generated, build.program(RELEASE), build.program(PROFILE)))
+        inputs = random_inputs(builds[0][0].inputs, 0)
         reference = reference_for(model)
         if reference is not None:
             reference.time(inputs)  # warm-up
         rounds = min(runs, ROUNDS)
-        c_seconds: list[float] = []
+        c_seconds: list[list[float]] = [[] for _ in plans]
         reference_seconds: list[float] = []
         for r in range(rounds):
             count = runs // rounds + (1 if r < runs % rounds else 0)
-            c_seconds += run_program(program, generated, inputs, repeat=count).run_seconds
+            for seconds, (generated, program, _) in zip(c_seconds, builds, strict=True):
+                seconds += run_program(program, generated, inputs, repeat=count).run_seconds
             if reference is not None:
                 reference_seconds += [reference.time(inputs) for _ in range(count)]
-        profiled = run_program(profile, generated, inputs, repeat=max(3, math.ceil(runs / 2)))
+        profiled = [
+            run_program(profile, generated, inputs, repeat=max(3, math.ceil(runs / 2)))
+            for generated, _, profile in builds
+        ]
+    reference_latency = statistics.median(reference_seconds) if reference_seconds else None
+    return [
+        Benchmark(
+            model=model,
+            compiler=compiler.description,
+            arena_bytes=plan.arena.size,
+            runs=runs,
+            latency_s=statistics.median(seconds),
+            run_seconds=tuple(seconds),
+            reference=None if reference is None else reference.name,
+            reference_key=None if reference is None else reference.key,
+            reference_latency_s=reference_latency,
+            reference_seconds=tuple(reference_seconds),
+            per_op=_per_op(graph, generated, result.op_seconds),
+        )
+        for (graph, plan), seconds, (generated, _, _), result in zip(
+            plans, c_seconds, builds, profiled, strict=True
+        )
+    ]
+
+
+def _per_op(
+    graph: Graph, generated: GeneratedModel, op_seconds: Sequence[Sequence[float]]
+) -> tuple[OpTime, ...]:
     ops = {op.name: op for op in graph.ops}
     per_op = []
-    for emitted, samples in zip(generated.ops, profiled.op_seconds, strict=True):
+    for emitted, samples in zip(generated.ops, op_seconds, strict=True):
         features = op_features(ops[emitted.name])
         per_op.append(
             OpTime(
@@ -135,16 +184,4 @@ def bench(
                 features.bytes,
             )
         )
-    return Benchmark(
-        model=model,
-        compiler=compiler.description,
-        arena_bytes=plan.arena.size,
-        runs=runs,
-        latency_s=statistics.median(c_seconds),
-        run_seconds=tuple(c_seconds),
-        reference=None if reference is None else reference.name,
-        reference_key=None if reference is None else reference.key,
-        reference_latency_s=statistics.median(reference_seconds) if reference_seconds else None,
-        reference_seconds=tuple(reference_seconds),
-        per_op=tuple(per_op),
-    )
+    return tuple(per_op)
