@@ -1,6 +1,7 @@
 """The C runtime's kernels against the NumPy kernels, op by op.
 
-The runtime is compiled once per session (``cc -O2 -std=c99 -Wall -Wextra -Werror``) into a
+The runtime is compiled once per session (with the generated Makefile's flags,
+``memfit.codegen.program.CFLAGS``, and ``-Wall -Wextra -Werror``) into a
 shared library and every kernel is called through ctypes with the parameters
 ``memfit.codegen.params`` computes from an IR op, on random shapes (strides, dilation,
 padding, groups, odd sizes) and on strided views (outputs written into a slice of a larger
@@ -26,6 +27,7 @@ import numpy as np
 import pytest
 
 from memfit.codegen import params
+from memfit.codegen.program import CFLAGS
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Op, Quantization
 from memfit.ir.dtypes import DType
@@ -34,7 +36,7 @@ from memfit.runtime.kernels import run_kernel
 RUNTIME = Path(params.__file__).resolve().parent / "runtime"
 SANITIZED = os.environ.get("MEMFIT_KERNELS_SANITIZED") == "1"
 CC = os.environ.get("CC", "cc")
-FLAGS = ["-O2", "-std=c99", "-Wall", "-Wextra", "-Werror"]
+FLAGS = [*CFLAGS, "-Wall", "-Wextra", "-Werror"]
 SANITIZE_FLAGS = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g"]
 POISON = {np.dtype(np.float32): np.float32(-7.25e11), np.dtype(np.int8): np.int8(-77)}
 POISON[np.dtype(np.int32)] = np.int32(-123456789)
