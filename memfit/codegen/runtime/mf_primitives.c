@@ -437,33 +437,43 @@ MF_PRIMITIVE(mf_prim_kn2row_acc_nchw_f32) {
  * (u: the weights transformed, G g G^T, [16][C][M], by memfit.selection.primitives); each 2x2
  * output tile is A^T m A. */
 
-static void winograd_input_tile(const float d[16], float* v, size_t step) {
-    float t[16];
-    for (int32_t j = 0; j < 4; j++) {
-        t[0 * 4 + j] = d[0 * 4 + j] - d[2 * 4 + j];
-        t[1 * 4 + j] = d[1 * 4 + j] + d[2 * 4 + j];
-        t[2 * 4 + j] = d[2 * 4 + j] - d[1 * 4 + j];
-        t[3 * 4 + j] = d[1 * 4 + j] - d[3 * 4 + j];
-    }
-    for (int32_t r = 0; r < 4; r++) {
-        v[(r * 4 + 0) * step] = t[r * 4 + 0] - t[r * 4 + 2];
-        v[(r * 4 + 1) * step] = t[r * 4 + 1] + t[r * 4 + 2];
-        v[(r * 4 + 2) * step] = t[r * 4 + 2] - t[r * 4 + 1];
-        v[(r * 4 + 3) * step] = t[r * 4 + 1] - t[r * 4 + 3];
+#define WINOGRAD_BLOCK 64
+
+/* v[xi][j] = (B^T d B)[xi] for `count` channels at once: d[16][WINOGRAD_BLOCK]. */
+static void winograd_input_block(float d[16][WINOGRAD_BLOCK], int32_t count, float* v,
+                                 size_t step) {
+    for (int32_t k = 0; k < count; k++) {
+        float t[16];
+        for (int32_t j = 0; j < 4; j++) {
+            t[0 * 4 + j] = d[0 * 4 + j][k] - d[2 * 4 + j][k];
+            t[1 * 4 + j] = d[1 * 4 + j][k] + d[2 * 4 + j][k];
+            t[2 * 4 + j] = d[2 * 4 + j][k] - d[1 * 4 + j][k];
+            t[3 * 4 + j] = d[1 * 4 + j][k] - d[3 * 4 + j][k];
+        }
+        for (int32_t r = 0; r < 4; r++) {
+            v[(r * 4 + 0) * step + k] = t[r * 4 + 0] - t[r * 4 + 2];
+            v[(r * 4 + 1) * step + k] = t[r * 4 + 1] + t[r * 4 + 2];
+            v[(r * 4 + 2) * step + k] = t[r * 4 + 2] - t[r * 4 + 1];
+            v[(r * 4 + 3) * step + k] = t[r * 4 + 1] - t[r * 4 + 3];
+        }
     }
 }
 
-static void winograd_output_tile(const float* m, size_t step, float out[4]) {
-    float t[8];
-    for (int32_t j = 0; j < 4; j++) {
-        const float m0 = m[(0 * 4 + j) * step], m1 = m[(1 * 4 + j) * step];
-        const float m2 = m[(2 * 4 + j) * step], m3 = m[(3 * 4 + j) * step];
-        t[0 * 4 + j] = m0 + m1 + m2;
-        t[1 * 4 + j] = m1 - m2 - m3;
-    }
-    for (int32_t r = 0; r < 2; r++) {
-        out[r * 2 + 0] = t[r * 4 + 0] + t[r * 4 + 1] + t[r * 4 + 2];
-        out[r * 2 + 1] = t[r * 4 + 1] - t[r * 4 + 2] - t[r * 4 + 3];
+/* out[4][j] = (A^T m A) of `count` output channels at once; m[xi] at m + xi * step. */
+static void winograd_output_block(const float* m, size_t step, int32_t count,
+                                  float out[4][WINOGRAD_BLOCK]) {
+    for (int32_t k = 0; k < count; k++) {
+        float t[8];
+        for (int32_t j = 0; j < 4; j++) {
+            const float m0 = m[(0 * 4 + j) * step + k], m1 = m[(1 * 4 + j) * step + k];
+            const float m2 = m[(2 * 4 + j) * step + k], m3 = m[(3 * 4 + j) * step + k];
+            t[0 * 4 + j] = m0 + m1 + m2;
+            t[1 * 4 + j] = m1 - m2 - m3;
+        }
+        for (int32_t r = 0; r < 2; r++) {
+            out[r * 2 + 0][k] = t[r * 4 + 0] + t[r * 4 + 1] + t[r * 4 + 2];
+            out[r * 2 + 1][k] = t[r * 4 + 1] - t[r * 4 + 2] - t[r * 4 + 3];
+        }
     }
 }
 
@@ -476,24 +486,33 @@ static void winograd_f32(const float* x, const float* u, const float* bias, floa
     float* v = workspace;
     float* prod = workspace + 16 * vstep;
     const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->oh * p->ow;
+    float d[16][WINOGRAD_BLOCK];
+    float out[4][WINOGRAD_BLOCK];
     for (int32_t n = 0; n < p->n; n++) {
         for (int32_t t = 0; t < tiles; t++) {
             const int32_t ih0 = (t / tw) * 2 - p->pad_top, iw0 = (t % tw) * 2 - p->pad_left;
-            for (int32_t ch = 0; ch < c; ch++) {
-                float d[16];
+            for (int32_t c0 = 0; c0 < c; c0 += WINOGRAD_BLOCK) {
+                const int32_t count = mf_min_i32(WINOGRAD_BLOCK, c - c0);
                 for (int32_t r = 0; r < 4; r++) {
                     for (int32_t s = 0; s < 4; s++) {
                         const int32_t ih = ih0 + r, iw = iw0 + s;
-                        float value = 0.0f;
-                        if (ih >= 0 && ih < p->h && iw >= 0 && iw < p->w) {
-                            value = nchw ? x[((size_t)n * c + ch) * in_plane + (size_t)ih * p->w + iw]
-                                         : x[((size_t)(n * p->h + ih) * p->w + iw) *
-                                                 p->x_pixel_stride + ch];
+                        float* row = d[r * 4 + s];
+                        if (ih < 0 || ih >= p->h || iw < 0 || iw >= p->w) {
+                            memset(row, 0, sizeof(float) * WINOGRAD_BLOCK);
+                        } else if (nchw) {
+                            const float* src = x + ((size_t)n * c + c0) * in_plane +
+                                               (size_t)ih * p->w + iw;
+                            for (int32_t k = 0; k < count; k++) {
+                                row[k] = src[k * in_plane];
+                            }
+                        } else {
+                            memcpy(row,
+                                   x + ((size_t)(n * p->h + ih) * p->w + iw) * p->x_pixel_stride + c0,
+                                   sizeof(float) * (size_t)count);
                         }
-                        d[r * 4 + s] = value;
                     }
                 }
-                winograd_input_tile(d, v + (size_t)t * c + ch, vstep);
+                winograd_input_block(d, count, v + (size_t)t * c + c0, vstep);
             }
         }
         for (int32_t xi = 0; xi < 16; xi++) {
@@ -502,27 +521,35 @@ static void winograd_f32(const float* x, const float* u, const float* bias, floa
         }
         for (int32_t t = 0; t < tiles; t++) {
             const int32_t oh0 = (t / tw) * 2, ow0 = (t % tw) * 2;
-            for (int32_t o = 0; o < m; o++) {
-                float out[4];
-                winograd_output_tile(prod + (size_t)t * m + o, mstep, out);
-                const float b = bias ? bias[o] : 0.0f;
+            for (int32_t o0 = 0; o0 < m; o0 += WINOGRAD_BLOCK) {
+                const int32_t count = mf_min_i32(WINOGRAD_BLOCK, m - o0);
+                winograd_output_block(prod + (size_t)t * m + o0, mstep, count, out);
                 for (int32_t r = 0; r < 2; r++) {
                     for (int32_t s = 0; s < 2; s++) {
                         const int32_t oh = oh0 + r, ow = ow0 + s;
                         if (oh >= p->oh || ow >= p->ow) {
                             continue;
                         }
-                        const float value = mf_activate(out[r * 2 + s] + b, act);
+                        const float* value = out[r * 2 + s];
                         if (nchw) {
-                            y[((size_t)n * m + o) * out_plane + (size_t)oh * p->ow + ow] = value;
+                            float* dst = y + ((size_t)n * m + o0) * out_plane + (size_t)oh * p->ow + ow;
+                            for (int32_t k = 0; k < count; k++) {
+                                dst[k * out_plane] = value[k];
+                            }
                         } else {
-                            y[((size_t)(n * p->oh + oh) * p->ow + ow) * p->y_pixel_stride + o] =
-                                value;
+                            float* dst =
+                                y + ((size_t)(n * p->oh + oh) * p->ow + ow) * p->y_pixel_stride + o0;
+                            memcpy(dst, value, sizeof(float) * (size_t)count);
                         }
                     }
                 }
             }
         }
+    }
+    if (nchw) {
+        finish_nchw(y, p->n, m, (int32_t)out_plane, bias, act);
+    } else {
+        finish_nhwc(y, p->n * p->oh * p->ow, m, p->y_pixel_stride, bias, act);
     }
 }
 
