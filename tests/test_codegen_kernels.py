@@ -478,7 +478,17 @@ def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> Non
     assert_untouched(parent, y)
 
 
-@pytest.mark.parametrize("case", [c for c in DEPTHWISE_CASES if c[4] == 1])
+# In place, rows are stored through a ring of output rows in blocks of channels
+# (mf_inplace.c): one block of all channels (rows stored at once, or one row later with "same"
+# padding), several blocks, and blocks of one channel.
+DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
+    (1, 17, 17, 8, 1, 3, 3, (2, 2), (1, 1), (0, 0, 0, 0)),
+    (2, 16, 15, 12, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (1, 12, 12, 40, 1, 5, 5, (1, 1), (1, 1), (2, 2, 2, 2)),
+]
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_IN_PLACE_CASES)
 @pytest.mark.parametrize("quantized", [False, True])
 def test_depthwise_conv2d_in_place(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
     """The output overwrites the input's buffer channel by channel, as the planner lays it out
@@ -796,7 +806,14 @@ def test_pool(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None
     assert_untouched(parent, y)
 
 
-@pytest.mark.parametrize("case", [c for c in POOL_CASES if c[0] * c[1] * c[2] > 1])
+POOL_IN_PLACE_CASES = [c for c in POOL_CASES if c[0] * c[1] * c[2] > 1] + [
+    (1, 23, 23, 16, (3, 3), (2, 2), (0, 0, 0, 0), False),
+    (2, 14, 13, 9, (3, 3), (1, 1), (1, 1, 1, 1), False),
+    (1, 12, 12, 40, (3, 3), (1, 1), (1, 1, 1, 1), True),
+]
+
+
+@pytest.mark.parametrize("case", POOL_IN_PLACE_CASES)
 @pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
 @pytest.mark.parametrize("quantized", [False, True])
 def test_pool_in_place(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None:

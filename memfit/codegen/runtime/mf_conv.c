@@ -300,57 +300,65 @@ static void depthwise_chunks(int32_t channels, int32_t mult, int32_t* cb, int32_
     *owb = MF_DW_ROW / *cb;
 }
 
-void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
-                             const float* bias, float* y, const mf_view* yv, const mf_conv* p,
-                             const mf_range_f32* act) {
+
+/* Output row oh of batch n, channels [cfirst, cfirst + count), stored at
+ * out[ow * stride + c - cfirst], in chunks of at most MF_DW_ROW accumulators. */
+static void depthwise_row_f32(const float* x, const mf_view* xv, const float* w,
+                              const float* bias, const mf_view* yv, const mf_conv* p,
+                              const mf_range_f32* act, int32_t n, int32_t oh, int32_t cfirst,
+                              int32_t count, float* out, int32_t stride) {
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     float acc[MF_DW_ROW];
-    depthwise_chunks(channels, mult, &cb, &owb);
-    for (int32_t n = 0; n < yv->n; n++) {
-        for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t c0 = 0; c0 < channels; c0 += cb) {
-                const int32_t len = mf_min_i32(cb, channels - c0);
-                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
-                    const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
-                    for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
-                        acc[t] = 0.0f;
-                    }
-                    for (int32_t i = 0; i < p->kh; i++) {
-                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-                        if (ih < 0 || ih >= xv->h) {
-                            continue;
-                        }
-                        for (int32_t j = 0; j < p->kw; j++) {
-                            int32_t lo, hi;
-                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
-                            const float* wt = w + (i * p->kw + j) * channels + c0;
-                            for (int32_t ow = lo; ow < hi; ow++) {
-                                const int32_t iw = ow * p->stride_w + j * p->dilation_w - p->pad_left;
-                                const float* in = x + mf_view_offset(xv, n, ih, iw);
-                                float* a = acc + (ow - ow0) * len;
-                                if (mult == 1) {
-                                    const float* in0 = in + c0;
-                                    for (int32_t c = 0; c < len; c++) {
-                                        a[c] = MF_FMA(in0[c], wt[c], a[c]);
-                                    }
-                                } else {
-                                    for (int32_t c = 0; c < len; c++) {
-                                        a[c] = MF_FMA(in[(c0 + c) / mult], wt[c], a[c]);
-                                    }
-                                }
+    depthwise_chunks(count, mult, &cb, &owb);
+    for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
+        const int32_t len = mf_min_i32(cb, cfirst + count - c0);
+        for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
+            const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
+            for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
+                acc[t] = 0.0f;
+            }
+            for (int32_t i = 0; i < p->kh; i++) {
+                const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                if (ih < 0 || ih >= xv->h) {
+                    continue;
+                }
+                for (int32_t j = 0; j < p->kw; j++) {
+                    int32_t lo, hi;
+                    valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                    const float* restrict wt = w + (i * p->kw + j) * channels + c0;
+                    for (int32_t ow = lo; ow < hi; ow++) {
+                        const int32_t iw = ow * p->stride_w + j * p->dilation_w - p->pad_left;
+                        const float* restrict in = x + mf_view_offset(xv, n, ih, iw);
+                        float* restrict a = acc + (ow - ow0) * len;
+                        if (mult == 1) {
+                            const float* restrict in0 = in + c0;
+                            for (int32_t c = 0; c < len; c++) {
+                                a[c] = MF_FMA(in0[c], wt[c], a[c]);
                             }
-                        }
-                    }
-                    for (int32_t ow = ow0; ow < ow1; ow++) {
-                        float* out = y + mf_view_offset(yv, n, oh, ow) + c0;
-                        const float* a = acc + (ow - ow0) * len;
-                        for (int32_t c = 0; c < len; c++) {
-                            out[c] = mf_activate(a[c] + (bias ? bias[c0 + c] : 0.0f), act);
+                        } else {
+                            for (int32_t c = 0; c < len; c++) {
+                                a[c] = MF_FMA(in[(c0 + c) / mult], wt[c], a[c]);
+                            }
                         }
                     }
                 }
             }
+            for (int32_t ow = ow0; ow < ow1; ow++) {
+                mf_activate_row(acc + (ow - ow0) * len, bias ? bias + c0 : NULL, act, len,
+                                out + (size_t)ow * stride + (c0 - cfirst));
+            }
+        }
+    }
+}
+
+void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
+                             const float* bias, float* y, const mf_view* yv, const mf_conv* p,
+                             const mf_range_f32* act) {
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t oh = 0; oh < yv->h; oh++) {
+            depthwise_row_f32(x, xv, w, bias, yv, p, act, n, oh, 0, yv->c,
+                              y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
@@ -396,134 +404,98 @@ static void depthwise_tap_s8(const int8_t* restrict x, const mf_view* xv, const 
     }
 }
 
-void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
-                            const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
-                            const mf_requant_s8* q) {
+
+static void depthwise_row_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                             const int32_t* bias, const mf_view* yv, const mf_conv* p,
+                             const mf_requant_s8* q, int32_t n, int32_t oh, int32_t cfirst,
+                             int32_t count, int8_t* out, int32_t stride) {
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     int32_t acc[MF_DW_ROW];
-    depthwise_chunks(channels, mult, &cb, &owb);
-    for (int32_t n = 0; n < yv->n; n++) {
-        for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t c0 = 0; c0 < channels; c0 += cb) {
-                const int32_t len = mf_min_i32(cb, channels - c0);
-                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
-                    const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
-                    for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
-                        acc[t] = 0;
-                    }
-                    for (int32_t i = 0; i < p->kh; i++) {
-                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-                        if (ih < 0 || ih >= xv->h) {
-                            continue;
-                        }
-                        for (int32_t j = 0; j < p->kw; j++) {
-                            int32_t lo, hi;
-                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
-                            depthwise_tap_s8(x, xv, p, n, ih, j, lo, hi, ow0, c0, len,
-                                             q->input_offset,
-                                             w + (i * p->kw + j) * channels + c0, acc);
-                        }
-                    }
-                    for (int32_t ow = ow0; ow < ow1; ow++) {
-                        mf_requant_channels(acc + (ow - ow0) * len, bias, q, c0, len,
-                                            y + mf_view_offset(yv, n, oh, ow) + c0);
-                    }
+    depthwise_chunks(count, mult, &cb, &owb);
+    for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
+        const int32_t len = mf_min_i32(cb, cfirst + count - c0);
+        for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
+            const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
+            for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
+                acc[t] = 0;
+            }
+            for (int32_t i = 0; i < p->kh; i++) {
+                const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                if (ih < 0 || ih >= xv->h) {
+                    continue;
+                }
+                for (int32_t j = 0; j < p->kw; j++) {
+                    int32_t lo, hi;
+                    valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                    depthwise_tap_s8(x, xv, p, n, ih, j, lo, hi, ow0, c0, len, q->input_offset,
+                                     w + (i * p->kw + j) * channels + c0, acc);
                 }
             }
+            for (int32_t ow = ow0; ow < ow1; ow++) {
+                mf_requant_channels(acc + (ow - ow0) * len, bias, q, c0, len,
+                                    out + (size_t)ow * stride + (c0 - cfirst));
+            }
+        }
+    }
+}
+
+void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                            const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
+                            const mf_requant_s8* q) {
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t oh = 0; oh < yv->h; oh++) {
+            depthwise_row_s8(x, xv, w, bias, yv, p, q, n, oh, 0, yv->c,
+                             y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
 
 /* ---- depthwise in place -------------------------------------------------------------------
- * Channel by channel: the output plane of channel c (batch n) is accumulated row by row into
- * a row buffer, tap by tap over valid columns, and stored into `channel`; then `channel` is
- * copied to the output's channel-c positions. */
+ * Depth multiplier 1, output channel c over input channel c (memfit.planning.storage): row by
+ * row and block of channels by block through the planner's one-channel temporary
+ * (mf_inplace.c), each row computed as above. */
+
+typedef struct {
+    const void* x;
+    const mf_view* xv;
+    const void* w;
+    const void* bias;
+    const mf_view* yv;
+    const mf_conv* p;
+    const void* quantization; /* mf_range_f32 or mf_requant_s8 */
+} depthwise_context;
+
+static void depthwise_row_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t c0,
+                                      int32_t len, void* row) {
+    const depthwise_context* k = (const depthwise_context*)context;
+    depthwise_row_f32((const float*)k->x, k->xv, (const float*)k->w, (const float*)k->bias,
+                      k->yv, k->p, (const mf_range_f32*)k->quantization, n, oh, c0, len,
+                      (float*)row, len);
+}
+
+static void depthwise_row_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t c0,
+                                     int32_t len, void* row) {
+    const depthwise_context* k = (const depthwise_context*)context;
+    depthwise_row_s8((const int8_t*)k->x, k->xv, (const int8_t*)k->w, (const int32_t*)k->bias,
+                     k->yv, k->p, (const mf_requant_s8*)k->quantization, n, oh, c0, len,
+                     (int8_t*)row, len);
+}
 
 void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel) {
-    const int32_t channels = yv->c, sw = p->stride_w;
-    float acc[MF_DW_ROW];
-    for (int32_t c = 0; c < channels; c++) {
-        for (int32_t n = 0; n < yv->n; n++) {
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += MF_DW_ROW) {
-                    const int32_t ow1 = mf_min_i32(ow0 + MF_DW_ROW, yv->w);
-                    for (int32_t t = 0; t < ow1 - ow0; t++) {
-                        acc[t] = 0.0f;
-                    }
-                    for (int32_t i = 0; i < p->kh; i++) {
-                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-                        if (ih < 0 || ih >= xv->h) {
-                            continue;
-                        }
-                        for (int32_t j = 0; j < p->kw; j++) {
-                            int32_t lo, hi;
-                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
-                            const float wt = w[(i * p->kw + j) * channels + c];
-                            const int32_t iw0 = j * p->dilation_w - p->pad_left;
-                            const float* row = x + mf_view_offset(xv, n, ih, 0) + c;
-                            for (int32_t ow = lo; ow < hi; ow++) {
-                                acc[ow - ow0] = MF_FMA(row[(ow * sw + iw0) * xv->sw], wt,
-                                                       acc[ow - ow0]);
-                            }
-                        }
-                    }
-                    for (int32_t ow = ow0; ow < ow1; ow++) {
-                        channel[oh * yv->w + ow] =
-                            mf_activate(acc[ow - ow0] + (bias ? bias[c] : 0.0f), act);
-                    }
-                }
-            }
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
-                }
-            }
-        }
-    }
+    const depthwise_context context = {x, xv, w, bias, yv, p, act};
+    const mf_inplace op = {xv, yv, sizeof(float), p->stride_h, p->pad_top,
+                           depthwise_row_inplace_f32, &context};
+    mf_channelwise_inplace(&op, x, y, channel);
 }
 
 void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                                     const int32_t* bias, int8_t* y, const mf_view* yv,
                                     const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
-    const int32_t channels = yv->c, sw = p->stride_w, offset = q->input_offset;
-    int32_t acc[MF_DW_ROW];
-    for (int32_t c = 0; c < channels; c++) {
-        for (int32_t n = 0; n < yv->n; n++) {
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += MF_DW_ROW) {
-                    const int32_t ow1 = mf_min_i32(ow0 + MF_DW_ROW, yv->w);
-                    for (int32_t t = 0; t < ow1 - ow0; t++) {
-                        acc[t] = bias ? bias[c] : 0;
-                    }
-                    for (int32_t i = 0; i < p->kh; i++) {
-                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-                        if (ih < 0 || ih >= xv->h) {
-                            continue;
-                        }
-                        for (int32_t j = 0; j < p->kw; j++) {
-                            int32_t lo, hi;
-                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
-                            const int32_t wt = w[(i * p->kw + j) * channels + c];
-                            const int32_t iw0 = j * p->dilation_w - p->pad_left;
-                            const int8_t* row = x + mf_view_offset(xv, n, ih, 0) + c;
-                            for (int32_t ow = lo; ow < hi; ow++) {
-                                acc[ow - ow0] += (row[(ow * sw + iw0) * xv->sw] + offset) * wt;
-                            }
-                        }
-                    }
-                    for (int32_t ow = ow0; ow < ow1; ow++) {
-                        channel[oh * yv->w + ow] = mf_requant_one(acc[ow - ow0], q, c);
-                    }
-                }
-            }
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
-                }
-            }
-        }
-    }
+    const depthwise_context context = {x, xv, w, bias, yv, p, q};
+    const mf_inplace op = {xv, yv, sizeof(int8_t), p->stride_h, p->pad_top,
+                           depthwise_row_inplace_s8, &context};
+    mf_channelwise_inplace(&op, x, y, channel);
 }

@@ -112,4 +112,38 @@ static inline int32_t mf_view_offset(const mf_view* v, int32_t n, int32_t h, int
     return n * v->sn + h * v->sh + w * v->sw;
 }
 
+/* A channel-wise op run in place (mf_inplace.c): compute_row writes output row oh of batch n,
+ * channels [c0, c0 + len), to row[ow * len + c - c0], reading the input only. */
+typedef void (*mf_row_fn)(const void* context, int32_t n, int32_t oh, int32_t c0, int32_t len,
+                          void* row);
+typedef struct {
+    const mf_view* xv;
+    const mf_view* yv;
+    int32_t element_size;
+    int32_t stride_h, pad_top;   /* output row oh reads input rows from oh * stride_h - pad_top */
+    mf_row_fn compute_row;
+    const void* context;
+} mf_inplace;
+
+/* Runs op with y over x (output channel c over input channel c); scratch: Ho*Wo elements. */
+void mf_channelwise_inplace(const mf_inplace* op, const void* x, void* y, void* scratch);
+
+/* out[j] = act(acc[j] + bias[j]) (bias may be NULL); a clamp loop compilers vectorize when the
+ * activation is a clamp alone. */
+static inline void mf_activate_row(const float* restrict acc, const float* restrict bias,
+                                   const mf_range_f32* act, int32_t count, float* restrict out) {
+    if (act->fn == MF_FN_NONE) {
+        const float lo = act->min, hi = act->max;
+        for (int32_t j = 0; j < count; j++) {
+            float v = acc[j] + (bias != NULL ? bias[j] : 0.0f);
+            v = v < lo ? lo : v;
+            out[j] = v > hi ? hi : v;
+        }
+    } else {
+        for (int32_t j = 0; j < count; j++) {
+            out[j] = mf_activate(acc[j] + (bias != NULL ? bias[j] : 0.0f), act);
+        }
+    }
+}
+
 #endif /* MF_INTERNAL_H */

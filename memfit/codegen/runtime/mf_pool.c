@@ -13,134 +13,132 @@ static void window(const mf_pool* p, const mf_view* xv, int32_t oh, int32_t ow, 
     *w1 = mf_min_i32(left + p->kw, xv->w);
 }
 
-void mf_max_pool2d_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
-                       const mf_pool* p, const mf_range_f32* act) {
+
+/* One output row of a pooling: output row oh of batch n, channels [c0, c0 + len), stored at
+ * out[ow * stride + c - c0]. Windows are clipped to the input; channels are innermost and
+ * contiguous so the loops vectorize. Float averages are summed in double, as the NumPy
+ * reference does, and rounded once; float maxima are exact in either. */
+static void pool_row_f32(int32_t average, const float* x, const mf_view* xv, const mf_view* yv,
+                         const mf_pool* p, const mf_range_f32* act, int32_t n, int32_t oh,
+                         int32_t c0, int32_t len, float* out, int32_t stride) {
+    double sums[MF_POOL_BLOCK];
     float best[MF_POOL_BLOCK];
-    for (int32_t n = 0; n < yv->n; n++) {
-        for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++) {
-                int32_t h0, h1, w0, w1;
-                window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
-                float* out = y + mf_view_offset(yv, n, oh, ow);
-                for (int32_t c0 = 0; c0 < yv->c; c0 += MF_POOL_BLOCK) {
-                    const int32_t len = mf_min_i32(MF_POOL_BLOCK, yv->c - c0);
-                    for (int32_t c = 0; c < len; c++) {
-                        best[c] = -INFINITY;
-                    }
-                    for (int32_t ih = h0; ih < h1; ih++) {
-                        for (int32_t iw = w0; iw < w1; iw++) {
-                            const float* in = x + mf_view_offset(xv, n, ih, iw) + c0;
-                            for (int32_t c = 0; c < len; c++) {
-                                best[c] = in[c] > best[c] ? in[c] : best[c];
-                            }
+    for (int32_t ow = 0; ow < yv->w; ow++) {
+        int32_t h0, h1, w0, w1;
+        window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
+        const double count =
+            p->count_include_pad ? (double)(p->kh * p->kw) : (double)((h1 - h0) * (w1 - w0));
+        for (int32_t b0 = 0; b0 < len; b0 += MF_POOL_BLOCK) {
+            const int32_t block = mf_min_i32(MF_POOL_BLOCK, len - b0);
+            float* dst = out + (size_t)ow * stride + b0;
+            if (average) {
+                for (int32_t c = 0; c < block; c++) {
+                    sums[c] = 0.0;
+                }
+            } else {
+                for (int32_t c = 0; c < block; c++) {
+                    best[c] = -INFINITY;
+                }
+            }
+            for (int32_t ih = h0; ih < h1; ih++) {
+                for (int32_t iw = w0; iw < w1; iw++) {
+                    const float* restrict in = x + mf_view_offset(xv, n, ih, iw) + c0 + b0;
+                    if (average) {
+                        for (int32_t c = 0; c < block; c++) {
+                            sums[c] += in[c];
+                        }
+                    } else {
+                        for (int32_t c = 0; c < block; c++) {
+                            best[c] = in[c] > best[c] ? in[c] : best[c];
                         }
                     }
-                    for (int32_t c = 0; c < len; c++) {
-                        out[c0 + c] = mf_activate(best[c], act);
+                }
+            }
+            if (average) {
+                for (int32_t c = 0; c < block; c++) {
+                    best[c] = (float)(sums[c] / count);
+                }
+            }
+            mf_activate_row(best, NULL, act, block, dst);
+        }
+    }
+}
+
+static void pool_row_s8(int32_t average, const int8_t* x, const mf_view* xv, const mf_view* yv,
+                        const mf_pool* p, const mf_range_s8* act, int32_t n, int32_t oh,
+                        int32_t c0, int32_t len, int8_t* out, int32_t stride) {
+    int32_t acc[MF_POOL_BLOCK];
+    for (int32_t ow = 0; ow < yv->w; ow++) {
+        int32_t h0, h1, w0, w1;
+        window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
+        const int32_t count = p->count_include_pad ? p->kh * p->kw : (h1 - h0) * (w1 - w0);
+        for (int32_t b0 = 0; b0 < len; b0 += MF_POOL_BLOCK) {
+            const int32_t block = mf_min_i32(MF_POOL_BLOCK, len - b0);
+            int8_t* dst = out + (size_t)ow * stride + b0;
+            for (int32_t c = 0; c < block; c++) {
+                acc[c] = average ? 0 : INT8_MIN;
+            }
+            for (int32_t ih = h0; ih < h1; ih++) {
+                for (int32_t iw = w0; iw < w1; iw++) {
+                    const int8_t* restrict in = x + mf_view_offset(xv, n, ih, iw) + c0 + b0;
+                    if (average) {
+                        for (int32_t c = 0; c < block; c++) {
+                            acc[c] += in[c];
+                        }
+                    } else {
+                        for (int32_t c = 0; c < block; c++) {
+                            acc[c] = in[c] > acc[c] ? in[c] : acc[c];
+                        }
                     }
                 }
+            }
+            for (int32_t c = 0; c < block; c++) {
+                /* Averages round half away from zero: C division truncates toward zero. */
+                const int32_t s = acc[c];
+                const int32_t v =
+                    !average ? s : (s > 0 ? (s + count / 2) / count : (s - count / 2) / count);
+                dst[c] = (int8_t)mf_clamp_i32(v, act->min, act->max);
             }
         }
     }
 }
 
-/* Averages are summed in double, as the NumPy reference does, and rounded once. */
-void mf_avg_pool2d_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
+void mf_max_pool2d_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
                        const mf_pool* p, const mf_range_f32* act) {
-    double sums[MF_POOL_BLOCK];
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++) {
-                int32_t h0, h1, w0, w1;
-                window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
-                const double count =
-                    p->count_include_pad ? (double)(p->kh * p->kw) : (double)((h1 - h0) * (w1 - w0));
-                float* out = y + mf_view_offset(yv, n, oh, ow);
-                for (int32_t c0 = 0; c0 < yv->c; c0 += MF_POOL_BLOCK) {
-                    const int32_t len = mf_min_i32(MF_POOL_BLOCK, yv->c - c0);
-                    for (int32_t c = 0; c < len; c++) {
-                        sums[c] = 0.0;
-                    }
-                    for (int32_t ih = h0; ih < h1; ih++) {
-                        for (int32_t iw = w0; iw < w1; iw++) {
-                            const float* in = x + mf_view_offset(xv, n, ih, iw) + c0;
-                            for (int32_t c = 0; c < len; c++) {
-                                sums[c] += in[c];
-                            }
-                        }
-                    }
-                    for (int32_t c = 0; c < len; c++) {
-                        out[c0 + c] = mf_activate((float)(sums[c] / count), act);
-                    }
-                }
-            }
+            pool_row_f32(0, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
+                         yv->sw);
+        }
+    }
+}
+
+void mf_avg_pool2d_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
+                       const mf_pool* p, const mf_range_f32* act) {
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t oh = 0; oh < yv->h; oh++) {
+            pool_row_f32(1, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
+                         yv->sw);
         }
     }
 }
 
 void mf_max_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                       const mf_pool* p, const mf_range_s8* act) {
-    int8_t best[MF_POOL_BLOCK];
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++) {
-                int32_t h0, h1, w0, w1;
-                window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
-                int8_t* out = y + mf_view_offset(yv, n, oh, ow);
-                for (int32_t c0 = 0; c0 < yv->c; c0 += MF_POOL_BLOCK) {
-                    const int32_t len = mf_min_i32(MF_POOL_BLOCK, yv->c - c0);
-                    for (int32_t c = 0; c < len; c++) {
-                        best[c] = INT8_MIN;
-                    }
-                    for (int32_t ih = h0; ih < h1; ih++) {
-                        for (int32_t iw = w0; iw < w1; iw++) {
-                            const int8_t* in = x + mf_view_offset(xv, n, ih, iw) + c0;
-                            for (int32_t c = 0; c < len; c++) {
-                                best[c] = in[c] > best[c] ? in[c] : best[c];
-                            }
-                        }
-                    }
-                    for (int32_t c = 0; c < len; c++) {
-                        out[c0 + c] = (int8_t)mf_clamp_i32(best[c], act->min, act->max);
-                    }
-                }
-            }
+            pool_row_s8(0, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
+                        yv->sw);
         }
     }
 }
 
 void mf_avg_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                       const mf_pool* p, const mf_range_s8* act) {
-    int32_t sums[MF_POOL_BLOCK];
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++) {
-                int32_t h0, h1, w0, w1;
-                window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
-                const int32_t count = p->count_include_pad ? p->kh * p->kw : (h1 - h0) * (w1 - w0);
-                int8_t* out = y + mf_view_offset(yv, n, oh, ow);
-                for (int32_t c0 = 0; c0 < yv->c; c0 += MF_POOL_BLOCK) {
-                    const int32_t len = mf_min_i32(MF_POOL_BLOCK, yv->c - c0);
-                    for (int32_t c = 0; c < len; c++) {
-                        sums[c] = 0;
-                    }
-                    for (int32_t ih = h0; ih < h1; ih++) {
-                        for (int32_t iw = w0; iw < w1; iw++) {
-                            const int8_t* in = x + mf_view_offset(xv, n, ih, iw) + c0;
-                            for (int32_t c = 0; c < len; c++) {
-                                sums[c] += in[c];
-                            }
-                        }
-                    }
-                    for (int32_t c = 0; c < len; c++) {
-                        /* Round half away from zero: C division truncates toward zero. */
-                        const int32_t s = sums[c];
-                        const int32_t average =
-                            s > 0 ? (s + count / 2) / count : (s - count / 2) / count;
-                        out[c0 + c] = (int8_t)mf_clamp_i32(average, act->min, act->max);
-                    }
-                }
-            }
+            pool_row_s8(1, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
+                        yv->sw);
         }
     }
 }
@@ -304,91 +302,56 @@ void mf_reduce_max_s8(const int8_t* x, const mf_nd* xv, int8_t* y, const mf_nd* 
 }
 
 /* ---- pooling in place ----------------------------------------------------------------------
- * As memfit.planning.storage plans it: channel c of batch n is pooled into `channel` (Ho*Wo
- * elements), then stored at the output's channel-c positions, which may be the input's. */
+ * As memfit.planning.storage plans it, output channel c over input channel c: row by row and
+ * block of channels by block through the planner's one-channel temporary (mf_inplace.c). */
 
-static void pool_inplace_f32(int32_t average, const float* x, const mf_view* xv, float* y,
-                             const mf_view* yv, const mf_pool* p, const mf_range_f32* act,
-                             float* channel) {
-    for (int32_t c = 0; c < yv->c; c++) {
-        for (int32_t n = 0; n < yv->n; n++) {
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    int32_t h0, h1, w0, w1;
-                    window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
-                    double total = average ? 0.0 : -INFINITY;
-                    for (int32_t ih = h0; ih < h1; ih++) {
-                        for (int32_t iw = w0; iw < w1; iw++) {
-                            const double v = x[mf_view_offset(xv, n, ih, iw) + c];
-                            total = average ? total + v : (v > total ? v : total);
-                        }
-                    }
-                    if (average) {
-                        total /= p->count_include_pad ? (double)(p->kh * p->kw)
-                                                      : (double)((h1 - h0) * (w1 - w0));
-                    }
-                    channel[oh * yv->w + ow] = mf_activate((float)total, act);
-                }
-            }
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
-                }
-            }
-        }
-    }
+typedef struct {
+    int32_t average;
+    const void* x;
+    const mf_view* xv;
+    const mf_view* yv;
+    const mf_pool* p;
+    const void* act;
+} pool_context;
+
+static void pool_row_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t c0,
+                                 int32_t len, void* row) {
+    const pool_context* k = (const pool_context*)context;
+    pool_row_f32(k->average, (const float*)k->x, k->xv, k->yv, k->p,
+                 (const mf_range_f32*)k->act, n, oh, c0, len, (float*)row, len);
 }
 
-static void pool_inplace_s8(int32_t average, const int8_t* x, const mf_view* xv, int8_t* y,
-                            const mf_view* yv, const mf_pool* p, const mf_range_s8* act,
-                            int8_t* channel) {
-    for (int32_t c = 0; c < yv->c; c++) {
-        for (int32_t n = 0; n < yv->n; n++) {
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    int32_t h0, h1, w0, w1;
-                    window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
-                    int32_t total = average ? 0 : INT8_MIN;
-                    for (int32_t ih = h0; ih < h1; ih++) {
-                        for (int32_t iw = w0; iw < w1; iw++) {
-                            const int32_t v = x[mf_view_offset(xv, n, ih, iw) + c];
-                            total = average ? total + v : mf_max_i32(v, total);
-                        }
-                    }
-                    if (average) {
-                        const int32_t count =
-                            p->count_include_pad ? p->kh * p->kw : (h1 - h0) * (w1 - w0);
-                        total = total > 0 ? (total + count / 2) / count
-                                          : (total - count / 2) / count;
-                    }
-                    channel[oh * yv->w + ow] = (int8_t)mf_clamp_i32(total, act->min, act->max);
-                }
-            }
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow = 0; ow < yv->w; ow++) {
-                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
-                }
-            }
-        }
-    }
+static void pool_row_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t c0,
+                                int32_t len, void* row) {
+    const pool_context* k = (const pool_context*)context;
+    pool_row_s8(k->average, (const int8_t*)k->x, k->xv, k->yv, k->p, (const mf_range_s8*)k->act,
+                n, oh, c0, len, (int8_t*)row, len);
+}
+
+static void pool_inplace(int32_t average, int32_t element_size, mf_row_fn row, const void* x,
+                         const mf_view* xv, void* y, const mf_view* yv, const mf_pool* p,
+                         const void* act, void* channel) {
+    const pool_context context = {average, x, xv, yv, p, act};
+    const mf_inplace op = {xv, yv, element_size, p->stride_h, p->pad_top, row, &context};
+    mf_channelwise_inplace(&op, x, y, channel);
 }
 
 void mf_max_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
                                const mf_pool* p, const mf_range_f32* act, float* channel) {
-    pool_inplace_f32(0, x, xv, y, yv, p, act, channel);
+    pool_inplace(0, sizeof(float), pool_row_inplace_f32, x, xv, y, yv, p, act, channel);
 }
 
 void mf_avg_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
                                const mf_pool* p, const mf_range_f32* act, float* channel) {
-    pool_inplace_f32(1, x, xv, y, yv, p, act, channel);
+    pool_inplace(1, sizeof(float), pool_row_inplace_f32, x, xv, y, yv, p, act, channel);
 }
 
 void mf_max_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                               const mf_pool* p, const mf_range_s8* act, int8_t* channel) {
-    pool_inplace_s8(0, x, xv, y, yv, p, act, channel);
+    pool_inplace(0, sizeof(int8_t), pool_row_inplace_s8, x, xv, y, yv, p, act, channel);
 }
 
 void mf_avg_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                               const mf_pool* p, const mf_range_s8* act, int8_t* channel) {
-    pool_inplace_s8(1, x, xv, y, yv, p, act, channel);
+    pool_inplace(1, sizeof(int8_t), pool_row_inplace_s8, x, xv, y, yv, p, act, channel);
 }
