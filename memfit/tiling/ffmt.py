@@ -84,7 +84,7 @@ def _refuse(op: Op, graph: Graph, reason: str) -> TilingError:
     )
 
 
-def _geometry(op: Op, graph: Graph) -> tuple[AxisGeometry, AxisGeometry]:
+def spatial_geometry(op: Op, graph: Graph) -> tuple[AxisGeometry, AxisGeometry]:
     """How ``op`` maps output rows and columns to input rows and columns."""
     windowed = op.kind in _CONVOLUTIONS or op.kind in _POOLS
     pointwise = op.kind in _UNARY or op.kind in _BINARY
@@ -176,7 +176,7 @@ def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> Tilin
     """
     chain = resolve_chain(graph, ops)
     rows, cols = _check_grid(grid)
-    geometries = [_geometry(op, graph) for op in chain]
+    geometries = [spatial_geometry(op, graph) for op in chain]
     input_sizes = [(x.shape[1], x.shape[2]) for x in (op.activation_inputs[0] for op in chain)]
     output = chain[-1].output
     row_spans, col_spans = split(output.shape[1], rows), split(output.shape[2], cols)
