@@ -452,50 +452,94 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
 }
 
 /* ---- depthwise in place -------------------------------------------------------------------
- * Depth multiplier 1, output channel c over input channel c (memfit.planning.storage): row by
- * row and block of channels by block through the planner's one-channel temporary
- * (mf_inplace.c), each row computed as above. */
-
-typedef struct {
-    const void* x;
-    const mf_view* xv;
-    const void* w;
-    const void* bias;
-    const mf_view* yv;
-    const mf_conv* p;
-    const void* quantization; /* mf_range_f32 or mf_requant_s8 */
-} depthwise_context;
-
-static void depthwise_row_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t c0,
-                                      int32_t len, void* row) {
-    const depthwise_context* k = (const depthwise_context*)context;
-    depthwise_row_f32((const float*)k->x, k->xv, (const float*)k->w, (const float*)k->bias,
-                      k->yv, k->p, (const mf_range_f32*)k->quantization, n, oh, c0, len,
-                      (float*)row, len);
-}
-
-static void depthwise_row_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t c0,
-                                     int32_t len, void* row) {
-    const depthwise_context* k = (const depthwise_context*)context;
-    depthwise_row_s8((const int8_t*)k->x, k->xv, (const int8_t*)k->w, (const int32_t*)k->bias,
-                     k->yv, k->p, (const mf_requant_s8*)k->quantization, n, oh, c0, len,
-                     (int8_t*)row, len);
-}
+ * Channel by channel: the output plane of channel c (batch n) is accumulated row by row into
+ * a row buffer, tap by tap over valid columns, and stored into `channel`; then `channel` is
+ * copied to the output's channel-c positions. */
 
 void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel) {
-    const depthwise_context context = {x, xv, w, bias, yv, p, act};
-    const mf_inplace op = {xv, yv, sizeof(float), p->stride_h, p->pad_top,
-                           depthwise_row_inplace_f32, &context};
-    mf_channelwise_inplace(&op, x, y, channel);
+    const int32_t channels = yv->c, sw = p->stride_w;
+    float acc[MF_DW_ROW];
+    for (int32_t c = 0; c < channels; c++) {
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += MF_DW_ROW) {
+                    const int32_t ow1 = mf_min_i32(ow0 + MF_DW_ROW, yv->w);
+                    for (int32_t t = 0; t < ow1 - ow0; t++) {
+                        acc[t] = 0.0f;
+                    }
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            int32_t lo, hi;
+                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                            const float wt = w[(i * p->kw + j) * channels + c];
+                            const int32_t iw0 = j * p->dilation_w - p->pad_left;
+                            const float* row = x + mf_view_offset(xv, n, ih, 0) + c;
+                            for (int32_t ow = lo; ow < hi; ow++) {
+                                acc[ow - ow0] = MF_FMA(row[(ow * sw + iw0) * xv->sw], wt,
+                                                       acc[ow - ow0]);
+                            }
+                        }
+                    }
+                    for (int32_t ow = ow0; ow < ow1; ow++) {
+                        channel[oh * yv->w + ow] =
+                            mf_activate(acc[ow - ow0] + (bias ? bias[c] : 0.0f), act);
+                    }
+                }
+            }
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
 }
 
 void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                                     const int32_t* bias, int8_t* y, const mf_view* yv,
                                     const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
-    const depthwise_context context = {x, xv, w, bias, yv, p, q};
-    const mf_inplace op = {xv, yv, sizeof(int8_t), p->stride_h, p->pad_top,
-                           depthwise_row_inplace_s8, &context};
-    mf_channelwise_inplace(&op, x, y, channel);
+    const int32_t channels = yv->c, sw = p->stride_w, offset = q->input_offset;
+    int32_t acc[MF_DW_ROW];
+    for (int32_t c = 0; c < channels; c++) {
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += MF_DW_ROW) {
+                    const int32_t ow1 = mf_min_i32(ow0 + MF_DW_ROW, yv->w);
+                    for (int32_t t = 0; t < ow1 - ow0; t++) {
+                        acc[t] = bias ? bias[c] : 0;
+                    }
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            int32_t lo, hi;
+                            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+                            const int32_t wt = w[(i * p->kw + j) * channels + c];
+                            const int32_t iw0 = j * p->dilation_w - p->pad_left;
+                            const int8_t* row = x + mf_view_offset(xv, n, ih, 0) + c;
+                            for (int32_t ow = lo; ow < hi; ow++) {
+                                acc[ow - ow0] += (row[(ow * sw + iw0) * xv->sw] + offset) * wt;
+                            }
+                        }
+                    }
+                    for (int32_t ow = ow0; ow < ow1; ow++) {
+                        channel[oh * yv->w + ow] = mf_requant_one(acc[ow - ow0], q, c);
+                    }
+                }
+            }
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
 }
