@@ -255,9 +255,9 @@ def cmd_optimize(args: argparse.Namespace) -> int:
 
     from memfit.codegen.plan import kernel_workspace
     from memfit.errors import BudgetError
+    from memfit.optimizer import choose
     from memfit.planning import tflm_greedy
     from memfit.planning.plan_file import fingerprint, plan_to_json, save_plan
-    from memfit.tiling.discovery import optimize
     from memfit.units import format_size, parse_size
 
     budget = parse_size(args.budget, "--budget") if args.budget is not None else None
@@ -275,23 +275,27 @@ def cmd_optimize(args: argparse.Namespace) -> int:
     tflm_bytes = tflm_greedy(as_imported).arena.size
     with _progress(f"optimizing {graph.name}", args.json) as report, kernel_workspace():
         # Planned with the C kernels' workspace: the arena the generated code needs.
-        result = optimize(
+        result = choose(
             graph,
             budget=budget,
             methods=methods,
             max_mac_overhead=args.max_mac_overhead,
             progress=report,
         )
+    summary = {**result.to_json(), "tflm_greedy_bytes": tflm_bytes}
+    if args.measure:
+        summary.update(_measure_plans(args, result))
+    chosen = result.chosen
     if args.output and (result.fits_budget or args.best_effort):
         document = plan_to_json(
-            result.graph, result.plan, model_fingerprint, result.rewrites, result.to_json()
+            chosen.graph, chosen.plan, model_fingerprint, chosen.rewrites, summary
         )
         _write_atomically(Path(args.output), lambda tmp: save_plan(tmp, document))
     if args.json:
-        print(json.dumps({**result.to_json(), "tflm_greedy_bytes": tflm_bytes}, indent=2))
+        print(json.dumps(summary, indent=2))
     else:
         written = args.output if result.fits_budget or args.best_effort else None
-        _print_optimize(result, tflm_bytes, written)
+        _print_optimize(result, summary, written)
     if not result.fits_budget:
         assert budget is not None
         where = result.limiting_buffer
@@ -304,22 +308,42 @@ def cmd_optimize(args: argparse.Namespace) -> int:
         written = f" (best plan written to {args.output})" if args.best_effort else ""
         raise BudgetError(
             f"no plan found within the budget of {format_size(budget)}: the smallest peak "
-            f"found is {format_size(result.peak_bytes)}{cause}{written}. Raise the budget, "
+            f"found is {format_size(chosen.peak_bytes)}{cause}{written}. Raise the budget, "
             "allow recompute (--max-mac-overhead), or write the best plan with --best-effort -o"
         )
     return 0
 
 
-def _print_optimize(result, tflm_bytes: int, output: str | None) -> None:  # type: ignore[no-untyped-def]
+def _measure_plans(args: argparse.Namespace, result) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """Latency of the chosen plan's and the untiled plan's generated C, side by side."""
+    from memfit.codegen.bench import bench_plans
+
+    plans = [(result.untiled.graph, result.untiled.plan), (result.chosen.graph, result.chosen.plan)]
+    with _status(f"timing the generated C of {result.untiled.graph.name}", args.json):
+        untiled, chosen = bench_plans(plans, args.model, _c_name(args), runs=args.runs)
+    return {"latency_s": chosen.latency_s, "untiled_latency_s": untiled.latency_s}
+
+
+def _print_optimize(result, summary: dict[str, Any], output: str | None) -> None:  # type: ignore[no-untyped-def]
     from rich.console import Console
     from rich.table import Table
 
     from memfit.units import format_size
 
     console = Console()
-    if result.rewrites:
-        table = Table("#", "method", "parts", "ops", "first op", "last op", title="tiled chains")
-        for index, record in enumerate(result.rewrites, 1):
+    chosen = result.chosen
+    tflm_bytes = summary["tflm_greedy_bytes"]
+    if chosen.rewrites:
+        table = Table(
+            "#",
+            "method",
+            "parts",
+            "ops",
+            "first op",
+            "last op",
+            title=f"tiled chains ({chosen.source})",
+        )
+        for index, record in enumerate(chosen.rewrites, 1):
             parts = (
                 f"P={record['partitions']}"
                 if record["method"] == "fdt"
@@ -332,28 +356,45 @@ def _print_optimize(result, tflm_bytes: int, output: str | None) -> None:  # typ
         console.print(table)
     else:
         console.print("no tiling lowers the peak of this model")
-    summary = Table.grid(padding=(0, 2))
-    peak = max(result.peak_bytes, 1)
-    summary.add_row("TFLite Micro's method", format_size(tflm_bytes), "greedy, model order")
-    summary.add_row("memfit untiled", format_size(result.untiled_peak_bytes), "")
-    summary.add_row(
+    grid = Table.grid(padding=(0, 2))
+    peak = max(chosen.peak_bytes, 1)
+    untiled = result.untiled.peak_bytes
+    grid.add_row("TFLite Micro's method", format_size(tflm_bytes), "greedy, model order")
+    grid.add_row("memfit untiled", format_size(untiled), "")
+    grid.add_row(
         "memfit tiled",
-        format_size(result.peak_bytes),
-        f"{result.untiled_peak_bytes / peak:.2f}x less than untiled",
+        format_size(chosen.peak_bytes),
+        f"{untiled / peak:.2f}x less than untiled",
     )
-    summary.add_row("", "", f"{tflm_bytes / peak:.2f}x less than TFLM's")
-    summary.add_row(
-        "MAC overhead", f"{result.mac_overhead:.2%}", f"{result.extra_macs:,} recomputed MACs"
+    grid.add_row("", "", f"{tflm_bytes / peak:.2f}x less than TFLM's")
+    grid.add_row(
+        "MAC overhead", f"{result.mac_overhead:.2%}", f"{chosen.extra_macs:,} recomputed MACs"
     )
+    predicted = chosen.predicted_latency_s
+    base = result.untiled.predicted_latency_s
+    grid.add_row(
+        "predicted latency",
+        f"{predicted * 1e3:.3f} ms",
+        f"untiled {base * 1e3:.3f} ms ({predicted / base - 1:+.1%})" if base else "",
+    )
+    if "latency_s" in summary:
+        measured, measured_base = summary["latency_s"], summary["untiled_latency_s"]
+        grid.add_row(
+            "measured latency (C)",
+            f"{measured * 1e3:.3f} ms",
+            f"untiled {measured_base * 1e3:.3f} ms ({measured / measured_base - 1:+.1%})",
+        )
     if result.budget is not None:
         verdict = "fits" if result.fits_budget else "does NOT fit"
-        summary.add_row("budget", format_size(result.budget), verdict)
-    summary.add_row(
+        grid.add_row("budget", format_size(result.budget), verdict)
+    grid.add_row(
         "search", f"{result.search_seconds:.1f} s", f"{result.evaluations} plans evaluated"
     )
+    for note in result.notes:
+        grid.add_row("note", note, "")
     if output:
-        summary.add_row("plan written to", output, "")
-    console.print(summary)
+        grid.add_row("plan written to", output, "")
+    console.print(grid)
 
 
 def _graph_and_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
@@ -528,7 +569,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--budget", metavar="SIZE", help="arena budget: 65536, 96KiB, 1.5MB, ...")
     p.add_argument(
-        "--methods", default="fdt,ffmt", help="tiling methods to use (default: fdt,ffmt)"
+        "--methods",
+        default="fdt,ffmt,mafat",
+        help="tiling methods to weigh (default: fdt,ffmt,mafat)",
     )
     p.add_argument(
         "--max-mac-overhead",
@@ -541,6 +584,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--best-effort", action="store_true", help="write the best plan even if over budget"
     )
+    p.add_argument(
+        "--measure",
+        action="store_true",
+        help="time the chosen and the untiled plan's generated C side by side",
+    )
+    p.add_argument("--runs", type=int, default=5, help="timed runs per plan with --measure")
+    p.add_argument("--name", help="C name prefix with --measure (default: the model's name)")
     p.set_defaults(handler=cmd_optimize)
 
     def c_command(name: str, help_text: str, epilog: str) -> argparse.ArgumentParser:

@@ -122,7 +122,7 @@ def test_best_effort_writes_the_best_plan(tmp_path, capsys):
     [
         (["--budget=-5KiB"], "96KiB"),
         (["--budget", "12 bananas"], "unknown unit"),
-        (["--methods", "fdt,magic"], "unknown tiling method"),
+        (["--methods", "fdt,magic"], "unknown method"),
         (["--max-mac-overhead", "-0.5"], "fraction of 0 or more"),
         (["--max-mac-overhead", "lots"], "invalid float"),
         (["--best-effort"], "give -o"),
@@ -151,3 +151,43 @@ def test_a_plan_for_another_model_is_refused(optimized, tmp_path, capsys):
     )
     assert code == 2 and "was made for model" in err
     assert not (tmp_path / "y.npy").exists()
+
+
+def test_the_optimizer_weighs_mafat_and_measures(tmp_path, capsys):
+    """With a budget every method is weighed; --measure times the chosen and untiled C."""
+    plan = tmp_path / "plan.json"
+    code, out, _ = _run(
+        capsys,
+        "optimize",
+        MODEL,
+        "--budget",
+        "40000",
+        "--measure",
+        "--runs",
+        "1",
+        "--json",
+        "-o",
+        str(plan),
+    )
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["fits_budget"] and summary["peak_bytes"] <= 40000
+    assert {c["source"] for c in summary["candidates"]} >= {"untiled", "mafat"}
+    assert summary["predicted_latency_s"] > 0
+    assert summary["latency_s"] > 0 and summary["untiled_latency_s"] > 0
+    x = np.random.default_rng(0).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
+    np.save(tmp_path / "x.npy", x)
+    assert (
+        _run(
+            capsys,
+            "run",
+            MODEL,
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--output",
+            str(tmp_path / "y.npy"),
+            "--plan",
+            str(plan),
+        )[0]
+        == 0
+    )

@@ -1,0 +1,219 @@
+"""The one optimizer behind ``memfit optimize``: every tiling method weighed by the same numbers.
+
+Candidates, each a rewritten graph with its real, checked arena plan (the C kernels' workspace
+included when called inside ``memfit.codegen.plan.kernel_workspace``):
+
+- ``untiled``: memfit's plan of the model as it is (scheduled, in place, packed);
+- ``fdt`` / ``ffmt``: path discovery (``memfit.tiling.discovery``) with the methods allowed;
+- ``mafat``: several fused groups over the longest run of layers, each on its own grid
+  (``memfit.tiling.mafat``), searched for the fastest configuration within the budget.
+
+Every candidate's latency is predicted by the calibrated cost model on the graph and plan it
+really produces. With a budget, the fastest candidate that fits wins (ties: the smaller peak);
+without one, the smallest peak (ties: the faster). When nothing fits, the smallest peak is
+returned and the caller reports it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from memfit.codegen.cost_model import CostModel
+from memfit.errors import UsageError
+from memfit.ir.core import Graph
+from memfit.ir.ops import macs
+from memfit.planning import MemoryPlan, plan_memory
+from memfit.tiling.discovery import METHODS as DISCOVERY_METHODS
+from memfit.tiling.discovery import OptimizeResult, PeakBuffer, optimize, peak_buffers
+
+METHODS = (*DISCOVERY_METHODS, "mafat")
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One plan the optimizer weighed."""
+
+    source: str
+    graph: Graph
+    plan: MemoryPlan
+    rewrites: tuple[dict[str, Any], ...]
+    extra_macs: int
+    predicted_latency_s: float
+
+    @property
+    def peak_bytes(self) -> int:
+        return self.plan.arena.size
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "peak_bytes": self.peak_bytes,
+            "predicted_latency_s": self.predicted_latency_s,
+            "extra_macs": self.extra_macs,
+            "chains": len(self.rewrites),
+        }
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The chosen candidate, the untiled one, and every candidate weighed."""
+
+    chosen: Candidate
+    untiled: Candidate
+    candidates: tuple[Candidate, ...]
+    budget: int | None
+    untiled_macs: int
+    search_seconds: float
+    evaluations: int
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def fits_budget(self) -> bool:
+        return self.budget is None or self.chosen.peak_bytes <= self.budget
+
+    @property
+    def mac_overhead(self) -> float:
+        return self.chosen.extra_macs / self.untiled_macs if self.untiled_macs else 0.0
+
+    @property
+    def limiting_buffer(self) -> PeakBuffer | None:
+        chosen = self.chosen
+        return next(iter(peak_buffers(chosen.graph, chosen.plan.lifetimes)), None)
+
+    def to_json(self) -> dict[str, Any]:
+        chosen, limiting = self.chosen, self.limiting_buffer
+        return {
+            "model": self.untiled.graph.name,
+            "peak_bytes": chosen.peak_bytes,
+            "untiled_peak_bytes": self.untiled.peak_bytes,
+            "budget_bytes": self.budget,
+            "fits_budget": self.fits_budget,
+            "method": chosen.source,
+            "mac_overhead": round(self.mac_overhead, 6),
+            "untiled_macs": self.untiled_macs,
+            "extra_macs": chosen.extra_macs,
+            "predicted_latency_s": chosen.predicted_latency_s,
+            "untiled_predicted_latency_s": self.untiled.predicted_latency_s,
+            "chains": [dict(r) for r in chosen.rewrites],
+            "limiting_buffer": limiting.to_json() if limiting else None,
+            "lower_bound_bytes": chosen.plan.lower_bound,
+            "search_seconds": round(self.search_seconds, 3),
+            "evaluations": self.evaluations,
+            "candidates": [c.summary() for c in self.candidates],
+            "notes": list(self.notes),
+        }
+
+
+def _from_discovery(source: str, result: OptimizeResult, cost_model: CostModel) -> Candidate:
+    return Candidate(
+        source,
+        result.graph,
+        result.plan,
+        tuple(dict(r) for r in result.rewrites),
+        result.extra_macs,
+        cost_model.predict(result.graph, result.plan),
+    )
+
+
+def _mafat(
+    graph: Graph, budget: int | None, cost_model: CostModel, alignment: int
+) -> tuple[Candidate | None, int, str | None]:
+    from memfit.tiling import mafat
+
+    layers = mafat.find_run(graph)
+    if len(layers) < 2:
+        return None, 0, "mafat: no run of two or more layers to fuse"
+    run = mafat.Run(graph, layers, cost_model, alignment)
+    untiled = run.score(run.untiled).memory
+    # Without a budget MAFAT has nothing to trade: ask for the smallest peak it can reach.
+    found = mafat.search(run, budget if budget is not None else 1)
+    score = found.best or found.smallest
+    if score.memory >= untiled and budget is None:
+        return None, len(found.visited), None
+    tiled, plan = mafat.real_plan(run, score.configuration)
+    records = tuple({**r, "by": "mafat"} for r in run.records(score.configuration))
+    extra = sum(macs(op) for op in tiled.ops) - sum(macs(op) for op in graph.ops)
+    candidate = Candidate(
+        "mafat", tiled, plan, records, max(extra, 0), cost_model.predict(tiled, plan)
+    )
+    return candidate, len(found.visited), None
+
+
+def choose(
+    graph: Graph,
+    *,
+    budget: int | None = None,
+    methods: Sequence[str] = METHODS,
+    max_mac_overhead: float | None = None,
+    cost_model: CostModel | None = None,
+    alignment: int = 16,
+    progress: Progress | None = None,
+) -> Decision:
+    """Weigh every allowed method on ``graph`` (left unchanged) and return the decision."""
+    from memfit.tiling.mafat import default_cost_model
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown or not methods:
+        raise UsageError(
+            f"unknown method(s) {', '.join(unknown) or '(none given)'}; choose from "
+            f"{', '.join(METHODS)}"
+        )
+    start = time.perf_counter()
+    report = progress or (lambda message: None)
+    model = cost_model or default_cost_model()
+    notes = []
+    if not model.provenance.get("calibrated", True):
+        notes.append("latency predicted by an uncalibrated cost model (1 ns per MAC and byte)")
+    report("planning the untiled graph")
+    untiled_graph = graph.copy()
+    untiled_plan = plan_memory(untiled_graph, alignment)
+    untiled = Candidate(
+        "untiled", untiled_graph, untiled_plan, (), 0, model.predict(untiled_graph, untiled_plan)
+    )
+    candidates: list[Candidate] = [untiled]
+    evaluations = 0
+    tiling = tuple(m for m in methods if m in DISCOVERY_METHODS)
+    if tiling:
+        result = optimize(
+            graph,
+            budget=budget,
+            methods=tiling,
+            max_mac_overhead=max_mac_overhead,
+            alignment=alignment,
+            progress=report,
+        )
+        evaluations += result.evaluations
+        if result.rewrites:
+            candidates.append(_from_discovery("+".join(tiling), result, model))
+    if "mafat" in methods:
+        report("MAFAT: fused groups over the longest run of layers")
+        candidate, visited, note = _mafat(graph, budget, model, alignment)
+        evaluations += visited
+        if note:
+            notes.append(note)
+        overhead_ok = candidate is not None and (
+            max_mac_overhead is None
+            or candidate.extra_macs <= max_mac_overhead * sum(macs(op) for op in graph.ops)
+        )
+        if candidate is not None and overhead_ok:
+            candidates.append(candidate)
+    fitting = [c for c in candidates if budget is None or c.peak_bytes <= budget]
+    if budget is not None and fitting:
+        chosen = min(fitting, key=lambda c: (c.predicted_latency_s, c.peak_bytes))
+    else:
+        chosen = min(candidates, key=lambda c: (c.peak_bytes, c.predicted_latency_s))
+    return Decision(
+        chosen=chosen,
+        untiled=untiled,
+        candidates=tuple(candidates),
+        budget=budget,
+        untiled_macs=sum(macs(op) for op in graph.ops),
+        search_seconds=time.perf_counter() - start,
+        evaluations=evaluations,
+        notes=tuple(notes),
+    )
