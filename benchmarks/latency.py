@@ -376,6 +376,16 @@ def cost_model_summary(results: Sequence[ModelResult]) -> str:
     )
 
 
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
 def report(results: Sequence[ModelResult], seconds: float) -> str:
     compiler = find_compiler()
     when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d")
@@ -384,7 +394,7 @@ def report(results: Sequence[ModelResult], seconds: float) -> str:
         for limit, runs in zip(HEAVY_MACS, HEAVY_RUNS, strict=True)
     )
     lines = [
-        f"Measured {when} on {platform.machine()} ({platform.processor() or 'unknown CPU'}), "
+        f"Measured {when} on {platform.machine()} ({_cpu()}), "
         f"{compiler.description}, `{' '.join(CFLAGS)}`; one thread everywhere; "
         f"`python -m benchmarks.latency` ({seconds / 60:.0f} min).",
         f"Latencies are medians of {RUNS} runs ({heavy}), C and reference alternating in 5 rounds; "

@@ -126,7 +126,8 @@ def bench_plans(
         for i, (graph, plan) in enumerate(plans):
             where = root / str(i) if len(plans) > 1 else root
             generated = generate(graph, plan, where, name)
-            build = Build(generated, compiler)
+            # the runtime is the same for every plan: compiled once per variant
+            build = Build(generated, compiler, object_cache=root / "runtime-objects")
             builds.append((generated, build.program(RELEASE), build.program(PROFILE)))
         inputs = random_inputs(builds[0][0].inputs, 0)
         reference = reference_for(model)
