@@ -309,6 +309,7 @@ class _Emitter:
             "#include <string.h>",
             "",
             '#include "memfit_runtime.h"',
+            '#include "mf_primitives.h"',
             f'#include "{name}.h"',
             f'#include "{name}_weights.h"',
             "",

@@ -69,6 +69,10 @@ def _quantization(context: OpContext) -> tuple[str, str]:
 @lowers("conv2d")
 def conv2d(context: OpContext) -> list[str]:
     op = context.op
+    if op.attrs.get("primitive") is not None:  # chosen by memfit.selection
+        from memfit.selection.lowering import lower
+
+        return lower(context)
     x, y, bias = _input(context), op.output, op.input(2)
     kernel = _kernel(context)
     declaration, quantization = _quantization(context)

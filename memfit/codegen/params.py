@@ -400,6 +400,10 @@ def workspace_bytes(op: Op) -> int:
     conv2d and partial_conv2d: one im2col panel, float ``F32_MR`` x K floats or int8
     ``S8_MR`` x K int16 values, with K = KH * KW * (input channels / groups).
     """
+    if op.attrs.get("primitive") is not None:  # chosen by memfit.selection
+        from memfit.selection.lowering import workspace_bytes as primitive_workspace
+
+        return primitive_workspace(op)
     if op.kind not in ("conv2d", "partial_conv2d"):
         return 0
     x, w = op.inputs[0], _constant(op, 1)

@@ -1,0 +1,136 @@
+"""Generated C for a layer that runs a chosen primitive (``memfit.codegen`` calls in here for
+a conv2d op carrying a ``primitive`` attribute; without one, its own kernel runs).
+
+``configure`` copies a graph and marks each selected conv2d with its choice:
+
+- ``primitive`` and ``layout``: the function of ``mf_primitives.h`` that runs it;
+- ``input_nchw`` / ``output_nchw``: the tensor is stored NCHW in the arena (kept between two
+  NCHW layers), so no conversion. A layer running NCHW whose input (output) is stored NHWC
+  converts it into (out of) a buffer in its scratch.
+
+The op's scratch is [primitive workspace][input converted to NCHW][output in NCHW], each part
+present only when needed; ``workspace_bytes`` is its size, which the planner reserves and the
+emitter checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from memfit.codegen import params
+from memfit.codegen.lowering import OpContext, unsupported
+from memfit.errors import InternalError
+from memfit.ir.core import Graph, Op, Tensor
+from memfit.selection import primitives
+from memfit.selection.primitives import NCHW, Choice
+
+PRIMITIVE, LAYOUT, INPUT_NCHW, OUTPUT_NCHW = "primitive", "layout", "input_nchw", "output_nchw"
+
+
+def choice_of(op: Op) -> Choice | None:
+    name = op.attrs.get(PRIMITIVE)
+    return None if name is None else Choice(name, op.attrs[LAYOUT])
+
+
+def configure(
+    graph: Graph, assignment: Mapping[str, Choice], nchw_tensors: frozenset[str] = frozenset()
+) -> Graph:
+    """A copy of ``graph`` whose layers run the assigned choices (``default`` choices are left
+    unmarked: memfit's own kernel runs them)."""
+    configured = graph.copy()
+    for name, choice in assignment.items():
+        if choice.primitive == "default":
+            continue
+        op = configured.op(name)
+        if choice not in primitives.choices(op):
+            raise InternalError(f"op {name}: {choice.label} does not apply")
+        x = op.inputs[0]
+        assert x is not None
+        op.attrs[PRIMITIVE] = choice.primitive
+        op.attrs[LAYOUT] = choice.layout
+        op.attrs[INPUT_NCHW] = x.name in nchw_tensors
+        op.attrs[OUTPUT_NCHW] = op.output.name in nchw_tensors
+    return configured
+
+
+def _parts(op: Op) -> tuple[int, int, int]:
+    """Bytes of the primitive's workspace, the input conversion and the output conversion."""
+    choice = choice_of(op)
+    if choice is None:
+        raise InternalError(f"op {op.name} has no primitive")
+    x = op.inputs[0]
+    assert x is not None
+    converting = choice.layout == NCHW
+    input_bytes = primitives.conversion_bytes(x.shape)
+    output_bytes = primitives.conversion_bytes(op.output.shape)
+    return (
+        primitives.workspace_bytes(op, choice),
+        input_bytes if converting and not op.attrs[INPUT_NCHW] else 0,
+        output_bytes if converting and not op.attrs[OUTPUT_NCHW] else 0,
+    )
+
+
+def workspace_bytes(op: Op) -> int:
+    """Scratch bytes of a conv2d running a chosen primitive, with its conversion buffers."""
+    return sum(_parts(op))
+
+
+def _pixel_stride(context: OpContext, tensor: Tensor) -> int:
+    """Elements between consecutive NHWC pixels (the tensor must be rows of pixels)."""
+    view = context.view(tensor)
+    n, h, w, c = view.dims
+    sn, sh, sw = view.strides
+    if sw < c or sh != w * sw or (n > 1 and sn != h * sh):
+        raise unsupported(
+            context.op, context.graph, f"{tensor.name} is not a box of whole pixel rows"
+        )
+    return sw
+
+
+def lower(context: OpContext) -> list[str]:
+    """The C statements of a conv2d op running its chosen primitive."""
+    op = context.op
+    choice = choice_of(op)
+    assert choice is not None
+    x, bias = op.inputs[0], op.input(2)
+    assert x is not None
+    y = op.output
+    g = primitives.geometry(op)
+    nchw = choice.layout == NCHW
+    x_stride = g.c if nchw else _pixel_stride(context, x)
+    y_stride = g.m if nchw else _pixel_stride(context, y)
+    workspace, input_bytes, output_bytes = _parts(op)
+    scratch = context.scratch("float")
+    weights = context.array(primitives.arrange_weights(op, choice), f"weights, {choice.label}")
+    act = params.initializer(params.float_activation(op), lambda f, d: context.array(d, f))
+    fields = ", ".join(str(v) for v in (*vars(g).values(), x_stride, y_stride))
+    lines = [
+        f"const mf_prim_conv p = {{{fields}}};",
+        f"const mf_range_f32 act = {act};",
+        f"float* scratch = {scratch};",
+        "(void)scratch;",
+        f"const float* x = {context.pointer(x)};",
+        f"float* y = {context.pointer(y)};",
+    ]
+    source, destination = "x", "y"
+    if input_bytes:
+        lines.append(f"float* x_nchw = scratch + {workspace // 4};")
+        lines.append(
+            f"mf_nhwc_to_nchw_f32(x, {g.n}, {g.h}, {g.w}, {g.c}, {_pixel_stride(context, x)}, "
+            "x_nchw);"
+        )
+        source = "x_nchw"
+    if output_bytes:
+        lines.append(f"float* y_nchw = scratch + {(workspace + input_bytes) // 4};")
+        destination = "y_nchw"
+    function = primitives.PRIMITIVES[choice.primitive].c_function(choice.layout)
+    lines.append(
+        f"{function}({source}, {weights}, {context.pointer(bias)}, {destination}, &p, &act, "
+        f"{'scratch' if workspace else 'NULL'});"
+    )
+    if output_bytes:
+        lines.append(
+            f"mf_nchw_to_nhwc_f32(y_nchw, {g.n}, {g.oh}, {g.ow}, {g.m}, y, "
+            f"{_pixel_stride(context, y)});"
+        )
+    return lines

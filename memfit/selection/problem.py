@@ -1,0 +1,69 @@
+"""A model's primitive-selection problem: its selectable layers with their measured costs,
+the tensors that may stay NCHW between them, and the activation arena memfit plans for it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from memfit.codegen.plan import C_STORAGE
+from memfit.ir.core import Graph
+from memfit.planning import plan_memory
+from memfit.selection import primitives
+from memfit.selection.ilp import Layer, Link, Option, Problem
+from memfit.selection.profile import LayerCosts
+
+
+def activation_arena_bytes(graph: Graph) -> int:
+    """The arena memfit plans for ``graph``'s activations alone (no kernel workspace)."""
+    return plan_memory(graph.copy(), storage=C_STORAGE).arena.size
+
+
+def links(graph: Graph, selectable: set[str]) -> tuple[Link, ...]:
+    """Tensors one selectable layer writes and only selectable layers read (as their input),
+    stored densely and not a model output: they may stay NCHW."""
+    plan = plan_memory(graph.copy(), storage=C_STORAGE)
+    outputs = {t.name for t in graph.outputs}
+    found = []
+    for op in graph.ops:
+        if op.name not in selectable:
+            continue
+        t = op.output
+        consumers = t.consumers
+        placement = plan.arena.placements.get(t.name)
+        if (
+            t.name in outputs
+            or not consumers
+            or placement is None
+            or placement.strides is not None
+            or plan.storage.moves_no_data(op.name)
+            or any(c.name not in selectable or c.inputs[0] is not t for c in consumers)
+        ):
+            continue
+        found.append(Link(t.name, op.name, tuple(c.name for c in consumers)))
+    return tuple(found)
+
+
+def build_problem(
+    graph: Graph, costs: Mapping[str, LayerCosts], other_seconds: float = 0.0
+) -> Problem:
+    layers = []
+    for op in graph.ops:
+        cost = costs.get(op.name)
+        if cost is None:
+            continue
+        x = op.inputs[0]
+        assert x is not None
+        layers.append(
+            Layer(
+                op.name,
+                {c: Option(s, primitives.workspace_bytes(op, c)) for c, s in cost.seconds.items()},
+                Option(cost.to_nchw_input, primitives.conversion_bytes(x.shape)),
+                Option(cost.to_nhwc_output, primitives.conversion_bytes(op.output.shape)),
+            )
+        )
+    return Problem(
+        tuple(layers),
+        links(graph, set(costs)),
+        activation_arena_bytes(graph),
+        other_seconds,
+    )
