@@ -1,0 +1,105 @@
+"""``memfit pareto`` end to end on a small ONNX model: profile (cached), ILP, front, baselines,
+emitted C verified and timed; and the problem built from a graph."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx import helper
+
+from memfit.errors import MemfitError, UnsupportedModelError, UsageError
+from memfit.frontends import load_model
+from memfit.selection import pareto
+from memfit.selection.command import add_pareto_parser, cmd_pareto, run_pareto
+from memfit.selection.primitives import NCHW, Choice
+from memfit.selection.problem import build_problem
+from memfit.selection.profile import CostCache, profile_graph
+from tests.onnx_helpers import make_model, save
+
+
+def small_cnn(folder: Path) -> Path:
+    rng = np.random.default_rng(0)
+
+    def weights(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) * 0.3).astype(np.float32)
+
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"]),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"]),
+        helper.make_node("Conv", ["c2", "w3", "b3"], ["c3"], pads=[1, 1, 1, 1]),
+        helper.make_node("MaxPool", ["c3"], ["y"], kernel_shape=[2, 2], strides=[2, 2]),
+    ]
+    initializers = {
+        "w1": weights(16, 8, 3, 3),
+        "b1": weights(16),
+        "w2": weights(24, 16, 1, 1),
+        "b2": weights(24),
+        "w3": weights(8, 24, 3, 3),
+        "b3": weights(8),
+    }
+    return save(make_model(nodes, {"x": (1, 8, 14, 14)}, ["y"], initializers), folder)
+
+
+@pytest.mark.slow
+def test_pareto_end_to_end(tmp_path: Path) -> None:
+    model = small_cnn(tmp_path)
+    result = run_pareto(
+        str(model), points=3, singles=2, runs=1, cache=tmp_path / "costs.json", quiet=True
+    )
+    data = result.to_json()
+    front = data["front"]
+    assert front and data["greedy"]["latency_s"] > 0
+    for a, b in itertools.pairwise(front):
+        assert b["peak_bytes"] < a["peak_bytes"]
+        assert b["predicted_latency_s"] >= a["predicted_latency_s"]
+    measured = [*front, data["greedy"]]
+    measured += [p for p in data["single_primitive"].values() if p["latency_s"] is not None]
+    assert len(measured) >= 5
+    for point in measured:
+        assert point["verified"], point["label"]
+        assert point["peak_bytes"] == data["activation_arena_bytes"] + point["workspace_bytes"]
+        assert len(point["layers"]) == 3
+    assert set(data["single_primitive"]) >= {"default", "direct", "im2col", "winograd"}
+    assert data["ilp_optimal"]
+
+
+def test_profile_is_cached(tmp_path: Path) -> None:
+    graph = load_model(small_cnn(tmp_path))
+    cache = CostCache(tmp_path / "costs.json")
+    costs = profile_graph(graph, cache)
+    assert len(costs) == 3
+    calls = []
+    again = profile_graph(graph, CostCache(tmp_path / "costs.json"), lambda d, t: calls.append(d))
+    assert len(calls) == 1  # everything came from the cache: nothing was built or run
+    assert again == costs
+    problem = build_problem(graph, costs)
+    assert problem.links  # conv 1x1 -> conv 3x3 (at least) may stay NCHW
+    assert all(link.producer in costs for link in problem.links)
+    fastest = pareto.front(problem).points[0]
+    assert fastest.seconds <= pareto.greedy(problem).seconds + 1e-12
+    nchw_everywhere = {name: Choice("direct", NCHW) for name in costs}
+    assert pareto.single(problem, Choice("direct", NCHW)).assignment == nchw_everywhere
+
+
+def test_pareto_refuses_a_model_without_convolutions(tmp_path: Path) -> None:
+    nodes = [helper.make_node("Relu", ["x"], ["y"])]
+    model = save(make_model(nodes, {"x": (1, 4)}, ["y"]), tmp_path)
+    with pytest.raises(UnsupportedModelError, match="no float32 conv2d"):
+        run_pareto(str(model), quiet=True, cache=tmp_path / "c.json")
+
+
+def test_pareto_flags(tmp_path: Path) -> None:
+    parser = argparse.ArgumentParser()
+    add_pareto_parser(parser.add_subparsers())
+    for flags in (["--points", "0"], ["--runs", "0"], ["--plot", "front.txt"]):
+        args = parser.parse_args(["pareto", "m.onnx", *flags])
+        with pytest.raises(UsageError):
+            cmd_pareto(args)
+    args = parser.parse_args(["pareto", str(tmp_path / "missing.onnx"), "--json"])
+    with pytest.raises(MemfitError):
+        cmd_pareto(args)
