@@ -631,6 +631,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("zoo", help="list the built-in models")
     p.set_defaults(handler=cmd_zoo)
+
+    from memfit.selection.command import add_pareto_parser
+
+    add_pareto_parser(sub)
     return parser
 
 
