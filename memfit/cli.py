@@ -397,6 +397,82 @@ def _print_optimize(result, summary: dict[str, Any], output: str | None) -> None
     console.print(grid)
 
 
+REPORT_FRACTIONS = (0.5, 0.25)
+"""Budgets (fractions of the untiled peak) the report's front is drawn at, beside the untiled
+plan and the smallest peak."""
+REPORT_MAX_MAC_OVERHEAD = 0.2
+"""Recompute the report's own plans may add (as a fraction of the model's MACs)."""
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.optimizer import choose
+    from memfit.planning import tflm_greedy
+    from memfit.report.html import FrontPoint, collect, render
+    from memfit.tiling.mafat import default_cost_model
+
+    out = Path(args.output)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"-o {out}: expected an .html file name")
+    graph = _load(args)
+    as_imported = _load(args, canonical=False) if args.model.endswith(".tflite") else graph
+    baseline = tflm_greedy(as_imported)  # TFLite Micro's kernels need no im2col workspace
+    cost_model = default_cost_model()
+    notes = []
+    with _progress(f"reporting on {graph.name}") as report, kernel_workspace():
+        if args.plan:
+            tiled, plan = _apply_plan(graph, args.plan)
+            rewrites = _read_rewrites(args.plan)
+            notes.append(f"plan from {args.plan}")
+        else:
+            decision = choose(graph, max_mac_overhead=REPORT_MAX_MAC_OVERHEAD, progress=report)
+            tiled, plan = decision.chosen.graph, decision.chosen.plan
+            rewrites = list(decision.chosen.rewrites)
+            notes.append(
+                "plan: memfit optimize --max-mac-overhead "
+                f"{REPORT_MAX_MAC_OVERHEAD} (the smallest peak with at most "
+                f"{REPORT_MAX_MAC_OVERHEAD:.0%} recomputed MACs)"
+            )
+        untiled_peak = None
+        front = []
+        for fraction in (None, *REPORT_FRACTIONS):
+            budget = None if fraction is None else int(untiled_peak * fraction)  # type: ignore[operator]
+            report(f"front: budget {budget or 'none'}")
+            decision = choose(
+                graph,
+                budget=budget,
+                max_mac_overhead=REPORT_MAX_MAC_OVERHEAD,
+                progress=report,
+            )
+            untiled_peak = decision.untiled.peak_bytes
+            if fraction is None:
+                front.append(
+                    FrontPoint(None, "untiled", untiled_peak, decision.untiled.predicted_latency_s)
+                )
+            for candidate in decision.candidates:
+                if candidate.source != "untiled":
+                    front.append(
+                        FrontPoint(
+                            budget,
+                            candidate.source,
+                            candidate.peak_bytes,
+                            candidate.predicted_latency_s,
+                        )
+                    )
+        fractions = ", ".join(f"{f:.0%}" for f in REPORT_FRACTIONS)
+        notes.append(
+            f"front: memfit optimize at budgets of {fractions} of the untiled peak and without "
+            f"one, at most {REPORT_MAX_MAC_OVERHEAD:.0%} recomputed MACs"
+        )
+        if not cost_model.provenance.get("calibrated", True):
+            notes.append("latencies predicted by an uncalibrated cost model")
+        data = collect(graph, (tiled, plan), rewrites, baseline, cost_model, front, notes)
+        page = render(data)
+    _write_atomically(out, lambda tmp: Path(tmp).write_text(page))
+    print(f"{out}: {len(page):,} bytes, self-contained (charts inline)")
+    return 0
+
+
 def _graph_and_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     """The model and its memory plan for generated C: the plan file's (checked against the
     model), else the one memfit makes (``memfit.codegen.plan``)."""
@@ -628,6 +704,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--runs", type=int, default=10, help="timed runs per side (default 10)")
     p.set_defaults(handler=cmd_bench)
+
+    p = model_command("report", "write one self-contained HTML page about the model's plan")
+    p.add_argument("--plan", metavar="PLAN.json", help="report on this plan (default: optimize)")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT.html")
+    p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("zoo", help="list the built-in models")
     p.set_defaults(handler=cmd_zoo)

@@ -133,7 +133,7 @@ def _mafat(
     # Without a budget MAFAT has nothing to trade: ask for the smallest peak it can reach.
     found = mafat.search(run, budget if budget is not None else 1)
     score = found.best or found.smallest
-    if score.memory >= untiled and budget is None:
+    if score.memory >= untiled:
         return None, len(found.visited), None
     tiled, plan = mafat.real_plan(run, score.configuration)
     records = tuple({**r, "by": "mafat"} for r in run.records(score.configuration))
