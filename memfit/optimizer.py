@@ -188,6 +188,11 @@ def choose(
             progress=report,
         )
         evaluations += result.evaluations
+        if result.timed_out:
+            notes.append(
+                f"path discovery stopped at its time limit ({result.search_seconds:.0f} s) "
+                "with the best plan found by then"
+            )
         if result.rewrites:
             candidates.append(_from_discovery("+".join(tiling), result, model))
     if "mafat" in methods:

@@ -252,3 +252,12 @@ def test_int8_real_model_plan_is_bit_exact():
     got = api.run(result.graph, x, result.plan.arena)
     for name, array in expected.items():
         np.testing.assert_array_equal(got[name], array)
+
+
+def test_a_time_limit_keeps_the_best_found_so_far():
+    graph = depthwise_chain()
+    unlimited = optimize(graph)
+    stopped = optimize(graph, time_limit=0.0)
+    assert stopped.timed_out and not unlimited.timed_out
+    assert stopped.peak_bytes >= unlimited.peak_bytes
+    check_assignment(stopped.plan.lifetimes.buffers, stopped.plan.assignment, 16)

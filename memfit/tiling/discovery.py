@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ MAX_BASES = 3
 MAX_ROUNDS = 32
 MAX_FLAT_ROUNDS = 8
 """Rounds in a row that may keep the peak (flattening equal steps) before the search stops."""
+TIME_LIMIT = 45.0
+"""Seconds the rounds of one ``optimize`` call may take; then the best path so far is kept."""
 MIN_GAIN = 0.005
 """A rewrite that lowers the peak must lower it by this fraction at least."""
 MAX_CHAIN_OPS = 16
@@ -210,6 +213,7 @@ class OptimizeResult:
     limiting_buffer: PeakBuffer | None
     search_seconds: float
     evaluations: int
+    timed_out: bool = False
 
     @property
     def peak_bytes(self) -> int:
@@ -242,6 +246,7 @@ class OptimizeResult:
             "lower_bound_bytes": self.plan.lower_bound,
             "search_seconds": round(self.search_seconds, 3),
             "evaluations": self.evaluations,
+            "timed_out": self.timed_out,
         }
 
 
@@ -256,9 +261,13 @@ def optimize(
     max_mac_overhead: float | None = None,
     alignment: int = 16,
     progress: Progress | None = None,
+    time_limit: float = TIME_LIMIT,
 ) -> OptimizeResult:
     """Find the rewrites that lower the peak of ``graph`` most (or, with ``budget``, the first
-    plan that fits it), and plan the rewritten graph. ``graph`` is left unchanged."""
+    plan that fits it), and plan the rewritten graph. ``graph`` is left unchanged.
+
+    The rounds stop after ``time_limit`` seconds (checked between candidate evaluations), with
+    the best rewrites found so far; ``OptimizeResult.timed_out`` says whether that happened."""
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:
         raise UsageError(
@@ -274,7 +283,7 @@ def optimize(
     report("planning the untiled graph")
     untiled_graph = graph.copy()
     untiled = plan_memory(untiled_graph, alignment)  # puts its ops in the chosen order
-    search = _Search(untiled_graph, max_mac_overhead, alignment, report)
+    search = _Search(untiled_graph, max_mac_overhead, alignment, report, start + time_limit)
     # The search is greedy, round by round: the method that wins a round (FDT on a tie) can
     # lead to a worse end than the other alone, so with both allowed each is searched alone too.
     method_sets = [tuple(methods)]
@@ -311,6 +320,7 @@ def optimize(
         limiting_buffer=next(iter(peak_buffers(plan_graph, plan.lifetimes, alignment)), None),
         search_seconds=time.perf_counter() - start,
         evaluations=search.evaluations,
+        timed_out=search.timed_out,
     )
 
 
@@ -413,8 +423,11 @@ class _Search:
         max_mac_overhead: float | None,
         alignment: int,
         report: Progress,
+        deadline: float = math.inf,
     ) -> None:
         self.original = graph
+        self.deadline = deadline
+        self.timed_out = False
         self.methods: tuple[str, ...] = METHODS
         self.alignment = alignment
         self.report = report
@@ -437,6 +450,8 @@ class _Search:
         for round_number in range(1, MAX_ROUNDS + 1):
             if budget is not None and plan.peak <= budget:
                 break
+            if self._late():
+                break
             if len(path) - 1 - path.index(min(path)) >= MAX_FLAT_ROUNDS:
                 break
             self.report(
@@ -453,6 +468,12 @@ class _Search:
         keep = path.index(min(path))
         kept = [e.candidate for e in applied[:keep]]
         return self._coarsen(kept, path[keep], sum(e.extra_macs for e in applied[:keep]))
+
+    def _late(self) -> bool:
+        """Whether the time limit has passed (remembered in ``timed_out``)."""
+        if time.perf_counter() > self.deadline:
+            self.timed_out = True
+        return self.timed_out
 
     def _coarsen(self, chosen: list[Candidate], peak: int, extra: int) -> _Path:
         """``chosen`` with each rewrite that no later one refers to cut as coarsely as keeps
@@ -638,6 +659,8 @@ class _Search:
                 break  # sorted by what they could reach: no later group can do better
             previous: tuple[int, int] | None = None
             for candidate in group.candidates:
+                if self._late():
+                    return best
                 found = self._evaluate(context, candidate)
                 if found is None:
                     if previous is None:
@@ -680,6 +703,8 @@ class _Search:
                 if extra is not None:
                     trials.append((extra, candidate.tie_key(), candidate))
         for _, _, candidate in sorted(trials, key=lambda t: (t[0], t[1])):
+            if self._late():
+                return None
             found = self._evaluate(context, candidate)
             if found is not None and found.plan.peak <= budget:
                 return found
