@@ -18,7 +18,7 @@ import json
 import time
 from typing import Any
 
-from benchmarks.common import RESULTS, markdown_table, onnx_light_models
+from benchmarks.common import RESULTS, markdown_table, onnx_light_models, publish
 from memfit.selection.command import ParetoResult, run_pareto
 
 NETWORKS = {
@@ -138,7 +138,7 @@ def main() -> None:
         "with the fastest run (costs are minima of micro-benchmarks) and with the median. "
         "Regenerate with `.venv/bin/python -m benchmarks.pareto`.\n\n" + table(rows)
     )
-    (RESULTS / "pareto.md").write_text(text)
+    publish("pareto", text)  # results/pareto.md and the README's table
     print(text)
 
 
