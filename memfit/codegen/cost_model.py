@@ -9,7 +9,8 @@ with their own classes. Classes with too few samples use a fit over every sample
 runs without moving data (reshape views, concatenations written in place) cost nothing.
 
 Coefficients belong to a machine and a compiler: ``python -m benchmarks.latency`` times the
-shared models' plans (untiled and, where path discovery tiles them, tiled), fits, writes
+plans of the shared models (untiled and, where path discovery tiles them, tiled) and of the
+ONNX light zoo (untiled), fits on every op, writes
 ``~/.cache/memfit/cost_model-<host>-<compiler>.json`` and reports the prediction error of every
 measured plan, each predicted by a fit that did not see that plan's model (leave one model
 out). With ``--default`` it also writes the fallback shipped with memfit,
