@@ -21,6 +21,7 @@ from rich.console import Console
 from benchmarks.common import markdown_table, publish, shared_models
 from memfit.codegen.bench import bench_plans
 from memfit.codegen.plan import kernel_workspace
+from memfit.errors import MemfitError
 from memfit.frontends import load_model
 from memfit.ir.core import Graph
 from memfit.optimizer import choose
@@ -206,8 +207,11 @@ def half_of_tflm(measure: bool) -> str:
                 (decision.untiled.graph, decision.untiled.plan),
                 (chosen.graph, chosen.plan),
             ]
-            untiled, tiled = bench_plans(plans, str(path), path.stem, runs=5)
-            ratio = f"{tiled.latency_s / untiled.latency_s:.3f}"
+            try:
+                untiled, tiled = bench_plans(plans, str(path), path.stem, runs=5)
+                ratio = f"{tiled.latency_s / untiled.latency_s:.3f}"
+            except MemfitError as exc:  # e.g. an op without a C kernel
+                ratio = "no C: " + str(exc).split(";")[0].split(": ")[-1]
         rows.append(
             [
                 path.stem,
