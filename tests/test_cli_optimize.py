@@ -18,6 +18,14 @@ def _run(capsys, *argv):
     return code, captured.out, captured.err
 
 
+def _run_model(capsys, folder, output: str, *plan: str) -> int:
+    """``memfit run`` on a seeded input saved in ``folder``, writing ``folder/output``."""
+    x = np.random.default_rng(0).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
+    np.save(folder / "x.npy", x)
+    argv = ["run", MODEL, "--input", str(folder / "x.npy"), "--output", str(folder / output)]
+    return _run(capsys, *argv, *plan)[0]
+
+
 @pytest.fixture(scope="module")
 def optimized(tmp_path_factory):
     """One unconstrained optimization of the model, its plan file and JSON summary."""
@@ -45,34 +53,8 @@ def test_optimize_json_names_the_plan(optimized):
 
 def test_run_and_analyze_use_the_tiled_plan(optimized, tmp_path, capsys):
     plan, summary = optimized
-    x = np.random.default_rng(0).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
-    np.save(tmp_path / "x.npy", x)
-    assert (
-        _run(
-            capsys,
-            "run",
-            MODEL,
-            "--input",
-            str(tmp_path / "x.npy"),
-            "--output",
-            str(tmp_path / "tiled.npy"),
-            "--plan",
-            str(plan),
-        )[0]
-        == 0
-    )
-    assert (
-        _run(
-            capsys,
-            "run",
-            MODEL,
-            "--input",
-            str(tmp_path / "x.npy"),
-            "--output",
-            str(tmp_path / "untiled.npy"),
-        )[0]
-        == 0
-    )
+    assert _run_model(capsys, tmp_path, "tiled.npy", "--plan", str(plan)) == 0
+    assert _run_model(capsys, tmp_path, "untiled.npy") == 0
     np.testing.assert_array_equal(
         np.load(tmp_path / "tiled.npy"), np.load(tmp_path / "untiled.npy")
     )
@@ -175,19 +157,4 @@ def test_the_optimizer_weighs_mafat_and_measures(tmp_path, capsys):
     assert {c["source"] for c in summary["candidates"]} >= {"untiled", "mafat"}
     assert summary["predicted_latency_s"] > 0
     assert summary["latency_s"] > 0 and summary["untiled_latency_s"] > 0
-    x = np.random.default_rng(0).integers(-128, 128, (1, 32, 32, 3)).astype(np.int8)
-    np.save(tmp_path / "x.npy", x)
-    assert (
-        _run(
-            capsys,
-            "run",
-            MODEL,
-            "--input",
-            str(tmp_path / "x.npy"),
-            "--output",
-            str(tmp_path / "y.npy"),
-            "--plan",
-            str(plan),
-        )[0]
-        == 0
-    )
+    assert _run_model(capsys, tmp_path, "y.npy", "--plan", str(plan)) == 0
