@@ -405,6 +405,131 @@ def test_conv2d_s8(lib: ctypes.CDLL, case: tuple, activation: str, strided: bool
     assert_untouched(parent, y)
 
 
+# Few output channels per group (at most 4): the direct path, without im2col, of conv2d and
+# partial_conv2d (FDT's output-channel partitions). Border and interior pixels, blocks of 4
+# interior pixels and their leftovers, whole-row runs (dense input, dilation 1) and per-tap runs.
+# (n, h, w, cin, cout, kh, kw, stride, dilation, pads, groups)
+DIRECT_CASES = [
+    (1, 9, 13, 16, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 49, 40, 1, 1, 10, 8, (2, 2), (1, 1), (4, 3, 5, 3), 1),
+    (2, 7, 11, 5, 3, 3, 2, (2, 1), (1, 1), (0, 1, 1, 0), 1),
+    (1, 12, 10, 6, 2, 3, 3, (1, 2), (2, 3), (2, 3, 2, 1), 1),
+    (1, 10, 9, 9, 12, 5, 4, (3, 2), (1, 1), (2, 1, 2, 2), 3),
+    (1, 6, 17, 37, 4, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    (1, 5, 5, 3, 1, 7, 7, (1, 1), (1, 1), (3, 3, 3, 3), 1),
+    (1, 8, 8, 4, 2, 3, 3, (1, 1), (1, 1), (0, 0, 0, 0), 2),
+]
+
+
+@pytest.mark.parametrize("case", DIRECT_CASES)
+@pytest.mark.parametrize("strided", [False, True])
+def test_conv2d_direct(lib: ctypes.CDLL, case: tuple, strided: bool) -> None:
+    """conv2d computing at most 4 output channels per group, float and int8."""
+    rng = generator("conv2d direct", case, strided)
+    n, h, w, cin, cout, kh, kw, *_ = case
+    groups = case[-1]
+    assert cout // groups <= 4
+    x, weights, bias = (
+        floats(rng, (n, h, w, cin)),
+        floats(rng, (cout, kh, kw, cin // groups)),
+        floats(rng, (cout,)),
+    )
+    op = single_op(
+        "conv2d",
+        [(x, None, False), (weights, None, True), (bias, None, True)],
+        conv_attrs(case, "relu6"),
+    )
+    want = expected(op, x, weights, bias)
+    xin = strided_input(x, rng) if strided else x
+    parent, y = output_buffer(want.shape, np.float32, rng, strided)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(xin),
+        ref(view(xin)),
+        ptr(params.packed_conv_weights(op)),
+        ptr(bias),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.conv(op))),
+        ref(struct(params.float_activation(op))),
+        ptr(workspace(op)),
+    )
+    assert_close(y, want)
+    assert_untouched(parent, y)
+
+    op, (x, weights, bias) = quantized_conv(rng, case, "none")
+    want = expected(op, x, weights, bias)
+    xin = strided_input(x, rng) if strided else x
+    parent, y8 = output_buffer(want.shape, np.int8, rng, strided)
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(xin),
+        ref(view(xin)),
+        ptr(weights),
+        ptr(bias),
+        ptr(y8),
+        ref(view(y8)),
+        ref(struct(params.conv(op))),
+        ref(struct(params.requant(op))),
+        ptr(workspace(op)),
+    )
+    assert_same(y8, want)
+    assert_untouched(parent, y8)
+
+
+@pytest.mark.parametrize("case", [c for c in DIRECT_CASES if c[-1] == 1])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_partial_conv2d_direct(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
+    """partial_conv2d with at most 4 output channels, the first partition (no accumulator,
+    output strided) and a later one (accumulating in place)."""
+    rng = generator("partial conv2d direct", case, quantized)
+    n, h, w, cin, cout, kh, kw, *_ = case
+    attrs = {k: v for k, v in conv_attrs(case, "none").items() if k not in ("groups", "activation")}
+    acc_dtype = np.int32 if quantized else np.float32
+    xq = random_q(rng) if quantized else None
+    wq = q(0.01, 0) if quantized else None
+    acc = None
+    for _ in range(2):
+        if quantized:
+            x, weights = int8(rng, (n, h, w, cin)), int8(rng, (cout, kh, kw, cin))
+            weights[0, 0, 0, 0] = -128
+        else:
+            x, weights = floats(rng, (n, h, w, cin)), floats(rng, (cout, kh, kw, cin))
+        xin = strided_input(x, rng)
+        inputs = [(x, xq, False), (weights, wq, True)]
+        if acc is not None:
+            inputs.append((np.ascontiguousarray(acc), None, False))
+        op = single_op(
+            "partial_conv2d", inputs, attrs, dtype=DType.INT32 if quantized else DType.FLOAT32
+        )
+        partial = expected(op, x, weights, None if acc is None else np.ascontiguousarray(acc))
+        if acc is None:
+            parent, out = output_buffer(partial.shape, acc_dtype, rng, True)
+        else:
+            parent, out = None, acc
+        extra = [ctypes.c_int32(params.partial_offsets(op)[0])] if quantized else []
+        call(
+            lib,
+            params.kernel_name(op),
+            ptr(xin),
+            ref(view(xin)),
+            ptr(weights if quantized else params.packed_conv_weights(op)),
+            ptr(acc),
+            None if acc is None else ref(view(acc)),
+            ptr(out),
+            ref(view(out)),
+            ref(struct(params.conv(op))),
+            *extra,
+            ptr(workspace(op)),
+        )
+        (assert_same if quantized else assert_close)(out, partial)
+        if parent is not None:
+            assert_untouched(parent, out)
+        acc = out
+
+
 # (n, h, w, c, multiplier, kh, kw, stride, dilation, pads)
 DEPTHWISE_CASES = [
     (1, 9, 8, 5, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),

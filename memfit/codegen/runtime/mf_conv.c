@@ -1,5 +1,6 @@
-/* Convolutions: float and int8 conv2d as im2col + register-blocked GEMM, their FDT partial
- * (accumulating) forms, and depthwise convolution (also in place). */
+/* Convolutions: float and int8 conv2d as im2col + register-blocked GEMM (or, for a few output
+ * channels per group, a direct convolution), their FDT partial (accumulating) forms, and
+ * depthwise convolution (also in place). */
 #include <string.h>
 
 #include "mf_internal.h"
@@ -10,6 +11,280 @@ static void pixel_of(const mf_view* yv, int32_t m, int32_t* n, int32_t* oh, int3
     m /= yv->w;
     *oh = m % yv->h;
     *n = m / yv->h;
+}
+
+/* Output columns [*lo, *hi) of [ow0, ow1) whose tap column j lies inside the input. */
+static void valid_columns(const mf_conv* p, int32_t width, int32_t j, int32_t ow0, int32_t ow1,
+                          int32_t* lo, int32_t* hi) {
+    const int32_t shift = j * p->dilation_w - p->pad_left;
+    int32_t a = ow0, b = ow1;
+    while (a < b && a * p->stride_w + shift < 0) {
+        a++;
+    }
+    while (b > a && (b - 1) * p->stride_w + shift >= width) {
+        b--;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* ---- direct convolution: few output channels per group, no im2col ---------------------------
+ * FDT splits a convolution into partitions of a few output channels each, every one reading the
+ * whole input: packing im2col panels for each would cost as much as the multiplies. Here every
+ * output pixel's window is read in place instead, as runs of contiguous input (a kernel row's
+ * valid taps when the input's pixels are dense and dilation_w is 1, else one tap's channels)
+ * dotted with the weights' matching run, vectorized along the run. Interior pixels of an output
+ * row go MF_DIRECT_R at a time (one weight load for MF_DIRECT_R inputs); border pixels one at
+ * a time with their own valid taps (padding taps are skipped, as TFLite skips them). */
+
+#define MF_DIRECT_OG 4     /* direct when a group computes at most this many output channels */
+#define MF_DIRECT_R 4      /* interior output pixels per block */
+#define MF_F32_LANES 8     /* float partial sums per pixel (a fixed summation order) */
+
+/* The geometry of one output row's window runs, shared by float and int8. */
+typedef struct {
+    int32_t cin, depth, merged; /* merged: a kernel row's valid taps are one contiguous run */
+    int32_t ow_lo, ow_hi;       /* output columns whose every tap column is inside the input */
+    int32_t step;               /* input elements between consecutive output pixels' windows */
+} direct_geometry;
+
+static direct_geometry direct_setup(const mf_view* xv, const mf_view* yv, const mf_conv* p) {
+    direct_geometry d;
+    d.cin = xv->c / p->groups;
+    d.depth = p->kh * p->kw * d.cin;
+    d.merged = p->dilation_w == 1 && xv->sw == d.cin;
+    d.step = p->stride_w * xv->sw;
+    valid_columns(p, xv->w, 0, 0, yv->w, &d.ow_lo, &d.ow_hi);
+    int32_t lo, hi;
+    valid_columns(p, xv->w, p->kw - 1, 0, yv->w, &lo, &hi);
+    d.ow_lo = mf_max_i32(d.ow_lo, lo);
+    d.ow_hi = mf_max_i32(d.ow_lo, mf_min_i32(d.ow_hi, hi));
+    return d;
+}
+
+/* Tap columns [*jlo, *jhi) of output column ow that lie inside the input. */
+static void valid_taps(const mf_conv* p, int32_t width, int32_t ow, int32_t* jlo, int32_t* jhi) {
+    const int32_t iw0 = ow * p->stride_w - p->pad_left;
+    int32_t a = 0, b = p->kw;
+    while (a < b && iw0 + a * p->dilation_w < 0) {
+        a++;
+    }
+    while (b > a && iw0 + (b - 1) * p->dilation_w >= width) {
+        b--;
+    }
+    *jlo = a;
+    *jhi = b;
+}
+
+#if defined(__GNUC__)
+#define MF_INLINE static inline __attribute__((always_inline))
+#else
+#define MF_INLINE static inline
+#endif
+
+/* lanes[r][l] += a_r[k + l] * b[k + l] over whole groups of MF_F32_LANES (a_r = a + r * step),
+ * tail[r] += the rest; ROWS is 1 or MF_DIRECT_R, a constant in each caller. */
+#define MF_RUN_F32(ROWS)                                                                       \
+    do {                                                                                       \
+        for (int32_t r = 0; r < (ROWS); r++) {                                                 \
+            const float* restrict ar = a + r * step;                                           \
+            float* restrict lr = lanes[r];                                                     \
+            for (int32_t k = 0; k < whole; k += MF_F32_LANES) {                                \
+                for (int32_t l = 0; l < MF_F32_LANES; l++) {                                   \
+                    lr[l] = MF_FMA(ar[k + l], b[k + l], lr[l]);                                \
+                }                                                                              \
+            }                                                                                  \
+            for (int32_t k = whole; k < len; k++) {                                            \
+                tail[r] = MF_FMA(ar[k], b[k], tail[r]);                                        \
+            }                                                                                  \
+        }                                                                                      \
+    } while (0)
+
+/* out[r] = the window sum of output channel weights w (the layer's [KH][KW][cin] run) at pixel
+ * (n, oh, ow0 + r), r < rows: rows == MF_DIRECT_R interior pixels (jlo = 0, jhi = kw), or
+ * rows == 1 with tap columns [jlo, jhi). x points at the group's first input channel. */
+MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const mf_conv* p,
+                          const direct_geometry* d, int32_t n, int32_t oh, int32_t ow0,
+                          int32_t jlo, int32_t jhi, const float* restrict w, float* out) {
+    float lanes[MF_DIRECT_R][MF_F32_LANES] = {{0.0f}};
+    float tail[MF_DIRECT_R] = {0.0f};
+    const int32_t cin = d->cin, step = d->step;
+    const int32_t runs = d->merged ? 1 : jhi - jlo;
+    const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
+    const int32_t whole = len - len % MF_F32_LANES;
+    const int32_t iw = ow0 * p->stride_w - p->pad_left + jlo * p->dilation_w;
+    for (int32_t i = 0; i < p->kh; i++) {
+        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        if (ih < 0 || ih >= xv->h || jhi <= jlo) {
+            continue;
+        }
+        const float* row = x + mf_view_offset(xv, n, ih, iw);
+        for (int32_t t = 0; t < runs; t++) {
+            const float* restrict a = row + t * p->dilation_w * xv->sw;
+            const float* restrict b = w + (i * p->kw + jlo + t) * cin;
+            if (rows == MF_DIRECT_R) {
+                MF_RUN_F32(MF_DIRECT_R);
+            } else {
+                MF_RUN_F32(1);
+            }
+        }
+    }
+    for (int32_t r = 0; r < rows; r++) {
+        float sum = tail[r];
+        for (int32_t l = 0; l < MF_F32_LANES; l++) {
+            sum += lanes[r][l];
+        }
+        out[r] = sum;
+    }
+}
+
+/* The same for int8: sums of (x + input_offset) * w in int32 over the valid taps. */
+MF_INLINE void window_s8(int32_t rows, const int8_t* x, const mf_view* xv, const mf_conv* p,
+                         const direct_geometry* d, int32_t n, int32_t oh, int32_t ow0,
+                         int32_t jlo, int32_t jhi, const int8_t* restrict w, int32_t offset,
+                         int32_t* out) {
+    int32_t sums[MF_DIRECT_R] = {0};
+    const int32_t cin = d->cin, step = d->step;
+    const int32_t runs = d->merged ? 1 : jhi - jlo;
+    const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
+    const int32_t iw = ow0 * p->stride_w - p->pad_left + jlo * p->dilation_w;
+    for (int32_t i = 0; i < p->kh; i++) {
+        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        if (ih < 0 || ih >= xv->h || jhi <= jlo) {
+            continue;
+        }
+        const int8_t* row = x + mf_view_offset(xv, n, ih, iw);
+        for (int32_t t = 0; t < runs; t++) {
+            const int8_t* restrict a = row + t * p->dilation_w * xv->sw;
+            const int8_t* restrict b = w + (i * p->kw + jlo + t) * cin;
+            for (int32_t k = 0; k < len; k++) {
+                MF_UNROLL
+                for (int32_t r = 0; r < rows; r++) {
+                    sums[r] += (int16_t)(a[r * step + k] + offset) * b[k];
+                }
+            }
+        }
+    }
+    for (int32_t r = 0; r < rows; r++) {
+        out[r] = sums[r];
+    }
+}
+
+/* Float conv2d / partial_conv2d with og <= MF_DIRECT_OG: the group's weights unpacked from
+ * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels). */
+static void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
+                       const float* bias, const float* acc, const mf_view* accv, float* y,
+                       const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
+                       float* workspace) {
+    const direct_geometry d = direct_setup(xv, yv, p);
+    const int32_t og = yv->c / p->groups, depth = d.depth;
+    const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
+    float sums[MF_DIRECT_OG][MF_DIRECT_R];
+    for (int32_t g = 0; g < p->groups; g++) {
+        const float* panel = w_packed + (size_t)g * panels * depth * MF_F32_NR;
+        for (int32_t o = 0; o < og; o++) {
+            for (int32_t k = 0; k < depth; k++) {
+                workspace[o * depth + k] = panel[k * MF_F32_NR + o];
+            }
+        }
+        const float* xg = x + g * d.cin;
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                int32_t ow = 0;
+                while (ow < yv->w) {
+                    int32_t rows = 1;
+                    if (ow >= d.ow_lo && ow + MF_DIRECT_R <= d.ow_hi) {
+                        rows = MF_DIRECT_R;
+                        for (int32_t o = 0; o < og; o++) {
+                            window_f32(MF_DIRECT_R, xg, xv, p, &d, n, oh, ow, 0, p->kw,
+                                       workspace + o * depth, sums[o]);
+                        }
+                    } else {
+                        int32_t jlo, jhi;
+                        valid_taps(p, xv->w, ow, &jlo, &jhi);
+                        for (int32_t o = 0; o < og; o++) {
+                            window_f32(1, xg, xv, p, &d, n, oh, ow, jlo, jhi,
+                                       workspace + o * depth, sums[o]);
+                        }
+                    }
+                    for (int32_t r = 0; r < rows; r++) {
+                        const int32_t o0 = g * og;
+                        float* out = y + mf_view_offset(yv, n, oh, ow + r) + o0;
+                        if (act != NULL) {
+                            for (int32_t o = 0; o < og; o++) {
+                                out[o] = mf_activate(sums[o][r] + (bias ? bias[o0 + o] : 0.0f),
+                                                     act);
+                            }
+                        } else if (acc != NULL) {
+                            const float* in = acc + mf_view_offset(accv, n, oh, ow + r) + o0;
+                            for (int32_t o = 0; o < og; o++) {
+                                out[o] = in[o] + sums[o][r];
+                            }
+                        } else {
+                            for (int32_t o = 0; o < og; o++) {
+                                out[o] = sums[o][r];
+                            }
+                        }
+                    }
+                    ow += rows;
+                }
+            }
+        }
+    }
+}
+
+/* int8 conv2d (y8, requantized) / partial_conv2d (y32 = acc + sums), og <= MF_DIRECT_OG. */
+static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
+                      const int32_t* acc, const mf_view* accv, int8_t* y8, int32_t* y32,
+                      const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
+                      int32_t input_offset) {
+    const direct_geometry d = direct_setup(xv, yv, p);
+    const int32_t og = yv->c / p->groups, depth = d.depth;
+    int32_t sums[MF_DIRECT_OG][MF_DIRECT_R];
+    for (int32_t g = 0; g < p->groups; g++) {
+        const int8_t* xg = x + g * d.cin;
+        const int32_t o0 = g * og;
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                int32_t ow = 0;
+                while (ow < yv->w) {
+                    int32_t rows = 1;
+                    if (ow >= d.ow_lo && ow + MF_DIRECT_R <= d.ow_hi) {
+                        rows = MF_DIRECT_R;
+                        for (int32_t o = 0; o < og; o++) {
+                            window_s8(MF_DIRECT_R, xg, xv, p, &d, n, oh, ow, 0, p->kw,
+                                      w + (size_t)(o0 + o) * depth, input_offset, sums[o]);
+                        }
+                    } else {
+                        int32_t jlo, jhi;
+                        valid_taps(p, xv->w, ow, &jlo, &jhi);
+                        for (int32_t o = 0; o < og; o++) {
+                            window_s8(1, xg, xv, p, &d, n, oh, ow, jlo, jhi,
+                                      w + (size_t)(o0 + o) * depth, input_offset, sums[o]);
+                        }
+                    }
+                    for (int32_t r = 0; r < rows; r++) {
+                        if (y8 != NULL) {
+                            int8_t* out = y8 + mf_view_offset(yv, n, oh, ow + r) + o0;
+                            for (int32_t o = 0; o < og; o++) {
+                                const int32_t b = bias ? bias[o0 + o] : 0;
+                                out[o] = mf_requant_one(mf_wrap32((int64_t)sums[o][r] + b), q,
+                                                        o0 + o);
+                            }
+                        } else {
+                            int32_t* out = y32 + mf_view_offset(yv, n, oh, ow + r) + o0;
+                            const int32_t* in =
+                                acc ? acc + mf_view_offset(accv, n, oh, ow + r) + o0 : NULL;
+                            for (int32_t o = 0; o < og; o++) {
+                                out[o] = in ? mf_wrap32((int64_t)in[o] + sums[o][r]) : sums[o][r];
+                            }
+                        }
+                    }
+                    ow += rows;
+                }
+            }
+        }
+    }
 }
 
 /* ---- float: im2col into a panel, GEMM on packed weights ------------------------------------
@@ -83,6 +358,10 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
     const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
     const int32_t pixels = yv->n * yv->h * yv->w;
     float tile[MF_F32_MR * MF_F32_NR];
+    if (og <= MF_DIRECT_OG) {
+        direct_f32(x, xv, w_packed, bias, acc, accv, y, yv, p, act, ap);
+        return;
+    }
     for (int32_t m0 = 0; m0 < pixels; m0 += MF_F32_MR) {
         const int32_t rows = mf_min_i32(MF_F32_MR, pixels - m0);
         for (int32_t g = 0; g < groups; g++) {
@@ -213,6 +492,10 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const i
     const int32_t depth = p->kh * p->kw * cin;
     const int32_t pixels = yv->n * yv->h * yv->w;
     int32_t tile[MF_S8_MR * MF_S8_NR];
+    if (og <= MF_DIRECT_OG) {
+        direct_s8(x, xv, w, bias, acc, accv, y8, y32, yv, p, q, input_offset);
+        return;
+    }
     for (int32_t m0 = 0; m0 < pixels; m0 += MF_S8_MR) {
         const int32_t rows = mf_min_i32(MF_S8_MR, pixels - m0);
         int32_t offsets[MF_S8_MR], acc_offsets[MF_S8_MR];
@@ -275,21 +558,6 @@ void mf_partial_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
  * channel o / depth_multiplier and weights w[i][j][o]. */
 
 #define MF_DW_ROW 512
-
-/* Output columns [*lo, *hi) of [ow0, ow1) whose tap column j lies inside the input. */
-static void valid_columns(const mf_conv* p, int32_t width, int32_t j, int32_t ow0, int32_t ow1,
-                          int32_t* lo, int32_t* hi) {
-    const int32_t shift = j * p->dilation_w - p->pad_left;
-    int32_t a = ow0, b = ow1;
-    while (a < b && a * p->stride_w + shift < 0) {
-        a++;
-    }
-    while (b > a && (b - 1) * p->stride_w + shift >= width) {
-        b--;
-    }
-    *lo = a;
-    *hi = b;
-}
 
 /* Channels per chunk (whole input channels' worth when possible), and columns per chunk. */
 static void depthwise_chunks(int32_t channels, int32_t mult, int32_t* cb, int32_t* owb) {
