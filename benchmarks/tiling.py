@@ -52,7 +52,7 @@ def _same_outputs(untiled: Graph, result: OptimizeResult) -> bool:
     return True
 
 
-def _plan(path: Path | str, max_overhead: float) -> tuple[OptimizeResult, float]:
+def _plan(path: Path | str, max_overhead: float | None) -> tuple[OptimizeResult, float]:
     graph = load_model(path)
     start = time.perf_counter()
     with kernel_workspace():
@@ -90,8 +90,9 @@ def measure(path: Path | str) -> dict[str, object]:
         tflm, live = tflm_greedy(load_model(path)).arena.size, False
     bounded, seconds = _plan(path, MAX_OVERHEAD)
     zero, zero_seconds = _plan(path, 0.0)
+    lowest, _ = _plan(path, None)
     untiled = load_model(path)
-    verified = _same_outputs(untiled, bounded) and _same_outputs(untiled, zero)
+    verified = all(_same_outputs(untiled, r) for r in (bounded, zero, lowest))
     return {
         "model": path.stem if isinstance(path, Path) else path,
         "tflm": tflm,
@@ -99,6 +100,7 @@ def measure(path: Path | str) -> dict[str, object]:
         "untiled": bounded.untiled_peak_bytes,
         "bounded": bounded,
         "zero": zero,
+        "lowest": lowest,
         "seconds": max(seconds, zero_seconds),
         "verified": verified,
     }
@@ -143,6 +145,9 @@ def main() -> None:
                 f"{zero.peak_bytes:,}",
                 _ratio(tflm, zero.peak_bytes),
                 _chains(zero),
+                f"{r['lowest'].peak_bytes:,}",  # type: ignore[union-attr]
+                _ratio(tflm, r["lowest"].peak_bytes),  # type: ignore[union-attr]
+                f"{r['lowest'].mac_overhead:.1%}",  # type: ignore[union-attr]
                 "yes" if r["verified"] else "NO",
                 f"{r['seconds']:.1f}",
             ]
@@ -150,6 +155,7 @@ def main() -> None:
     with_tflm = [r for r in results if r["tflm"] and r["live"]]
     bounded_gain = _geomean([r["tflm"] / r["bounded"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
     zero_gain = _geomean([r["tflm"] / r["zero"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
+    lowest_gain = _geomean([r["tflm"] / r["lowest"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
     rows.append(
         [
             f"**geometric mean** ({len(with_tflm)} shared models TFLM runs)",
@@ -161,6 +167,9 @@ def main() -> None:
             "",
             "",
             f"**{zero_gain:.2f}x**",
+            "",
+            "",
+            f"**{lowest_gain:.2f}x**",
             "",
             "",
             "",
@@ -177,6 +186,9 @@ def main() -> None:
         "tiled, no recompute",
         "TFLM / no recompute",
         "chains (no recompute)",
+        "lowest peak, any recompute",
+        "TFLM / lowest",
+        "its MAC overhead",
         "outputs = untiled",
         "optimize s",
     ]
