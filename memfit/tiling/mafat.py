@@ -38,7 +38,7 @@ import dataclasses
 import itertools
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -691,6 +691,3 @@ def default_cost_model() -> CostModel:
         return load_cost_model()
     except FileNotFoundError:
         return uncalibrated_cost_model()
-
-
-ProgressFn = Callable[[str], None]
