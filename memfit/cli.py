@@ -603,7 +603,10 @@ def cmd_zoo(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="memfit", description=__doc__)
+    parser = _Parser(
+        prog="memfit",
+        description="Fit DNN inference in tight memory, fast: plan, tile, verify and emit C.",
+    )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     def model_command(name: str, help_text: str) -> argparse.ArgumentParser:
@@ -635,7 +638,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=cmd_analyze)
 
     p = model_command(
-        "optimize", "tile chains of ops (FDT, FFMT) to lower the peak memory or meet a budget"
+        "optimize",
+        "tile the model (FDT, FFMT, MAFAT groups) for the smallest peak, or the fastest plan "
+        "within a budget",
     )
     p.epilog = (
         "Without --budget the peak is minimized; with one, the first plan that fits is kept, "
