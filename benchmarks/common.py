@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import onnx
@@ -19,6 +21,11 @@ def shared_models() -> list[Path]:
 
 def onnx_light_models() -> list[Path]:
     return sorted(ONNX_LIGHT.glob("*.onnx"))
+
+
+def geomean(values: Sequence[float]) -> float:
+    """Geometric mean (nan for no values): how ratios over models are summarized."""
+    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import platform
 import subprocess
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from rich.progress import Progress
 
-from benchmarks.common import markdown_table, onnx_light_models, publish, shared_models
+from benchmarks.common import geomean, markdown_table, onnx_light_models, publish, shared_models
 from memfit.codegen import cost_model
 from memfit.codegen.bench import Benchmark, bench_plans
 from memfit.codegen.identifiers import c_identifier
@@ -214,10 +213,6 @@ def fit_cost_model(
 # ---- the tables ----------------------------------------------------------------------------
 
 
-def _geomean(values: Sequence[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
-
-
 def _ms(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds * 1e3:.3f}"
 
@@ -293,7 +288,7 @@ def models_table(results: Sequence[ModelResult]) -> str:
         )
     for label, chosen in _groups(results):
         ratios = [r.untiled.benchmark.ratio for r in chosen]  # type: ignore[union-attr]
-        mean = _geomean([x for x in ratios if x])
+        mean = geomean([x for x in ratios if x])
         row = [f"**geometric mean, {label}** ({len(chosen)} models)"] + [""] * 11
         row[6] = f"**{mean:.2f}x**"
         rows.append(row)
@@ -354,7 +349,7 @@ def tiled_table(results: Sequence[ModelResult]) -> str:
             )
     for variant, values in by_variant.items():
         row = [f"**geometric mean, {variant}** ({len(values)} plans)"] + [""] * 8
-        row[6] = f"**{_geomean(values):.3f}**"
+        row[6] = f"**{geomean(values):.3f}**"
         rows.append(row)
     return markdown_table(header, rows)
 

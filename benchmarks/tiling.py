@@ -15,14 +15,13 @@ include the generated C kernels' workspace, as ``memfit optimize`` plans them.
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from pathlib import Path
 
 import numpy as np
 from rich.progress import Progress
 
-from benchmarks.common import markdown_table, publish, shared_models
+from benchmarks.common import geomean, markdown_table, publish, shared_models
 from memfit.api import run
 from memfit.codegen.boundary import ports
 from memfit.codegen.plan import kernel_workspace
@@ -110,10 +109,6 @@ def _ratio(tflm: int | None, ours: int) -> str:
     return f"{tflm / ours:.2f}x" if tflm else "-"
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values)) if values else float("nan")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", help="run only models whose name contains this")
@@ -153,9 +148,9 @@ def main() -> None:
             ]
         )
     with_tflm = [r for r in results if r["tflm"] and r["live"]]
-    bounded_gain = _geomean([r["tflm"] / r["bounded"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
-    zero_gain = _geomean([r["tflm"] / r["zero"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
-    lowest_gain = _geomean([r["tflm"] / r["lowest"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
+    bounded_gain = geomean([r["tflm"] / r["bounded"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
+    zero_gain = geomean([r["tflm"] / r["zero"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
+    lowest_gain = geomean([r["tflm"] / r["lowest"].peak_bytes for r in with_tflm])  # type: ignore[operator, union-attr]
     rows.append(
         [
             f"**geometric mean** ({len(with_tflm)} shared models TFLM runs)",

@@ -82,12 +82,14 @@ def _write_atomically(path: Path, write) -> None:  # type: ignore[no-untyped-def
 
 
 def _apply_plan(graph, path: str):  # type: ignore[no-untyped-def]
-    """The graph rewritten as the plan file says (tiling included), with its checked plan."""
+    """The graph rewritten as the plan file says (tiling included), its checked plan, and the
+    file's rewrite records."""
     from memfit.codegen.plan import restore_any
     from memfit.planning.plan_file import fingerprint, read_plan
 
     document = read_plan(path)
-    return restore_any(graph, document, fingerprint(graph), source=f"plan {path}")
+    graph, plan = restore_any(graph, document, fingerprint(graph), source=f"plan {path}")
+    return graph, plan, list(document["rewrites"])
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -104,7 +106,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     inputs = _read_inputs(args.input, graph)
     plan: Any = "memfit"  # without a plan file, run inside the arena memfit plans
     if args.plan:
-        graph, memory_plan = _apply_plan(graph, args.plan)
+        graph, memory_plan, _ = _apply_plan(graph, args.plan)
         plan = memory_plan.arena
     outputs = run(graph, inputs, plan)
     if out.suffix == ".npy":
@@ -128,16 +130,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
-    """A spinner on stderr for work that may take more than a second."""
+def _progress(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
+    """A spinner on stderr for work that may take more than a second; yields ``report(text)``,
+    which a long search calls to update it (quiet, or not a terminal: no spinner)."""
     import contextlib
 
     from rich.console import Console
 
     console = Console(stderr=True)
     if quiet or not console.is_terminal:
-        return contextlib.nullcontext()
-    return console.status(message)
+        return contextlib.nullcontext(lambda text: None)
+
+    @contextlib.contextmanager
+    def spinner():  # type: ignore[no-untyped-def]
+        with console.status(message) as status:
+            yield lambda text: status.update(f"{message}: {text}")
+
+    return spinner()
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -159,8 +168,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.plan:
         if as_imported is None:
             as_imported = graph.copy()
-        rewrites = _read_rewrites(args.plan)
-        graph, plan = _apply_plan(graph, args.plan)
+        graph, plan, rewrites = _apply_plan(graph, args.plan)
         if plan.arena.alignment != args.alignment:
             raise UsageError(
                 f"--alignment {args.alignment} differs from the plan's {plan.arena.alignment}; "
@@ -168,7 +176,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             )
         analysis = analyze_memory(graph, args.alignment, as_imported=as_imported, plan=plan)
     else:
-        with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
+        with _progress(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
             analysis = analyze_memory(graph, args.alignment, as_imported=as_imported)
     if args.output:
         document = plan_to_json(graph, analysis.plan, model_fingerprint, rewrites)
@@ -224,30 +232,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.plot:
         console.print(f"charts written to {args.plot}")
     return 0
-
-
-def _read_rewrites(path: str) -> list[Any]:
-    from memfit.planning.plan_file import read_plan
-
-    return list(read_plan(path)["rewrites"])
-
-
-def _progress(message: str, quiet: bool = False):  # type: ignore[no-untyped-def]
-    """A spinner on stderr whose text a long search updates: yields ``report(text)``."""
-    import contextlib
-
-    from rich.console import Console
-
-    console = Console(stderr=True)
-    if quiet or not console.is_terminal:
-        return contextlib.nullcontext(lambda text: None)
-
-    @contextlib.contextmanager
-    def spinner():  # type: ignore[no-untyped-def]
-        with console.status(message) as status:
-            yield lambda text: status.update(f"{message}: {text}")
-
-    return spinner()
 
 
 def cmd_optimize(args: argparse.Namespace) -> int:
@@ -319,7 +303,7 @@ def _measure_plans(args: argparse.Namespace, result) -> dict[str, Any]:  # type:
     from memfit.codegen.bench import bench_plans
 
     plans = [(result.untiled.graph, result.untiled.plan), (result.chosen.graph, result.chosen.plan)]
-    with _status(f"timing the generated C of {result.untiled.graph.name}", args.json):
+    with _progress(f"timing the generated C of {result.untiled.graph.name}", args.json):
         untiled, chosen = bench_plans(plans, args.model, _c_name(args), runs=args.runs)
     return {"latency_s": chosen.latency_s, "untiled_latency_s": untiled.latency_s}
 
@@ -421,8 +405,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     notes = []
     with _progress(f"reporting on {graph.name}") as report, kernel_workspace():
         if args.plan:
-            tiled, plan = _apply_plan(graph, args.plan)
-            rewrites = _read_rewrites(args.plan)
+            tiled, plan, rewrites = _apply_plan(graph, args.plan)
             notes.append(f"plan from {args.plan}")
         else:
             decision = choose(graph, max_mac_overhead=REPORT_MAX_MAC_OVERHEAD, progress=report)
@@ -445,6 +428,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                 progress=report,
             )
             untiled_peak = decision.untiled.peak_bytes
+            untiled = (decision.untiled.graph, decision.untiled.plan)
             if fraction is None:
                 front.append(
                     FrontPoint(None, "untiled", untiled_peak, decision.untiled.predicted_latency_s)
@@ -466,7 +450,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         )
         if not cost_model.provenance.get("calibrated", True):
             notes.append("latencies predicted by an uncalibrated cost model")
-        data = collect(graph, (tiled, plan), rewrites, baseline, cost_model, front, notes)
+        data = collect(graph, untiled, (tiled, plan), rewrites, baseline, cost_model, front, notes)
         page = render(data)
     _write_atomically(out, lambda tmp: Path(tmp).write_text(page))
     print(f"{out}: {len(page):,} bytes, self-contained (charts inline)")
@@ -483,7 +467,7 @@ def _graph_and_plan(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     if args.plan:
         document = read_plan(args.plan)
         return restore_for_c(graph, document, fingerprint(graph), f"plan {args.plan}")
-    with _status(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
+    with _progress(f"planning memory of {graph.name} ({len(graph.ops)} ops)"):
         plan = plan_for_c(graph)
     return graph, plan
 
@@ -512,7 +496,7 @@ def cmd_codegen(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
-        with _status(f"writing C for {graph.name}"):
+        with _progress(f"writing C for {graph.name}"):
             model = generate(graph, plan, staging, _c_name(args))
         if out.exists():
             raise UsageError(f"{out} appeared while generating; nothing written")
@@ -537,7 +521,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.seeds < 1:
         raise UsageError(f"--seeds {args.seeds}: expected at least 1")
     graph, plan = _graph_and_plan(args)
-    with _status(f"generating, compiling and running C for {graph.name}"):
+    with _progress(f"generating, compiling and running C for {graph.name}"):
         result = verify(graph, plan, args.model, _c_name(args), seeds=range(args.seeds))
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
@@ -564,7 +548,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.runs < 1:
         raise UsageError(f"--runs {args.runs}: expected at least 1")
     graph, plan = _graph_and_plan(args)
-    with _status(f"timing the generated C of {graph.name}"):
+    with _progress(f"timing the generated C of {graph.name}"):
         result = bench(graph, plan, args.model, _c_name(args), runs=args.runs)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))

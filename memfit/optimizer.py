@@ -121,7 +121,7 @@ def _from_discovery(source: str, result: OptimizeResult, cost_model: CostModel) 
 
 
 def _mafat(
-    graph: Graph, budget: int | None, cost_model: CostModel, alignment: int
+    graph: Graph, budget: int | None, cost_model: CostModel, alignment: int, untiled_macs: int
 ) -> tuple[Candidate | None, int, str | None]:
     from memfit.tiling import mafat
 
@@ -137,7 +137,7 @@ def _mafat(
         return None, len(found.visited), None
     tiled, plan = mafat.real_plan(run, score.configuration)
     records = tuple({**r, "by": "mafat"} for r in run.records(score.configuration))
-    extra = sum(macs(op) for op in tiled.ops) - sum(macs(op) for op in graph.ops)
+    extra = sum(macs(op) for op in tiled.ops) - untiled_macs
     candidate = Candidate(
         "mafat", tiled, plan, records, max(extra, 0), cost_model.predict(tiled, plan)
     )
@@ -169,6 +169,7 @@ def choose(
     notes = []
     if not model.provenance.get("calibrated", True):
         notes.append("latency predicted by an uncalibrated cost model (1 ns per MAC and byte)")
+    untiled_macs = sum(macs(op) for op in graph.ops)
     report("planning the untiled graph")
     untiled_graph = graph.copy()
     untiled_plan = plan_memory(untiled_graph, alignment)
@@ -197,13 +198,12 @@ def choose(
             candidates.append(_from_discovery("+".join(tiling), result, model))
     if "mafat" in methods:
         report("MAFAT: fused groups over the longest run of layers")
-        candidate, visited, note = _mafat(graph, budget, model, alignment)
+        candidate, visited, note = _mafat(graph, budget, model, alignment, untiled_macs)
         evaluations += visited
         if note:
             notes.append(note)
         overhead_ok = candidate is not None and (
-            max_mac_overhead is None
-            or candidate.extra_macs <= max_mac_overhead * sum(macs(op) for op in graph.ops)
+            max_mac_overhead is None or candidate.extra_macs <= max_mac_overhead * untiled_macs
         )
         if candidate is not None and overhead_ok:
             candidates.append(candidate)
@@ -217,7 +217,7 @@ def choose(
         untiled=untiled,
         candidates=tuple(candidates),
         budget=budget,
-        untiled_macs=sum(macs(op) for op in graph.ops),
+        untiled_macs=untiled_macs,
         search_seconds=time.perf_counter() - start,
         evaluations=evaluations,
         notes=tuple(notes),

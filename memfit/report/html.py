@@ -240,6 +240,7 @@ def render(data: ReportData) -> str:
 
 def collect(
     graph: Graph,
+    untiled: tuple[Graph, MemoryPlan],
     planned: tuple[Graph, MemoryPlan],
     rewrites: Sequence[dict[str, Any]],
     tflm_greedy: MemoryPlan,
@@ -271,7 +272,7 @@ def collect(
         )
     return ReportData(
         model=graph.name,
-        untiled=(untiled_graph, untiled_plan),
+        untiled=untiled,
         planned=planned,
         tflm_greedy=tflm_greedy,
         rewrites=rewrites,
