@@ -20,6 +20,7 @@ from rich.console import Console
 
 from benchmarks.common import markdown_table, publish, shared_models
 from memfit.codegen.bench import bench_plans
+from memfit.codegen.cost_model import default_cost_model
 from memfit.codegen.plan import kernel_workspace
 from memfit.errors import MemfitError
 from memfit.frontends import load_model
@@ -145,7 +146,7 @@ def predictor_errors(models: list[str | Path], sample: int = 60) -> str:
         layers = mafat.find_run(graph)
         if len(layers) < 2:
             continue
-        run = mafat.Run(graph, layers, mafat.default_cost_model())
+        run = mafat.Run(graph, layers, default_cost_model())
         untiled = run.score(run.untiled).memory
         seen: dict[mafat.Configuration, int] = {}
         for fraction in (None, 0.5, 0.3, 0.2, 0.1, 0.05):
@@ -246,7 +247,7 @@ def main() -> None:
     measure = not args.quick
     with kernel_workspace():
         graph = load_model(YOLO)
-        run = mafat.Run(graph, mafat.find_run(graph), mafat.default_cost_model())
+        run = mafat.Run(graph, mafat.find_run(graph), default_cost_model())
         start = time.perf_counter()
         decision = choose(graph, budget=run.score(run.untiled).memory // 2)
         yolo_seconds = time.perf_counter() - start
@@ -258,7 +259,7 @@ def main() -> None:
         errors = predictor_errors([YOLO, "zoo:yolov2-16-int8", *shared_models()])
         console.print("shared models at half of TFLite Micro's head")
         half = half_of_tflm(measure)
-    model = mafat.default_cost_model()
+    model = default_cost_model()
     calibrated = model.provenance.get("calibrated", True)
     text = (
         "YOLOv2-16 (608x608, float32), MAFAT's search at falling budgets"

@@ -389,11 +389,11 @@ REPORT_MAX_MAC_OVERHEAD = 0.2
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from memfit.codegen.cost_model import default_cost_model
     from memfit.codegen.plan import kernel_workspace
     from memfit.optimizer import choose
     from memfit.planning import tflm_greedy
     from memfit.report.html import FrontPoint, collect, render
-    from memfit.tiling.mafat import default_cost_model
 
     out = Path(args.output)
     if out.suffix.lower() not in (".html", ".htm"):

@@ -155,7 +155,7 @@ def choose(
     progress: Progress | None = None,
 ) -> Decision:
     """Weigh every allowed method on ``graph`` (left unchanged) and return the decision."""
-    from memfit.tiling.mafat import default_cost_model
+    from memfit.codegen.cost_model import default_cost_model
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown or not methods:

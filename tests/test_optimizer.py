@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from memfit.codegen.cost_model import uncalibrated_cost_model
 from memfit.errors import UsageError
 from memfit.optimizer import choose
 from memfit.planning import check_assignment
-from memfit.tiling.mafat import uncalibrated_cost_model
 from tests.test_tiling_mafat import _chain
 
 

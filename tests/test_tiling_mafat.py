@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memfit.codegen.cost_model import uncalibrated_cost_model
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
 from memfit.runtime.executor import execute
@@ -40,7 +41,7 @@ def _chain(hw: int = 24) -> Graph:
 @pytest.fixture(scope="module")
 def run() -> M.Run:
     graph = _chain()
-    return M.Run(graph, M.find_run(graph), M.uncalibrated_cost_model())
+    return M.Run(graph, M.find_run(graph), uncalibrated_cost_model())
 
 
 def test_the_run_is_every_layer(run):
@@ -113,7 +114,7 @@ def test_a_configuration_computes_the_same(run):
 
 def test_yolov2_16_prediction_is_exact_on_the_search_path():
     graph = yolov2_16(np.random.default_rng(0), 1, (64, 64))
-    run = M.Run(graph, M.find_run(graph), M.uncalibrated_cost_model())
+    run = M.Run(graph, M.find_run(graph), uncalibrated_cost_model())
     assert len(run.layers) == 16
     untiled = run.score(run.untiled).memory
     found = M.search(run, untiled // 2)

@@ -197,6 +197,20 @@ def load_cost_model(path: Path | None = None) -> CostModel:
     raise FileNotFoundError(f"no cost model found (not even {DEFAULT_PATH})")
 
 
+def uncalibrated_cost_model() -> CostModel:
+    """A stand-in when no measured cost model exists: 1 ns per MAC and per byte, 1 us per op
+    (``provenance["calibrated"]`` is False, so callers can say so)."""
+    return CostModel({}, Coefficients(1e-6, 1e-9, 1e-9), {"calibrated": False})
+
+
+def default_cost_model() -> CostModel:
+    """``load_cost_model()``, or the uncalibrated stand-in when no file can be read."""
+    try:
+        return load_cost_model()
+    except FileNotFoundError:
+        return uncalibrated_cost_model()
+
+
 def save_cost_model(model: CostModel, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(model.to_json(), indent=1) + "\n")

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from memfit.codegen.cost_model import Coefficients, CostModel, OpFeatures, op_features
+from memfit.codegen.cost_model import CostModel, OpFeatures, op_features
 from memfit.errors import InternalError, UsageError
 from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.ops import macs
@@ -677,17 +677,3 @@ def validate(run: Run, configurations: Sequence[Configuration]) -> list[tuple[in
         _, plan = real_plan(run, config)
         pairs.append((run.score(config).memory, plan.arena.size))
     return pairs
-
-
-def uncalibrated_cost_model() -> CostModel:
-    """A stand-in when no measured cost model exists: 1 ns per MAC and per byte, 1 us per op."""
-    return CostModel({}, Coefficients(1e-6, 1e-9, 1e-9), {"calibrated": False})
-
-
-def default_cost_model() -> CostModel:
-    from memfit.codegen.cost_model import load_cost_model
-
-    try:
-        return load_cost_model()
-    except FileNotFoundError:
-        return uncalibrated_cost_model()
