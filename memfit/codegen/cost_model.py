@@ -89,9 +89,13 @@ class CostModel:
     """For op classes without coefficients of their own."""
     provenance: Mapping[str, Any]
 
-    def op_seconds(self, op: Op) -> float:
-        features = op_features(op)
+    def seconds(self, features: OpFeatures) -> float:
+        """Predicted seconds of one op of class ``features.key`` with those MACs and bytes (a
+        tile of an op, say): its class's coefficients, else the general ones."""
         return self.classes.get(features.key, self.general).seconds(features)
+
+    def op_seconds(self, op: Op) -> float:
+        return self.seconds(op_features(op))
 
     def predict(self, graph: Graph, plan: MemoryPlan) -> float:
         """Predicted latency in seconds of ``graph``'s generated C under ``plan``."""

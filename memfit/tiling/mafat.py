@@ -281,12 +281,6 @@ class Run:
     def _align(self, size: int) -> int:
         return align_up(size, self.alignment)
 
-    def _seconds(self, info: _OpInfo, macs_: int, moved: int) -> float:
-        key = info.features.key
-        return self.cost_model.classes.get(key, self.cost_model.general).seconds(
-            OpFeatures(key, macs_, moved)
-        )
-
     def group(self, group: Group) -> tuple[int, float]:
         """(peak bytes, seconds) of one group, cached."""
         cached = self._group_cache.get(group)
@@ -331,7 +325,6 @@ class Run:
         geometries = [i.geometry for i in infos]
         sizes = [i.input_size for i in infos]
         slice_key = f"strided_slice/{x.dtype}"
-        slice_cost = self.cost_model.classes.get(slice_key, self.cost_model.general)
         seconds = 0.0
         # Per-element ops at the end run in place over the tile's output, which is part of
         # the group output (or its chunk): from ``tail`` on, nothing new is held.
@@ -347,7 +340,7 @@ class Run:
             pixels = [w.rows.size * w.cols.size for w in windows]
             pixels.append((row_span[1] - row_span[0]) * (col_span[1] - col_span[0]))
             window_bytes = pixels[0] * infos[0].in_pixel_bytes
-            seconds += slice_cost.seconds(OpFeatures(slice_key, 0, 2 * window_bytes))
+            seconds += self.cost_model.seconds(OpFeatures(slice_key, 0, 2 * window_bytes))
             held_before, held_last = 0, 0
             for i, info in enumerate(infos):
                 tile_in = 0 if i > tail else self._align(pixels[i] * info.in_pixel_bytes)
@@ -362,7 +355,8 @@ class Run:
                     held_before = max(held_before, held)
                 tile_macs = macs(info.op) * pixels[i + 1] // max(info.out_pixels, 1)
                 moved = pixels[i] * info.in_pixel_bytes + out_bytes + info.constant_bytes
-                seconds += self._seconds(info, tile_macs, moved)
+                tile = OpFeatures(info.features.key, tile_macs, moved)
+                seconds += self.cost_model.seconds(tile)
             tiles.append((self._align(window_bytes), held_before, held_last))
         peak, copies = self._tiles_peak(x, y, group.grid, row_spans, col_spans, tiles)
         join = f"{last.name}@join"
