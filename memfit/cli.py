@@ -312,6 +312,7 @@ def _print_optimize(result, summary: dict[str, Any], output: str | None) -> None
     from rich.console import Console
     from rich.table import Table
 
+    from memfit.tiling import describe_size
     from memfit.units import format_size
 
     console = Console()
@@ -325,21 +326,17 @@ def _print_optimize(result, summary: dict[str, Any], output: str | None) -> None
             "ops",
             "first op",
             "last op",
-            title=f"tiled chains ({chosen.source})",
+            title=f"rewrites ({chosen.source})",
         )
         for index, record in enumerate(chosen.rewrites, 1):
-            parts = (
-                f"P={record['partitions']}"
-                if record["method"] == "fdt"
-                else "x".join(map(str, record["grid"]))
-            )
-            ops = record["ops"]
+            parts = describe_size(record)
+            ops = record["ops"] or ["-"]
             table.add_row(
                 str(index), record["method"].upper(), parts, str(len(ops)), ops[0], ops[-1]
             )
         console.print(table)
     else:
-        console.print("no tiling lowers the peak of this model")
+        console.print("no tiling or primitive choice improves on the untiled plan")
     grid = Table.grid(padding=(0, 2))
     peak = max(chosen.peak_bytes, 1)
     untiled = result.untiled.peak_bytes
@@ -623,8 +620,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = model_command(
         "optimize",
-        "tile the model (FDT, FFMT, MAFAT groups) for the smallest peak, or the fastest plan "
-        "within a budget",
+        "tile the model (FDT, FFMT, MAFAT groups) and choose its convolution primitives for the "
+        "smallest peak, or the fastest plan within a budget",
     )
     p.epilog = (
         "Without --budget the peak is minimized; with one, the first plan that fits is kept, "
@@ -635,8 +632,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--budget", metavar="SIZE", help="arena budget: 65536, 96KiB, 1.5MB, ...")
     p.add_argument(
         "--methods",
-        default="fdt,ffmt,mafat",
-        help="tiling methods to weigh (default: fdt,ffmt,mafat)",
+        default="fdt,ffmt,mafat,primitives",
+        help="methods to weigh: tiling (fdt, ffmt, mafat) and primitive selection (primitives) "
+        "(default: all)",
     )
     p.add_argument(
         "--max-mac-overhead",

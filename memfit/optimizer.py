@@ -6,12 +6,18 @@ included when called inside ``memfit.codegen.plan.kernel_workspace``):
 - ``untiled``: memfit's plan of the model as it is (scheduled, in place, packed);
 - ``fdt`` / ``ffmt``: path discovery (``memfit.tiling.discovery``) with the methods allowed;
 - ``mafat``: several fused groups over the longest run of layers, each on its own grid
-  (``memfit.tiling.mafat``), searched for the fastest configuration within the budget.
+  (``memfit.tiling.mafat``), searched for the fastest configuration within the budget;
+- ``primitives``: on each of the above, the float convolutions' primitive and layout chosen by
+  the ILP of ``memfit.selection`` (TASO) from costs measured on this machine: the fastest
+  choice whose arena plus workspace fits the budget, the fastest overall, and the one with the
+  least workspace, each planned for real.
 
 Every candidate's latency is predicted by the calibrated cost model on the graph and plan it
-really produces. With a budget, the fastest candidate that fits wins (ties: the smaller peak);
-without one, the smallest peak (ties: the faster). When nothing fits, the smallest peak is
-returned and the caller reports it.
+really produces; for a primitive selection, the cost model's time of the selected layers is
+scaled by the measured time of the chosen primitives over that of memfit's own kernels on the
+same layers (conversions included). With a budget, the fastest candidate that fits wins (ties:
+the smaller peak); without one, the smallest peak (ties: the faster). When nothing fits, the
+smallest peak is returned and the caller reports it.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from memfit.codegen.cost_model import CostModel
@@ -29,7 +36,10 @@ from memfit.planning import MemoryPlan, plan_memory
 from memfit.tiling.discovery import METHODS as DISCOVERY_METHODS
 from memfit.tiling.discovery import OptimizeResult, PeakBuffer, optimize, peak_buffers
 
-METHODS = (*DISCOVERY_METHODS, "mafat")
+METHODS = (*DISCOVERY_METHODS, "mafat", "primitives")
+MAX_PROFILED_SHAPES = 48
+"""Primitive selection is tried on a candidate only when its float convolutions have at most
+this many distinct shapes (a fine grid's tiles would each be profiled)."""
 
 Progress = Callable[[str], None]
 
@@ -144,6 +154,77 @@ def _mafat(
     return candidate, len(found.visited), None
 
 
+def _with_primitives(
+    base: Candidate,
+    budget: int | None,
+    cost_model: CostModel,
+    alignment: int,
+    report: Progress,
+    cache: Path | None,
+) -> tuple[list[Candidate], str | None]:
+    """``base`` with its float convolutions' primitives chosen: the fastest within the budget,
+    the fastest, and the least workspace (each distinct selection once)."""
+    from memfit.selection import lowering, pareto
+    from memfit.selection.ilp import evaluate, solve
+    from memfit.selection.problem import activation_arena_bytes, build_problem
+    from memfit.selection.profile import CostCache, conv_job, profile_graph, selectable_ops
+
+    ops = selectable_ops(base.graph)
+    if not ops:
+        return [], None
+    if budget is not None and activation_arena_bytes(base.graph) > budget:
+        return [], None  # no choice of workspace brings it within the budget
+    shapes = {conv_job(op, pareto.DEFAULT).key for op in ops}
+    if len(shapes) > MAX_PROFILED_SHAPES:
+        return [], (
+            f"primitives: not tried on the {base.source} plan ({len(shapes)} distinct "
+            f"convolution shapes, more than {MAX_PROFILED_SHAPES} to profile)"
+        )
+
+    def profiled(done: int, total: int) -> None:
+        report(f"profiling primitives for the {base.source} plan: {done}/{total}")
+
+    costs = profile_graph(base.graph, CostCache(cache), profiled)
+    problem = build_problem(base.graph, costs)
+    default = evaluate(problem, {layer.name: pareto.DEFAULT for layer in problem.layers})
+    layers_s = sum(cost_model.op_seconds(op) for op in ops)
+    report(f"choosing primitives for the {base.source} plan ({len(problem.layers)} layers)")
+    solutions = [solve(problem), solve(problem, minimize_memory=True)]
+    if budget is not None:
+        solutions.insert(0, solve(problem, budget))
+    found: list[Candidate] = []
+    seen = {tuple(sorted((n, c.label) for n, c in default.assignment.items()))}
+    for solution in solutions:
+        if solution is None:
+            continue
+        chosen = solution.evaluation
+        key = tuple(sorted((n, c.label) for n, c in chosen.assignment.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        graph = base.graph.copy()
+        lowering.mark(graph, chosen.assignment, chosen.nchw_tensors)
+        delta = layers_s * (chosen.seconds / default.seconds - 1.0)
+        entry = lowering.record(chosen.assignment, chosen.nchw_tensors, delta)
+        found.append(
+            Candidate(
+                f"{base.source}+primitives",
+                graph,
+                plan_memory(graph, alignment),
+                (*base.rewrites, entry),
+                base.extra_macs,
+                base.predicted_latency_s + delta,
+            )
+        )
+    return found, None
+
+
+def _selectable_any(candidates: Sequence[Candidate]) -> bool:
+    from memfit.selection.profile import selectable_ops
+
+    return any(selectable_ops(c.graph) for c in candidates)
+
+
 def choose(
     graph: Graph,
     *,
@@ -153,8 +234,10 @@ def choose(
     cost_model: CostModel | None = None,
     alignment: int = 16,
     progress: Progress | None = None,
+    profile_cache: Path | None = None,
 ) -> Decision:
-    """Weigh every allowed method on ``graph`` (left unchanged) and return the decision."""
+    """Weigh every allowed method on ``graph`` (left unchanged) and return the decision
+    (``profile_cache``: the primitive cost cache, default ``~/.cache/memfit``)."""
     from memfit.codegen.cost_model import default_cost_model
 
     unknown = sorted(set(methods) - set(METHODS))
@@ -207,6 +290,16 @@ def choose(
         )
         if candidate is not None and overhead_ok:
             candidates.append(candidate)
+    if "primitives" in methods:
+        selected: list[Candidate] = []
+        for base in candidates:
+            more, note = _with_primitives(base, budget, model, alignment, report, profile_cache)
+            selected += more
+            if note:
+                notes.append(note)
+        if not _selectable_any(candidates):
+            notes.append("primitives: no float convolution with constant weights to choose for")
+        candidates += selected
     fitting = [c for c in candidates if budget is None or c.peak_bytes <= budget]
     if budget is not None and fitting:
         chosen = min(fitting, key=lambda c: (c.predicted_latency_s, c.peak_bytes))

@@ -158,3 +158,20 @@ def test_the_optimizer_weighs_mafat_and_measures(tmp_path, capsys):
     assert summary["predicted_latency_s"] > 0
     assert summary["latency_s"] > 0 and summary["untiled_latency_s"] > 0
     assert _run_model(capsys, tmp_path, "y.npy", "--plan", str(plan)) == 0
+
+
+def test_a_plan_with_chosen_primitives_runs_and_verifies(tmp_path, capsys):
+    """FDT and primitive selection together: the plan file carries both, and the generated C
+    of the replayed plan matches the NumPy executor and TFLite Micro's reference."""
+    plan = tmp_path / "plan.json"
+    argv = ["optimize", "zoo:resnet8", "--methods", "fdt,primitives", "--max-mac-overhead", "0"]
+    code, out, _ = _run(capsys, *argv, "--json", "-o", str(plan))
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["method"].endswith("+primitives")
+    assert summary["chains"][-1]["method"] == "primitives"
+    assert summary["peak_bytes"] < summary["untiled_peak_bytes"]
+    code, out, _ = _run(capsys, "verify", "zoo:resnet8", "--plan", str(plan), "--json")
+    assert code == 0
+    verified = json.loads(out)
+    assert verified["matches"] and verified["arena_bytes"] == summary["peak_bytes"]

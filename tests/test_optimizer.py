@@ -46,3 +46,67 @@ def test_mafat_alone_and_an_unreachable_budget(graph):
 def test_unknown_methods_are_refused(graph):
     with pytest.raises(UsageError, match="unknown method"):
         choose(graph, methods=("fdt", "magic"))
+
+
+def test_primitive_selection_is_weighed_and_replayed():
+    """``primitives`` chooses the float convolutions' primitives on each candidate: without a
+    budget the least workspace (direct convolution needs none) gives the smallest peak, and the
+    record replays onto the model to the same marks."""
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.selection.lowering import choice_of
+    from memfit.tiling import apply_rewrites
+    from memfit.zoo import build
+
+    graph = build("resnet8")
+    with kernel_workspace():
+        decision = choose(graph, methods=("primitives",), cost_model=uncalibrated_cost_model())
+    sources = {c.source for c in decision.candidates}
+    assert sources == {"untiled", "untiled+primitives"}
+    chosen = decision.chosen
+    assert chosen.source == "untiled+primitives"
+    assert chosen.peak_bytes < decision.untiled.peak_bytes  # fewer im2col panels
+    (record,) = chosen.rewrites
+    assert record["method"] == "primitives" and record["ops"]
+    replayed = apply_rewrites(graph.copy(), chosen.rewrites)
+    for op in replayed.ops:
+        assert choice_of(op) == choice_of(chosen.graph.op(op.name))
+    plan = chosen.plan
+    check_assignment(plan.lifetimes.buffers, plan.assignment, plan.arena.alignment)
+
+
+def test_primitive_selection_within_a_budget_is_the_fastest_that_fits(graph):
+    from memfit.codegen.plan import kernel_workspace
+
+    with kernel_workspace():
+        free = choose(graph, methods=("primitives",), cost_model=uncalibrated_cost_model())
+        budget = free.untiled.peak_bytes
+        decision = choose(
+            graph, budget=budget, methods=("primitives",), cost_model=uncalibrated_cost_model()
+        )
+    assert decision.fits_budget
+    fitting = [c for c in decision.candidates if c.peak_bytes <= budget]
+    assert decision.chosen.predicted_latency_s == min(c.predicted_latency_s for c in fitting)
+
+
+def test_int8_models_have_nothing_to_select():
+    from memfit.zoo import build
+
+    decision = choose(build("resnet8-int8"), methods=("primitives",))
+    assert [c.source for c in decision.candidates] == ["untiled"]
+    assert any("no float convolution" in note for note in decision.notes)
+
+
+@pytest.mark.parametrize(
+    ("record", "message"),
+    [
+        ({"method": "primitives", "ops": [], "choices": "x"}, "malformed"),
+        ({"method": "primitives", "ops": ["nope"], "choices": {"nope": "direct/nhwc"}}, "does not"),
+        ({"method": "primitives", "ops": ["conv0"], "choices": {"conv0": "gemm1x1/nhwc"}}, "apply"),
+    ],
+)
+def test_bad_selection_records_are_refused(graph, record, message):
+    from memfit.errors import InputError
+    from memfit.tiling import apply_rewrites
+
+    with pytest.raises(InputError, match=message):
+        apply_rewrites(graph.copy(), [record])

@@ -66,6 +66,15 @@ def test_pareto_end_to_end(tmp_path: Path) -> None:
         assert len(point["layers"]) == 3
     assert set(data["single_primitive"]) >= {"default", "direct", "im2col", "winograd"}
     assert data["ilp_optimal"]
+    plans = data["optimizer_plans"]
+    assert plans and all(p["verified"] and p["latency_s"] > 0 for p in plans)
+    assert any(p["chains"] and p["chains"][0]["method"] in ("fdt", "ffmt") for p in plans)
+    every = data["front_every_method"]
+    assert every and {e["method"] for e in every} <= {"primitives", *(p["method"] for p in plans)}
+    for a, b in itertools.pairwise(every):
+        assert b["peak_bytes"] < a["peak_bytes"] and b["latency_s"] >= a["latency_s"]
+    smallest = min([p["planned_arena_bytes"] for p in measured] + [p["peak_bytes"] for p in plans])
+    assert every[-1]["peak_bytes"] == smallest
 
 
 def test_profile_is_cached(tmp_path: Path) -> None:

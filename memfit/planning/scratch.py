@@ -14,7 +14,8 @@ for the ops the storage map runs in place.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 from memfit.ir.core import Op
 
@@ -37,6 +38,19 @@ def scratch_bytes(op: Op) -> int:
     """Workspace bytes ``op`` needs while it runs (0 when its kind registers none)."""
     fn = SCRATCH.get(op.kind)
     return fn(op) if fn is not None else 0
+
+
+@contextlib.contextmanager
+def without_workspace() -> Iterator[None]:
+    """Within the block, no op kind has workspace (e.g. to plan the activations alone while
+    ``memfit.codegen.plan.kernel_workspace`` is in force)."""
+    saved = dict(SCRATCH)
+    SCRATCH.clear()
+    try:
+        yield
+    finally:
+        SCRATCH.clear()
+        SCRATCH.update(saved)
 
 
 IN_PLACE_SCRATCH: dict[str, ScratchFunction] = {}

@@ -31,6 +31,7 @@ from memfit.analysis.memory import live_bytes_per_step
 from memfit.codegen.cost_model import CostModel
 from memfit.ir.core import Graph
 from memfit.planning import MemoryPlan
+from memfit.tiling import describe_size
 
 
 @dataclass(frozen=True)
@@ -147,14 +148,20 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def measured_delta(rewrites: Sequence[dict[str, Any]]) -> float:
+    """Seconds the rewrites change beyond what the cost model sees: a primitive selection's
+    measured difference from memfit's own kernels."""
+    return sum(float(r.get("predicted_delta_s", 0.0)) for r in rewrites)
+
+
 def _describe(record: dict[str, Any]) -> str:
     ops = record["ops"]
-    size = (
-        f"P={record['partitions']}"
-        if record["method"] == "fdt"
-        else "grid " + "x".join(map(str, record["grid"]))
-    )
+    size = describe_size(record)
+    if record["method"] == "ffmt":
+        size = "grid " + size
     by = f" ({record['by']})" if record.get("by") else ""
+    if record["method"] == "primitives":
+        return f"primitives: {size}"
     return f"{record['method'].upper()}{by} {size}: {ops[0]} .. {ops[-1]} ({len(ops)} ops)"
 
 
@@ -172,7 +179,7 @@ th:first-child, td:first-child { text-align: left; }
 def render(data: ReportData) -> str:
     untiled_plan, plan = data.untiled[1], data.planned[1]
     untiled_latency = data.cost_model.predict(*data.untiled)
-    latency = data.cost_model.predict(*data.planned)
+    latency = data.cost_model.predict(*data.planned) + measured_delta(data.rewrites)
     summary = _table(
         ["", "bytes", "predicted latency"],
         [
@@ -267,7 +274,7 @@ def collect(
             Step(
                 _describe(record),
                 step_plan.arena.size,
-                cost_model.predict(step_graph, step_plan),
+                cost_model.predict(step_graph, step_plan) + measured_delta(rewrites[: index + 1]),
             )
         )
     return ReportData(

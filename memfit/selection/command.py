@@ -4,8 +4,11 @@ Profiles every applicable (layer, primitive, layout) and layout conversion on th
 (cached), solves the ILP for the fastest choice and walks the front down to the smallest
 memory, evaluates the baselines (greedy; each primitive alone), then emits, compiles, verifies
 and times the chosen points and baselines side by side, and reports predicted beside measured
-latency. ``--features`` works on the model up to its first dense layer (the classifier, whose
-weights do not depend on the selection, makes every build of VGG-19 or AlexNet slow).
+latency. Beside them, ``memfit optimize``'s choices (FDT, FFMT and MAFAT tiling with primitive
+selection) at falling budgets are measured in the same rounds, and the front over every method
+is the measured points no other point beats on both planned arena and latency. ``--features``
+works on the model up to its first dense layer (the classifier, whose weights do not depend on
+the selection, makes every build of VGG-19 or AlexNet slow).
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +66,55 @@ class Point:
 
 
 @dataclass
+class PlanPoint:
+    """A plan ``memfit optimize`` chose (tiling and primitives), measured as generated C."""
+
+    label: str
+    budget: int | None
+    source: str
+    rewrites: tuple[dict[str, Any], ...]
+    peak_bytes: int
+    predicted_latency_s: float
+    measured: Measured | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        m = self.measured
+        return {
+            "label": self.label,
+            "budget_bytes": self.budget,
+            "method": self.source,
+            "peak_bytes": self.peak_bytes,
+            "latency_s": None if m is None else m.latency_s,
+            "predicted_latency_s": self.predicted_latency_s,
+            "verified": None if m is None else m.verified,
+            "chains": [dict(r) for r in self.rewrites],
+        }
+
+
+@dataclass(frozen=True)
+class FrontEntry:
+    """A point of the front over every method: planned arena (activations and workspace, as
+    the generated C allocates it) and measured latency."""
+
+    label: str
+    method: str
+    peak_bytes: int
+    latency_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(vars(self))
+
+
+def front_over_methods(points: Sequence[FrontEntry]) -> list[FrontEntry]:
+    """The entries no other entry beats on both memory and latency, fastest first."""
+    kept: list[FrontEntry] = []
+    for entry in sorted(points, key=lambda e: (e.latency_s, e.peak_bytes)):
+        if not kept or entry.peak_bytes < kept[-1].peak_bytes:
+            kept.append(entry)
+    return kept
+
+
+@dataclass
 class ParetoResult:
     model: str
     layers: int
@@ -76,6 +129,21 @@ class ParetoResult:
     ilp_optimal: bool
     profile_seconds: float
     measure_seconds: float
+    plans: list[PlanPoint] = field(default_factory=list)
+
+    def every_method(self) -> list[FrontEntry]:
+        """The front over primitive selection and the optimizer's tiled plans (measured)."""
+        entries = [
+            FrontEntry(p.label, "primitives", p.measured.planned_arena_bytes, p.measured.latency_s)
+            for p in (*self.front, self.greedy, *self.singles.values())
+            if p.measured is not None
+        ]
+        entries += [
+            FrontEntry(p.label, p.source, p.peak_bytes, p.measured.latency_s)
+            for p in self.plans
+            if p.measured is not None
+        ]
+        return front_over_methods(entries)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -95,6 +163,8 @@ class ParetoResult:
             "ilp_optimal": self.ilp_optimal,
             "profile_seconds": self.profile_seconds,
             "measure_seconds": self.measure_seconds,
+            "optimizer_plans": [p.to_json() for p in self.plans],
+            "front_every_method": [e.to_json() for e in self.every_method()],
         }
 
 
@@ -133,6 +203,7 @@ def run_pareto(
     singles: int | None = None,
     runs: int = 6,
     cut_features: bool = False,
+    tiling: bool = True,
     cache: Path | None = None,
     directory: Path | None = None,
     quiet: bool = False,
@@ -186,6 +257,8 @@ def run_pareto(
             Configuration(group[0].evaluation.assignment, group[0].evaluation.nchw_tensors)
             for group in unique.values()
         ]
+        plans = optimizer_plans(graph, say, cache) if tiling else []
+        configurations += [_configuration(candidate) for _, candidate in plans]
         start = time.perf_counter()
         results = measure(
             graph,
@@ -197,9 +270,11 @@ def run_pareto(
             reference=not cut_features,
         )
         measure_seconds = time.perf_counter() - start
-    for group, result in zip(unique.values(), results, strict=True):
+    for group, result in zip(unique.values(), results, strict=False):
         for point in group:
             point.measured = result
+    for (plan_point, _), result in zip(plans, results[len(unique) :], strict=True):
+        plan_point.measured = result
     return ParetoResult(
         model=model,
         layers=len(problem.layers),
@@ -214,7 +289,65 @@ def run_pareto(
         ilp_optimal=walked.optimal,
         profile_seconds=profile_seconds,
         measure_seconds=measure_seconds,
+        plans=[p for p, _ in plans],
     )
+
+
+OPTIMIZER_FRACTIONS = (0.5, 0.25)
+"""Budgets (fractions of the untiled peak) the optimizer's plans are taken at, beside its
+smallest peak."""
+OPTIMIZER_MAX_MAC_OVERHEAD = 0.2
+
+
+def optimizer_plans(
+    graph: Graph, say: Any, cache: Path | None = None
+) -> list[tuple[PlanPoint, Any]]:
+    """``memfit optimize``'s chosen plan at budgets of the untiled peak's fractions and without
+    a budget (the smallest peak), each once: (point, candidate)."""
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.optimizer import choose
+
+    found: dict[tuple[Any, ...], tuple[PlanPoint, Any]] = {}
+    untiled_peak: int | None = None
+    with kernel_workspace():
+        for fraction in (None, *OPTIMIZER_FRACTIONS):
+            budget = None if fraction is None else int(untiled_peak * fraction)  # type: ignore[operator]
+            say(f"memfit optimize, budget {budget or 'none (smallest peak)'}")
+            decision = choose(
+                graph,
+                budget=budget,
+                max_mac_overhead=OPTIMIZER_MAX_MAC_OVERHEAD,
+                profile_cache=cache,
+            )
+            untiled_peak = decision.untiled.peak_bytes
+            chosen = decision.chosen
+            if chosen.source == "untiled" or (budget is not None and not decision.fits_budget):
+                continue
+            key = (chosen.peak_bytes, json.dumps(chosen.rewrites, sort_keys=True))
+            label = "optimize, smallest peak" if budget is None else f"optimize, {fraction:g}x"
+            point = PlanPoint(
+                label,
+                budget,
+                chosen.source,
+                chosen.rewrites,
+                chosen.peak_bytes,
+                chosen.predicted_latency_s,
+            )
+            found.setdefault(key, (point, chosen))
+    return list(found.values())
+
+
+def _configuration(candidate: Any) -> Configuration:
+    """A tiled candidate as a configuration to measure: its graph, with its primitives (if it
+    chose any) as the assignment to check layer by layer."""
+    from memfit.selection.lowering import parse_record
+
+    assignment: dict[str, Any] = {}
+    nchw: frozenset[str] = frozenset()
+    for record in candidate.rewrites:
+        if record.get("method") == "primitives":
+            assignment, nchw = parse_record(record)
+    return Configuration(assignment, nchw, candidate.graph)
 
 
 # ---- output ---------------------------------------------------------------------------------
@@ -267,6 +400,32 @@ def print_table(result: ParetoResult) -> None:
         "measured: median of the timed runs; error: predicted against the fastest run (both "
         "sides are minima: the machine is shared)"
     )
+    if result.plans:
+        every = Table(
+            "point",
+            "method",
+            "planned arena MiB",
+            "measured ms",
+            "predicted ms",
+            title="memfit optimize's plans (tiling and primitives)",
+        )
+        for plan_point in result.plans:
+            m = plan_point.measured
+            every.add_row(
+                plan_point.label,
+                plan_point.source,
+                _mib(plan_point.peak_bytes),
+                _ms(None if m is None else m.latency_s),
+                _ms(plan_point.predicted_latency_s),
+            )
+        console.print(every)
+        console.print(
+            "front over every method (planned arena, measured ms): "
+            + "; ".join(
+                f"{e.label} [{e.method}] {_mib(e.peak_bytes)} MiB {e.latency_s * 1e3:.2f} ms"
+                for e in result.every_method()
+            )
+        )
     fastest = result.front[0]
     measured_singles = [p for p in result.singles.values() if p.measured is not None]
     if fastest.measured is not None and measured_singles:
@@ -317,6 +476,24 @@ def plot(result: ParetoResult, path: str) -> None:
         axes.plot(x, y, "^", color="green")
         axes.annotate(name, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
     axes.plot([], [], "^", color="green", label="single primitive")
+    plans = [p for p in result.plans if p.measured is not None]
+    if plans:
+        axes.plot(
+            [p.peak_bytes / 2**20 for p in plans],
+            [p.measured.latency_s * 1e3 for p in plans],  # type: ignore[union-attr]
+            "D",
+            color="purple",
+            label="memfit optimize (tiling + primitives)",
+        )
+        every = result.every_method()
+        axes.step(
+            [e.peak_bytes / 2**20 for e in every],
+            [e.latency_s * 1e3 for e in every],
+            where="post",
+            color="black",
+            linewidth=0.8,
+            label="front over every method",
+        )
     axes.set_xlabel("peak memory: activation arena + workspace (MiB)")
     axes.set_ylabel("measured latency (ms)")
     axes.set_title(Path(result.model).name)
@@ -349,6 +526,11 @@ def add_pareto_parser(sub: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--features", action="store_true", help="only the model up to its first dense layer"
     )
+    p.add_argument(
+        "--no-tiling",
+        action="store_true",
+        help="primitive selection alone (skip memfit optimize's tiled plans)",
+    )
     p.add_argument("--cache", metavar="FILE.json", help="cost cache (default ~/.cache/memfit)")
     p.set_defaults(handler=cmd_pareto)
     return p
@@ -368,6 +550,7 @@ def cmd_pareto(args: argparse.Namespace) -> int:
         singles=args.singles,
         runs=args.runs,
         cut_features=args.features,
+        tiling=not args.no_tiling,
         cache=Path(args.cache) if args.cache else None,
         quiet=args.json,
     )
@@ -380,5 +563,5 @@ def cmd_pareto(args: argparse.Namespace) -> int:
     return 0 if all(p.measured is None or p.measured.verified for p in _points(result)) else 1
 
 
-def _points(result: ParetoResult) -> list[Point]:
-    return [*result.front, result.greedy, *result.singles.values()]
+def _points(result: ParetoResult) -> list[Point | PlanPoint]:
+    return [*result.front, result.greedy, *result.singles.values(), *result.plans]

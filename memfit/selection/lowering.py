@@ -38,10 +38,18 @@ def configure(
     """A copy of ``graph`` whose layers run the assigned choices (``default`` choices are left
     unmarked: memfit's own kernel runs them)."""
     configured = graph.copy()
+    mark(configured, assignment, nchw_tensors)
+    return configured
+
+
+def mark(
+    graph: Graph, assignment: Mapping[str, Choice], nchw_tensors: frozenset[str] = frozenset()
+) -> None:
+    """Mark ``graph``'s layers (in place) with the assigned choices."""
     for name, choice in assignment.items():
         if choice.primitive == "default":
             continue
-        op = configured.op(name)
+        op = graph.op(name)
         if choice not in primitives.choices(op):
             raise InternalError(f"op {name}: {choice.label} does not apply")
         x = op.inputs[0]
@@ -50,7 +58,57 @@ def configure(
         op.attrs[LAYOUT] = choice.layout
         op.attrs[INPUT_NCHW] = x.name in nchw_tensors
         op.attrs[OUTPUT_NCHW] = op.output.name in nchw_tensors
-    return configured
+
+
+def record(
+    assignment: Mapping[str, Choice], nchw_tensors: frozenset[str], delta_seconds: float
+) -> dict[str, object]:
+    """The plan-file record of a selection (the layers that do not run memfit's own kernel),
+    which ``apply_record`` replays; ``predicted_delta_s`` is the predicted change of latency."""
+    chosen = {n: c for n, c in sorted(assignment.items()) if c.primitive != "default"}
+    return {
+        "method": "primitives",
+        "ops": list(chosen),
+        "choices": {n: c.label for n, c in chosen.items()},
+        "nchw": sorted(nchw_tensors),
+        "predicted_delta_s": delta_seconds,
+    }
+
+
+def parse_record(entry: Mapping[str, object]) -> tuple[dict[str, Choice], frozenset[str]]:
+    """The assignment and NCHW tensors of a selection record (``record``)."""
+    from memfit.errors import InputError
+
+    labels = entry.get("choices")
+    nchw = entry.get("nchw", [])
+    if not isinstance(labels, Mapping) or not isinstance(nchw, list):
+        raise InputError("a primitive-selection record in the plan is malformed; re-create it")
+    assignment = {}
+    for name, label in labels.items():
+        primitive, _, layout = str(label).partition("/")
+        assignment[str(name)] = Choice(primitive, layout)
+    return assignment, frozenset(str(t) for t in nchw)
+
+
+def apply_record(graph: Graph, entry: Mapping[str, object]) -> None:
+    """Replay a selection record on ``graph`` (in place)."""
+    from memfit.errors import InputError
+
+    assignment, nchw = parse_record(entry)
+    names = {op.name for op in graph.ops}
+    missing = sorted(set(assignment) - names)
+    if missing:
+        raise InputError(
+            f"the plan selects primitives for ops the model does not have ({', '.join(missing)});"
+            " it was made for another model or version: re-create it"
+        )
+    for name, choice in assignment.items():
+        if choice not in primitives.choices(graph.op(name)):
+            raise InputError(
+                f"the plan runs op {name} with {choice.label}, which does not apply to it; "
+                "re-create the plan"
+            )
+    mark(graph, assignment, nchw)
 
 
 def _parts(op: Op) -> tuple[int, int, int]:

@@ -8,20 +8,24 @@ from collections.abc import Mapping
 from memfit.codegen.plan import C_STORAGE
 from memfit.ir.core import Graph
 from memfit.planning import plan_memory
+from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
 from memfit.selection.ilp import Layer, Link, Option, Problem
 from memfit.selection.profile import LayerCosts
 
 
 def activation_arena_bytes(graph: Graph) -> int:
-    """The arena memfit plans for ``graph``'s activations alone (no kernel workspace)."""
-    return plan_memory(graph.copy(), storage=C_STORAGE).arena.size
+    """The arena memfit plans for ``graph``'s activations alone (no kernel workspace, even
+    inside ``kernel_workspace``)."""
+    with without_workspace():
+        return plan_memory(graph.copy(), storage=C_STORAGE).arena.size
 
 
 def links(graph: Graph, selectable: set[str]) -> tuple[Link, ...]:
     """Tensors one selectable layer writes and only selectable layers read (as their input),
     stored densely and not a model output: they may stay NCHW."""
-    plan = plan_memory(graph.copy(), storage=C_STORAGE)
+    with without_workspace():
+        plan = plan_memory(graph.copy(), storage=C_STORAGE)
     outputs = {t.name for t in graph.outputs}
     found = []
     for op in graph.ops:
