@@ -20,6 +20,9 @@ from memfit.planning.lifetimes import Buffer, lower_bound
 
 NAME = "hill-climb"
 TOP_MOVE_PROBABILITY = 0.75
+WORK = 3_000_000
+"""Placement steps (a buffer placed or a live neighbour looked at) the search may spend: its
+budget counts work, not seconds, so the same buffers give the same answer on a busy machine."""
 
 
 def hill_climb(
@@ -27,16 +30,20 @@ def hill_climb(
     alignment: int = 16,
     *,
     iterations: int = 1000,
-    time_limit: float = 1.0,
+    work: int = WORK,
+    time_limit: float = 20.0,
     seed: int = 0,
 ) -> Assignment:
     """Improve on greedy by size by perturbing its placement order.
 
-    Stops after ``iterations`` perturbations, after ``time_limit`` seconds, or when the arena
-    reaches the lower bound.
+    Stops after ``iterations`` perturbations or as many as ``work`` placement steps allow,
+    when the arena reaches the lower bound, or (a safety net that a normal run never reaches)
+    after ``time_limit`` seconds.
     """
     packer = FirstFit(buffers, alignment)
     count = len(packer.buffers)
+    per_placement = count + sum(len(c) for c in packer.conflicts)
+    iterations = min(iterations, max(1, work // max(per_placement, 1)))
     bound = lower_bound(packer.buffers, alignment)
     rng = random.Random(seed)
     deadline = time.monotonic() + time_limit

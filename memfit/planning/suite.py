@@ -34,7 +34,6 @@ def run_suite(
     alignment: int = 16,
     *,
     exact_time_limit: float = DEFAULT_TIME_LIMIT,
-    hill_climb_time_limit: float = 1.0,
 ) -> SuiteResult:
     """Assign offsets to ``buffers`` with every algorithm and keep the smallest arena.
 
@@ -52,7 +51,7 @@ def run_suite(
 
     best = keep(greedy_by_size(buffers, alignment))
     if best.size > bound:
-        best = keep(hill_climb(buffers, alignment, time_limit=hill_climb_time_limit))
+        best = keep(hill_climb(buffers, alignment))
     if best.size > bound and exact_time_limit > 0:
         best = keep(exact(buffers, alignment, time_limit=exact_time_limit, hint=best))
     # A proven optimum from any algorithm makes the best (no larger) answer optimal too.
