@@ -66,6 +66,21 @@ def test_visual_wake_words_reaches_the_lower_bound():
     assert plan.assignment.optimal
 
 
+@pytest.mark.parametrize(
+    ("name", "peak", "without"),
+    [("mlperf_tiny_kws_int8", 8_496, 16_000), ("tflm_person_detect_int8", 46_080, 55_296)],
+)
+def test_pointwise_in_place_goes_below_input_plus_output(name, peak, without):
+    """DS-CNN and MobileNetV1 peak at a 1x1 convolution's input + output (TFLite Micro:
+    16,000 and 55,296 bytes). In place, the peak is the first convolution's input + output."""
+    graph = api.load(_path(name))
+    plan = plan_memory(graph)
+    assert plan.arena.size == peak
+    assert "pointwise" in {e.kind for e in plan.in_place.values()}
+    apart = plan_memory(api.load(_path(name)), storage=StorageOptions(pointwise_in_place=False))
+    assert apart.arena.size == without
+
+
 def test_mobilenet_v2_fits_with_depthwise_in_place():
     # PAD is folded into the convolutions; depthwise in place takes the 112x112x96 -> 56x56x96
     # step under 1.5 MB
