@@ -19,6 +19,7 @@ from memfit.planning.arena import ArenaPlan, Placement, separate_plan
 from memfit.planning.lifetimes import compute_lifetimes
 from memfit.planning.scratch import pointwise_block_pixels
 from memfit.planning.storage import InPlace, StorageRef, build_storage, pointwise_input_offset
+from memfit.planning.storage_choice import resizing
 from memfit.runtime.executor import execute
 from tests.test_tiling_ffmt import ChainBuilder
 
@@ -44,7 +45,7 @@ def _pointwise_chain(
     stride: int = 1,
     activation: str = "relu",
 ) -> Graph:
-    """x -> conv 3x3 (cin channels, "conv2d0") -> conv 1x1 (cout, "conv2d1") -> conv 3x3 ("conv2")."""
+    """x -> conv 3x3 (cin channels, "conv2d0") -> conv 1x1 (cout, "conv2d1") -> conv 3x3."""
     chain = ChainBuilder((*shape, 3), quantized, seed=cin * 7 + cout)
     chain.conv(cin, activation="relu")
     chain.conv(cout, kernel=1, stride=stride, pads=(0, 0, 0, 0), activation=activation)
@@ -101,6 +102,33 @@ def test_a_strided_pointwise_convolution_runs_in_place_where_its_writes_stay_beh
         assert ("conv2d1" in build_storage(g, POINTWISE).in_place) == fits
         if fits:
             assert _same_outputs(g, plan_memory(g, storage=POINTWISE).arena)
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_no_wider_output_may_start_inside_a_larger_root(quantized):
+    """After a strided depthwise convolution in place (its output is the start of its input's
+    root), a pointwise convolution to as many channels writes over that output, in the same
+    root, which then stays live at the larger size: the storage choice weighs it."""
+    chain = ChainBuilder((1, 8, 6, 3), quantized, seed=8)
+    chain.conv(8)
+    chain.depthwise(stride=2, pads=(1, 1, 1, 1))
+    chain.conv(8, kernel=1, pads=(0, 0, 0, 0))
+    chain.conv(2)
+    g = chain.finish()
+    storage = build_storage(g, StorageOptions.only("depthwise_in_place", "pointwise_in_place"))
+    assert storage.refs["depthwise_conv2d1"] == StorageRef("conv2d0")
+    assert storage.refs["conv2d2"] == StorageRef("conv2d0")
+    assert storage.in_place["conv2d2"].kind == "pointwise"
+    assert "conv2d2" in resizing(g, storage)
+    assert _same_outputs(g, plan_memory(g).arena)
+    wider = ChainBuilder((1, 8, 6, 3), quantized, seed=8)
+    wider.conv(8)
+    wider.depthwise(stride=2, pads=(1, 1, 1, 1))
+    wider.conv(12, kernel=1, pads=(0, 0, 0, 0))
+    wider.conv(2)
+    g = wider.finish()
+    storage = build_storage(g, StorageOptions.only("depthwise_in_place", "pointwise_in_place"))
+    assert "conv2d2" not in storage.in_place  # it would need bytes before the root's start
 
 
 def test_input_read_by_a_later_op_is_not_overwritten():

@@ -37,7 +37,9 @@ turn it off (``StorageOptions``):
   with int8 weights, quantizes a whole batch item with one scale, so it is never split), the
   fused activation acts per output element, groups are fine (a block computes all of them
   before it stores), weights and bias are constants, and the output has more than one block
-  (a single block's temporary is the whole output).
+  (a single block's temporary is the whole output). An output no larger than its input may
+  also start where a contiguous input starts inside a larger root (the output of a strided
+  depthwise convolution in place, say): the one exception to the whole-root condition below.
 - **Accumulation in place.** A ``partial_conv2d``/``partial_fully_connected`` (fused depthwise
   tiling, ``memfit.tiling.fdt``) writes its accumulator over the previous partition's, its
   input 2: output element i reads accumulator element i only, so ``out[i] = acc[i] + sum`` may
@@ -53,13 +55,13 @@ the first write of any tensor it holds to the last read of any of them (see
 ``memfit.planning.lifetimes``), so nothing outside a root disturbs it. Inside a root, bytes are
 written twice only by an op that runs in place, and such an op may overwrite a root only when
 
-- its input covers the whole root, with the output's shape (elementwise: no broadcasting of
-  that input) and dtype, so the root is no larger than what the op overwrites and the output
-  never keeps a larger buffer alive (the exceptions are depthwise convolution and pooling with
-  a stride, the int8 accumulator output and a pointwise convolution to fewer channels, whose
-  smaller outputs keep the input's root, and a pointwise convolution to more channels, whose
-  larger root is live from the input's first write; ``memfit.planning.storage_choice`` weighs
-  both),
+- its input covers the whole root (except as above for a pointwise convolution), with the
+  output's shape (elementwise: no broadcasting of that input) and dtype, so the root is no
+  larger than what the op overwrites and the output never keeps a larger buffer alive (the
+  exceptions are depthwise convolution and pooling with a stride, the int8 accumulator output
+  and a pointwise convolution to fewer channels or inside a larger root, whose smaller outputs
+  keep that root, and a pointwise convolution to more channels, whose larger root is live from
+  the input's first write; ``memfit.planning.storage_choice`` weighs both),
 - no tensor in the root is a graph input or output, and the op reads no other tensor of it,
 - every reader of every tensor in the root is the op itself or one of its ancestors in the
   graph, so it has run before the op in every topological order: the input dies at the op. Of
@@ -382,13 +384,16 @@ class _Builder:
         x, out = op.inputs[0], op.output
         if x is None or len(op.outputs) != 1 or pointwise_input_offset(op) is None:
             return
-        if not self._may_overwrite(op, x):
-            return
+        if x.name not in self.refs:
+            raise InternalError(f"conv2d {op.name} reads {x.name} before any op writes it")
+        ref = self.refs[x.name]
         if out.nbytes <= x.nbytes:
-            self._join(out, self.refs[x.name])
-        else:
-            self._relocate(self.refs[x.name].root, out.name, out.nbytes - x.nbytes)
-        self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
+            if ref.strides is None and self._may_overwrite(op, x, whole_root=False):
+                self._join(out, ref)
+                self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
+        elif self._may_overwrite(op, x):
+            self._relocate(ref.root, out.name, out.nbytes - x.nbytes)
+            self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
 
     def _accumulate(self, op: Op) -> None:
         acc, out = op.input(2), op.output
@@ -444,9 +449,12 @@ class _Builder:
         """No tensor stored in ``root`` is a graph input or output."""
         return not any(name in self.io for name in self.groups[root])
 
-    def _may_overwrite(self, op: Op, t: Tensor) -> bool:
-        """May ``op`` write its output over ``t``'s root, whatever the op order?"""
-        if t.is_constant or t.name not in self.refs or not self._whole_root(t):
+    def _may_overwrite(self, op: Op, t: Tensor, whole_root: bool = True) -> bool:
+        """May ``op`` write its output over ``t``'s root, whatever the op order? Unless
+        ``whole_root`` is off, ``t`` must cover its root."""
+        if t.is_constant or t.name not in self.refs:
+            return False
+        if whole_root and not self._whole_root(t):
             return False
         root = self.refs[t.name].root
         if not self._group_is_internal(root):

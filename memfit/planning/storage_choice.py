@@ -119,15 +119,19 @@ def choose_storage(
 
 
 def resizing(graph: Graph, storage: StorageMap) -> frozenset[str]:
-    """The ops whose output overwrites an input of another size: a larger input's root stays
-    live while the output lives, a smaller input lives in the output's root."""
+    """The ops whose output overwrites an input of another size, or lands in a root larger
+    than itself: a larger root stays live while the output lives, a smaller input lives in the
+    output's root."""
     names = []
     for op in graph.ops:
         entry = storage.in_place.get(op.name)
         if entry is None or entry.kind in ("concat", "reshape"):
             continue
         overwritten = op.inputs[entry.inputs[0]]
-        if overwritten is not None and overwritten.nbytes != op.output.nbytes:
+        root = graph.tensors[storage.root(op.output.name)]
+        if overwritten is None:
+            continue
+        if overwritten.nbytes != op.output.nbytes or root.nbytes > op.output.nbytes:
             names.append(op.name)
     return frozenset(names)
 
