@@ -267,6 +267,9 @@ class StorageBuilder:
                     mask |= self.ancestors[j] | 1 << j
             self.ancestors.append(mask)
         self.io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+        self.pointwise = {
+            op.name: pointwise_input_offset(op) for op in self.order if op.kind == "conv2d"
+        }
 
     def build(self, options: StorageOptions | None = None) -> StorageMap:
         """The storage map under ``options`` (default: every kind of sharing)."""
@@ -297,6 +300,7 @@ class _Builder:
         self.index = shared.index
         self.ancestors = shared.ancestors
         self.io = shared.io
+        self.pointwise = shared.pointwise
         self.refs: dict[str, StorageRef] = {}
         self.groups: dict[str, list[str]] = {}
         self.in_place: dict[str, InPlace] = {}
@@ -382,7 +386,7 @@ class _Builder:
         """A 1x1 convolution over input 0, output pixel block by block (see the module
         docstring): at the start of the input's root, or with the input at the end of its own."""
         x, out = op.inputs[0], op.output
-        if x is None or len(op.outputs) != 1 or pointwise_input_offset(op) is None:
+        if x is None or len(op.outputs) != 1 or self.pointwise[op.name] is None:
             return
         if x.name not in self.refs:
             raise InternalError(f"conv2d {op.name} reads {x.name} before any op writes it")
@@ -556,6 +560,8 @@ def pointwise_input_offset(op: Op) -> int | None:
     if out.shape != (n, ho, wo, cout) or n * ho * wo <= pointwise_block_pixels(op):
         return None
     offset = max(0, out.size - x.size)  # in elements
+    if (sh, sw) == (1, 1):  # q(p) = p, and p*(Cout - Cin) <= P*(Cout - Cin) = offset if > 0
+        return offset * x.dtype.itemsize
     # p*Cout - q(p)*Cin is linear along an output row: its largest value is at a row's end
     batch, row = np.meshgrid(np.arange(n), np.arange(ho), indexing="ij")
     for ow in (0, wo - 1):
