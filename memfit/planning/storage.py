@@ -385,8 +385,8 @@ class _Builder:
     def _pointwise(self, op: Op) -> None:
         """A 1x1 convolution over input 0, output pixel block by block (see the module
         docstring): at the start of the input's root, or with the input at the end of its own."""
-        x, out = op.inputs[0], op.output
-        if x is None or len(op.outputs) != 1 or self.pointwise[op.name] is None:
+        x, out, offset = op.inputs[0], op.output, self.pointwise[op.name]
+        if x is None or len(op.outputs) != 1 or offset is None:
             return
         if x.name not in self.refs:
             raise InternalError(f"conv2d {op.name} reads {x.name} before any op writes it")
@@ -396,7 +396,7 @@ class _Builder:
                 self._join(out, ref)
                 self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
         elif self._may_overwrite(op, x):
-            self._relocate(ref.root, out.name, out.nbytes - x.nbytes)
+            self._relocate(ref.root, out.name, offset)
             self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
 
     def _accumulate(self, op: Op) -> None:

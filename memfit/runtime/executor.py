@@ -90,7 +90,7 @@ def execute(
         try:
             if op.kind == "conv2d" and op.name in plan.temporaries:
                 temporary = _temporary(arena, op, plan.temporaries[op.name])
-                run_pointwise_in_place(op, args, views[op.output.name], temporary, run_kernel)
+                run_pointwise_in_place(op, args, views[op.output.name], temporary)
                 continue
             results = run_kernel(op, args)
         except InternalError:

@@ -8,12 +8,13 @@ input pixels still to be read gives wrong numbers here, as it would in C.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 from memfit.ir.core import Op, Tensor
 from memfit.planning.scratch import pointwise_block_pixels
+from memfit.runtime.kernels import run_kernel
 
 
 def run_pointwise_in_place(
@@ -21,11 +22,10 @@ def run_pointwise_in_place(
     args: Sequence[np.ndarray | None],
     output: np.ndarray,
     temporary: np.ndarray,
-    run: Callable[[Op, list[np.ndarray | None]], tuple[np.ndarray, ...]],
 ) -> None:
     """Compute ``op`` (a 1x1 conv2d without padding) from ``args[0]`` into ``output``, both
     views of the arena, block by block through ``temporary`` (a view of the arena holding one
-    block: [pixels, output channels]); ``run`` runs a kernel on an op and its inputs."""
+    block: [pixels, output channels])."""
     x = args[0]
     assert x is not None
     sh, sw = op.attrs["strides"]
@@ -40,7 +40,7 @@ def run_pointwise_in_place(
         read = sampled[where][None, None]  # a copy: the input as the arena holds it now
         if count not in ops:
             ops[count] = _block_op(op, count)
-        (result,) = run(ops[count], [read, *args[1:]])
+        (result,) = run_kernel(ops[count], [read, *args[1:]])
         temporary[:count] = result.reshape(count, -1)
         output[where] = temporary[:count]
 
