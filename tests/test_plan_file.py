@@ -193,9 +193,11 @@ def test_pointwise_in_place_round_trips():
     fresh = _pointwise_graph()
     restored_graph, restored = restore_plan(fresh, document, fingerprint(fresh))
     assert restored.storage == plan.storage and restored.arena == plan.arena
-    assert restored.arena.temporaries == plan.arena.temporaries == {
-        "wide": plan.scratch_offsets["wide"]
-    }
+    assert (
+        restored.arena.temporaries
+        == plan.arena.temporaries
+        == {"wide": plan.scratch_offsets["wide"]}
+    )
     x = np.random.default_rng(1).standard_normal((1, 6, 6, 2)).astype(np.float32)
     np.testing.assert_array_equal(
         execute(restored_graph, {"x": x}, restored.arena)["out"],

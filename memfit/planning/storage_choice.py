@@ -84,7 +84,7 @@ def choose_storage(
     full = builder.build(allowed)
     concats = frozenset(op.name for op in graph.ops if op.kind == "concat")
     no_concat = dataclasses.replace(allowed, not_in_place=allowed.not_in_place | concats)
-    resized = _all_resizing(builder, allowed) | _all_resizing(builder, no_concat)
+    resized = all_resizing(builder, allowed) | all_resizing(builder, no_concat)
     best: tuple[StorageMap, Schedule] | None = None
     seen: list[tuple[dict, dict]] = []
     switches = [(frozenset(), group) if group else (frozenset(),) for group in (concats, resized)]
@@ -136,7 +136,7 @@ def resizing(graph: Graph, storage: StorageMap) -> frozenset[str]:
     return frozenset(names)
 
 
-def _all_resizing(builder: StorageBuilder, options: StorageOptions) -> frozenset[str]:
+def all_resizing(builder: StorageBuilder, options: StorageOptions) -> frozenset[str]:
     """The ops that run in place over an input of another size under ``options`` with any of
     the others switched off: an op whose input a resizing op keeps in a larger root runs in
     place only when that op does not (a pointwise convolution after a strided depthwise one)."""

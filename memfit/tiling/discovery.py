@@ -64,6 +64,7 @@ from memfit.planning import (
 )
 from memfit.planning.arena import align_up
 from memfit.planning.storage import StorageBuilder
+from memfit.planning.storage_choice import all_resizing
 from memfit.tiling import TilingResult, apply_rewrites
 from memfit.tiling.chain import TilingError
 from memfit.tiling.fdt import apply_fdt
@@ -393,14 +394,17 @@ def _in_larger_root(graph: Graph, op: Op, storage: StorageMap) -> bool:
 
 def quick_plan(graph: Graph, alignment: int = 16) -> _Plan:
     """Plan ``graph`` in its own op order, cheaply and deterministically: every kind of sharing,
-    then with concat in place off, with the ops that overwrite an input of another size (and
-    so keep the larger of the two live longer) off, and with both off, as
-    ``memfit.planning.storage_choice`` starts; the lowest peak wins (ties to more sharing). The
-    op-by-op switching that follows there is left to the final plan."""
+    then with concat in place off, with the ops that overwrite an input of another size or
+    share a larger root (and so keep the larger bytes live longer; also those that do so once
+    the others are off) off, and with both off, as ``memfit.planning.storage_choice`` starts;
+    the lowest peak wins (ties to more sharing). The op-by-op switching that follows there is
+    left to the final plan."""
     builder = StorageBuilder(graph)
     full = builder.build()
     concats = frozenset(op.name for op in graph.ops if op.kind == "concat")
-    resized = frozenset(op.name for op in graph.ops if _in_larger_root(graph, op, full))
+    resized = all_resizing(builder, StorageOptions()) | frozenset(
+        op.name for op in graph.ops if _in_larger_root(graph, op, full)
+    )
     best: _Plan | None = None
     for off in ((), (concats,), (resized,), (concats, resized)):
         if any(not group for group in off):
