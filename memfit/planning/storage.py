@@ -270,10 +270,15 @@ class StorageBuilder:
         self.pointwise = {
             op.name: pointwise_input_offset(op) for op in self.order if op.kind == "conv2d"
         }
+        self._built: dict[StorageOptions, StorageMap] = {}
 
     def build(self, options: StorageOptions | None = None) -> StorageMap:
-        """The storage map under ``options`` (default: every kind of sharing)."""
-        return _Builder(self, StorageOptions() if options is None else options).build()
+        """The storage map under ``options`` (default: every kind of sharing), built once per
+        options (the storage choice asks for many maps, some of them again)."""
+        options = StorageOptions() if options is None else options
+        if options not in self._built:
+            self._built[options] = _Builder(self, options).build()
+        return self._built[options]
 
 
 def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
