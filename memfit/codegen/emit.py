@@ -47,8 +47,8 @@ IN_PLACE_KINDS = frozenset({"concat", "elementwise", "narrowing", "depthwise", "
 """In-place kinds (``memfit.planning.storage.InPlace``) the lowerings handle for ops that write:
 concat copies only the inputs not written in place, elementwise kernels (accumulating layers
 too) may take their output over an input, the int8 accumulator output writes its bytes in
-ascending order over its accumulator, depthwise and pooling have kernels of their own. (Reshape
-views and concats of views write nothing.)"""
+ascending order over its accumulator, depthwise, pooling and pointwise (1x1) convolutions have
+kernels of their own. (Reshape views and concats of views write nothing.)"""
 
 
 @dataclass(frozen=True)
