@@ -247,6 +247,30 @@ def test_in_place_depthwise(quantized, stride, tmp_path, object_cache):
     c.run(SANITIZE)
 
 
+def _pointwise_in_place(quantized: bool, cout: int, stride: int) -> Graph:
+    chain = ChainBuilder((2, 7, 5, 3), quantized, seed=cout + stride)
+    chain.conv(8, activation="relu")
+    chain.conv(cout, kernel=1, stride=stride, pads=(0, 0, 0, 0), activation="relu6")
+    chain.conv(2, kernel=1, pads=(0, 0, 0, 0))
+    return chain.finish()
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+@pytest.mark.parametrize(
+    ("cout", "stride"), [(5, 1), (20, 1), (8, 2)], ids=["fewer", "more", "strided"]
+)
+def test_in_place_pointwise(quantized, cout, stride, tmp_path, object_cache):
+    """A 1x1 convolution over its own input, block by block through its temporary: the same
+    outputs as the NumPy executor running the same blocks in the same arena."""
+    graph = _pointwise_in_place(quantized, cout, stride)
+    plan = plan_for_c(graph)
+    assert plan.in_place[graph.ops[1].name].kind == "pointwise"
+    c = compiled(graph, tmp_path, object_cache, plan)
+    assert "mf_conv2d_inplace_" in c.source
+    c.run()
+    c.run(SANITIZE)
+
+
 # ---- tiled graphs --------------------------------------------------------------------------
 
 

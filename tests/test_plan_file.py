@@ -169,3 +169,44 @@ def test_plan_from_before_a_kind_of_sharing_existed_restores_without_it():
     assert restored.storage.options == before
     assert "pool" not in restored.in_place
     assert restored.arena == plan.arena
+
+
+def _pointwise_graph():
+    """A depthwise-separable pair whose 1x1 convolution doubles the channels in place."""
+    rng = np.random.default_rng(2)
+    b = GraphBuilder("pointwise")
+    x = b.input("x", (1, 6, 6, 2))
+    conv = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0), "groups": 1}
+    w = b.constant("w", rng.standard_normal((4, 1, 1, 2)).astype(np.float32))
+    first = b.op("conv2d", [x, w, None], {**conv, "activation": "relu"}, name="first")
+    w2 = b.constant("w2", rng.standard_normal((8, 1, 1, 4)).astype(np.float32))
+    wide = b.op("conv2d", [first, w2, None], {**conv, "activation": "none"}, name="wide")
+    return b.output(b.op("relu", [wide], name="out"))
+
+
+def test_pointwise_in_place_round_trips():
+    graph = _pointwise_graph()
+    plan = plan_memory(graph)
+    assert plan.in_place["wide"].kind == "pointwise"
+    assert plan.arena.offset("first") == plan.arena.offset("wide") + 6 * 6 * 4 * 4
+    document = plan_to_json(graph, plan, fingerprint(graph))
+    fresh = _pointwise_graph()
+    restored_graph, restored = restore_plan(fresh, document, fingerprint(fresh))
+    assert restored.storage == plan.storage and restored.arena == plan.arena
+    assert (
+        restored.arena.temporaries
+        == plan.arena.temporaries
+        == {"wide": plan.scratch_offsets["wide"]}
+    )
+    x = np.random.default_rng(1).standard_normal((1, 6, 6, 2)).astype(np.float32)
+    np.testing.assert_array_equal(
+        execute(restored_graph, {"x": x}, restored.arena)["out"],
+        execute(_pointwise_graph(), {"x": x})["out"],
+    )
+    # a file written before pointwise convolutions ran in place restores without it
+    before = StorageOptions(pointwise_in_place=False)
+    old_plan = plan_memory(_pointwise_graph(), storage=before)
+    old_document = plan_to_json(graph, old_plan, fingerprint(graph))
+    del old_document["storage"]["pointwise_in_place"]
+    _, old_restored = restore_plan(_pointwise_graph(), old_document, fingerprint(fresh))
+    assert old_restored.storage.options == before and not old_restored.arena.temporaries

@@ -1,5 +1,5 @@
-"""In-place execution end to end: on random graphs full of concats, elementwise ops and
-depthwise convolutions, the executor gives exactly the same outputs inside the planned arena
+"""In-place execution end to end: on random graphs full of concats, elementwise ops, depthwise
+and 1x1 convolutions, the executor gives exactly the same outputs inside the planned arena
 (views, strided slices, overwritten inputs) as with every tensor in bytes of its own."""
 
 import dataclasses
@@ -62,6 +62,7 @@ def test_storage_holds_in_every_op_order(data, graph):
         StorageOptions(elementwise_in_place=False),
         StorageOptions(depthwise_in_place=False),
         StorageOptions(pool_in_place=False),
+        StorageOptions(pointwise_in_place=False),
         StorageOptions(accumulator_in_place=False),
         StorageOptions(reshape_views=False),
         NO_SHARING,
@@ -71,6 +72,7 @@ def test_storage_holds_in_every_op_order(data, graph):
         "no elementwise",
         "no depthwise",
         "no pool",
+        "no pointwise",
         "no accumulator",
         "no reshape views",
         "nothing",
@@ -89,6 +91,7 @@ def test_each_kind_alone_off_still_runs(options, graph):
         "depthwise_conv2d": options.depthwise_in_place,
         "max_pool2d": options.pool_in_place,
         "avg_pool2d": options.pool_in_place,
+        "conv2d": options.pointwise_in_place,
         "partial_conv2d": options.accumulator_in_place,
         "accumulator_output": options.accumulator_in_place,
     }

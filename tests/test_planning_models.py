@@ -66,6 +66,26 @@ def test_visual_wake_words_reaches_the_lower_bound():
     assert plan.assignment.optimal
 
 
+@pytest.mark.parametrize(
+    ("name", "peak", "without"),
+    [
+        ("mlperf_tiny_kws_int8", 8_496, 16_000),
+        ("tflm_person_detect_int8", 46_080, 55_296),
+        ("mlperf_tiny_strww_int8", 5_504, 6_656),
+    ],
+)
+def test_pointwise_in_place_goes_below_input_plus_output(name, peak, without):
+    """DS-CNN, MobileNetV1 and the streaming wake word model peak at a 1x1 convolution's input
+    + output (as TFLite Micro: 16,000, 55,296 and 6,656 bytes). In place, DS-CNN and
+    MobileNetV1 peak at their first convolution's input + output."""
+    graph = api.load(_path(name))
+    plan = plan_memory(graph)
+    assert plan.arena.size == peak
+    assert "pointwise" in {e.kind for e in plan.in_place.values()}
+    apart = plan_memory(api.load(_path(name)), storage=StorageOptions(pointwise_in_place=False))
+    assert apart.arena.size == without
+
+
 def test_mobilenet_v2_fits_with_depthwise_in_place():
     # PAD is folded into the convolutions; depthwise in place takes the 112x112x96 -> 56x56x96
     # step under 1.5 MB

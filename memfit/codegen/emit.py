@@ -43,12 +43,12 @@ from memfit.planning.scratch import in_place_scratch_bytes
 from memfit.planning.storage import InPlace, contiguous_strides
 
 RUNTIME = Path(__file__).resolve().parent / "runtime"
-IN_PLACE_KINDS = frozenset({"concat", "elementwise", "narrowing", "depthwise", "pool"})
+IN_PLACE_KINDS = frozenset({"concat", "elementwise", "narrowing", "depthwise", "pool", "pointwise"})
 """In-place kinds (``memfit.planning.storage.InPlace``) the lowerings handle for ops that write:
 concat copies only the inputs not written in place, elementwise kernels (accumulating layers
 too) may take their output over an input, the int8 accumulator output writes its bytes in
-ascending order over its accumulator, depthwise and pooling have kernels of their own. (Reshape
-views and concats of views write nothing.)"""
+ascending order over its accumulator, depthwise, pooling and pointwise (1x1) convolutions have
+kernels of their own. (Reshape views and concats of views write nothing.)"""
 
 
 @dataclass(frozen=True)
@@ -451,6 +451,13 @@ class _Context(OpContext):
             )
         offset = self._emitter.plan.scratch_offsets[self.op.name]
         return f"({c_type_name}*)(arena + {offset})"
+
+    def temporary(self, c_type: str) -> str:
+        self.scratch(c_type)  # checks that the plan reserved the workspace and the temporary
+        offset = self._emitter.plan.arena.temporaries.get(self.op.name)
+        if offset is None:
+            raise InternalError(f"op {self.op.name} runs in place without a planned temporary")
+        return f"({c_type}*)(arena + {offset})"
 
 
 def _permuted_strides(port: Port) -> tuple[int, ...]:

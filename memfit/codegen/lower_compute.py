@@ -37,7 +37,11 @@ def _input(context: OpContext, index: int = 0) -> Tensor:
 
 def _kernel(context: OpContext) -> str:
     """The runtime function that runs the op."""
-    in_place = context.in_place is not None and context.in_place.kind in ("depthwise", "pool")
+    in_place = context.in_place is not None and context.in_place.kind in (
+        "depthwise",
+        "pool",
+        "pointwise",
+    )
     return params.kernel_name(context.op, in_place)
 
 
@@ -72,6 +76,8 @@ def conv2d(context: OpContext) -> list[str]:
     if op.attrs.get("primitive") is not None:  # chosen by memfit.selection
         from memfit.selection.lowering import lower
 
+        if context.in_place is not None:
+            raise unsupported(op, context.graph, "its chosen primitive cannot run in place")
         return lower(context)
     x, y, bias = _input(context), op.output, op.input(2)
     kernel = _kernel(context)
@@ -81,6 +87,8 @@ def conv2d(context: OpContext) -> list[str]:
     else:
         weights = context.array(params.packed_conv_weights(op), "weights, packed")
         workspace = context.scratch("float")
+    if context.in_place is not None:  # pointwise, through a one-block temporary
+        workspace += f", {context.temporary('int8_t' if _int8(context) else 'float')}"
     return [
         *_io_views(context, x, y),
         _struct(context, "geometry", params.conv(op)),
@@ -100,8 +108,8 @@ def depthwise_conv2d(context: OpContext) -> list[str]:
         f"{context.pointer(x)}, &xv, {context.pointer(w)}, {context.pointer(bias)}, "
         f"{context.pointer(y)}, &yv, &geometry, {quantization}"
     )
-    if context.in_place is not None:  # through a one-channel temporary: the op's scratch
-        operands += f", {context.scratch('int8_t' if _int8(context) else 'float')}"
+    if context.in_place is not None:  # through a one-channel temporary
+        operands += f", {context.temporary('int8_t' if _int8(context) else 'float')}"
     return [
         *_io_views(context, x, y),
         _struct(context, "geometry", params.conv(op)),
@@ -221,8 +229,8 @@ def pool(context: OpContext) -> list[str]:
     else:
         activation = _struct(context, "act", params.float_activation(op))
     operands = f"{context.pointer(x)}, &xv, {context.pointer(y)}, &yv, &geometry, &act"
-    if context.in_place is not None:  # through a one-channel temporary: the op's scratch
-        operands += f", {context.scratch('int8_t' if _int8(context) else 'float')}"
+    if context.in_place is not None:  # through a one-channel temporary
+        operands += f", {context.temporary('int8_t' if _int8(context) else 'float')}"
     return [
         *_io_views(context, x, y),
         _struct(context, "geometry", params.pool(op)),

@@ -59,6 +59,11 @@ class OpContext:
         """Bytes of scratch the plan reserved for this op."""
         raise NotImplementedError
 
+    def temporary(self, c_type: str) -> str:
+        """The temporary of an op that runs in place (the last bytes of its scratch, after its
+        kernel's workspace) as a ``c_type`` pointer."""
+        raise NotImplementedError
+
 
 Lowering = Callable[[OpContext], list[str]]
 LOWERINGS: dict[str, Lowering] = {}

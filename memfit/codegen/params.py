@@ -271,16 +271,18 @@ _BOTH = (
 def kernel_name(op: Op, in_place: bool = False) -> str:
     """The runtime function that runs ``op`` (``in_place``: the planner runs it in place).
 
-    Depthwise convolution and pooling have separate in-place kernels (channel by channel);
-    elementwise kernels, partial layers and accumulator outputs run in place as they are, and
-    data movement never does.
+    Depthwise convolution and pooling have separate in-place kernels (channel by channel), and
+    so has a pointwise conv2d (pixel block by pixel block); elementwise kernels, partial layers
+    and accumulator outputs run in place as they are, and data movement never does.
     """
     if op.kind in _DATA_MOVEMENT:
         return _DATA_MOVEMENT[op.kind]
     quantized = is_quantized(op)
     if quantized and _is_hybrid(op):
         raise _unsupported(op, "float activations with int8 weights (a hybrid layer)")
-    if op.kind in ("depthwise_conv2d", "max_pool2d", "avg_pool2d"):
+    if op.kind in ("depthwise_conv2d", "max_pool2d", "avg_pool2d") or (
+        op.kind == "conv2d" and in_place
+    ):
         return f"mf_{op.kind}{'_inplace' if in_place else ''}_{'s8' if quantized else 'f32'}"
     if quantized:
         if op.kind == "dequantize":

@@ -1,9 +1,9 @@
 """Memory planning: op order, buffer lifetimes, and offsets in one arena.
 
 ``plan_memory(graph)`` is the entry point: it decides which tensors share bytes and which ops
-run in place (``storage``: reshape views; concat, elementwise, depthwise, pooling and
-accumulation in place; each switchable in ``StorageOptions``; ``storage_choice`` keeps the ones
-that do not raise the peak),
+run in place (``storage``: reshape views; concat, elementwise, depthwise, pooling, pointwise
+convolution and accumulation in place; each switchable in ``StorageOptions``;
+``storage_choice`` keeps the ones that do not raise the peak),
 picks the op order with the lowest peak of live bytes (``schedule``), computes buffer lifetimes
 under that order (``lifetimes``, over the storage roots), assigns offsets with every algorithm
 (``suite``: ``greedy_by_size``, ``hill_climb``, ``exact``), checks the winner independently
@@ -45,7 +45,7 @@ from memfit.planning.schedule import (
     model_schedule,
     schedule_ops,
 )
-from memfit.planning.scratch import register_scratch, scratch_bytes
+from memfit.planning.scratch import in_place_scratch_bytes, register_scratch, scratch_bytes
 from memfit.planning.storage import (
     NO_SHARING,
     InPlace,
@@ -135,8 +135,9 @@ def plan_memory(
     lowers the peak; the graph computes the same values), so that ``execute(graph, inputs,
     plan.arena)`` runs them in the order the arena was planned for. Without it the model order
     is kept. ``storage`` says which byte sharing may be used (default: all of it); concat in
-    place and ops that overwrite a larger input (strided depthwise convolution and pooling, the
-    int8 accumulator output) are used where they lower the peak
+    place and ops that run in place over an input of another size (strided depthwise
+    convolution and pooling, the int8 accumulator output, pointwise convolutions that change
+    the channel count) are used where they lower the peak
     (``memfit.planning.storage_choice``), and the plan records what was used
     (``MemoryPlan.storage``). ``schedule_time_limit`` bounds all the op-order searches
     together; the plan depends on the time only if it is reached (``plan.schedule.timed_out``).
@@ -175,8 +176,15 @@ def assemble_plan(
         name: Placement(offsets[ref.root] + ref.offset, ref.strides)
         for name, ref in storage.refs.items()
     }
-    arena = ArenaPlan(placements, suite.best.size, alignment)
     scratch = {op: offsets[buffer] for op, buffer in lifetimes.scratch.items()}
+    temporaries = {}
+    for op in graph.ops:
+        if op.name in storage.in_place and op.name in lifetimes.scratch:
+            temporary = in_place_scratch_bytes(op)
+            if temporary:  # the last bytes of the op's scratch, after its kernel's workspace
+                buffer = lifetimes.buffer(lifetimes.scratch[op.name])
+                temporaries[op.name] = scratch[op.name] + buffer.size - temporary
+    arena = ArenaPlan(placements, suite.best.size, alignment, temporaries=temporaries)
     return MemoryPlan(
         schedule, lifetimes, suite.lower_bound, suite.best, suite.tried, arena, scratch
     )

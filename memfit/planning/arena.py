@@ -22,12 +22,15 @@ class Placement:
 
 @dataclass(frozen=True)
 class ArenaPlan:
-    """Offsets of every activation tensor (by name) in one arena of ``size`` bytes."""
+    """Offsets of every activation tensor (by name) in one arena of ``size`` bytes, and of
+    the temporary of every op that runs in place through one (``temporaries``, by op name:
+    the executor runs a pointwise convolution in place block by block through it)."""
 
     placements: Mapping[str, Placement]
     size: int
     alignment: int = 16
     notes: Mapping[str, str] = field(default_factory=dict)
+    temporaries: Mapping[str, int] = field(default_factory=dict)
 
     def offset(self, name: str) -> int:
         return self.placements[name].offset

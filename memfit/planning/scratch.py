@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Callable, Iterator
 
 from memfit.ir.core import Op
+from memfit.ir.dtypes import DType
 
 ScratchFunction = Callable[[Op], int]
 
@@ -78,3 +79,16 @@ def _one_output_channel(op: Op) -> int:
     reuse it in turn) before storing it over the input channel it came from."""
     _, height, width, _ = op.output.shape
     return height * width * op.output.dtype.itemsize
+
+
+def pointwise_block_pixels(op: Op) -> int:
+    """Output pixels a pointwise convolution in place computes into its temporary at a time:
+    one GEMM tile of the C kernels (``MF_F32_MR`` float, ``MF_S8_MR`` int8 output pixels)."""
+    return 8 if op.output.dtype is DType.FLOAT32 else 4
+
+
+@register_in_place_scratch("conv2d")
+def _one_output_block(op: Op) -> int:
+    """A pointwise convolution in place computes one block of output pixels (all their
+    channels) before storing it over input pixels it has read."""
+    return pointwise_block_pixels(op) * op.output.shape[-1] * op.output.dtype.itemsize

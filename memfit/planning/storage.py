@@ -2,7 +2,7 @@
 for a strided view, byte strides.
 
 The planner places storage roots only; a tensor that is not its own root lives at its root's
-offset plus its own byte offset. Four rules make tensors share a root, each with an option to
+offset plus its own byte offset. These rules make tensors share a root, each with an option to
 turn it off (``StorageOptions``):
 
 - **Reshape views.** A reshape's output is its input's bytes under another shape; the reshape
@@ -20,6 +20,26 @@ turn it off (``StorageOptions``):
   then stored at the output's channel-c positions, (b*Ho*Wo + h*Wo + w)*C + c, which are
   channel-c positions of batch b or of earlier batches as long as Ho*Wo <= H*W; those input
   elements are no longer needed then, and no other channel is touched.
+- **Pointwise convolution in place** (as vMCU and TinyEngine run 1x1 convolutions). A conv2d
+  with a 1x1 kernel and no padding computes output pixel p = (b, oh, ow) from input pixel
+  q(p) = (b, oh*sh, ow*sw) alone, and q grows with p. The kernel runs output pixels in flat
+  (b, oh, ow) order in blocks (``memfit.planning.scratch.pointwise_block_pixels``: one GEMM
+  tile of the C kernels), each computed from the input into a temporary of one block
+  (``memfit.planning.scratch``) and then stored at the output's positions. The output's bytes
+  start at its root's start; the input is stored ``D = max(0, output bytes - input bytes)``
+  bytes into the same root (the larger of the two sizes): a smaller output (Cout < Cin, or a
+  stride) keeps the input's root, a larger one takes the input, with every tensor stored with
+  it, to the end of its own root. Storing the blocks before pixel p has written output bytes
+  [0, p*Cout*e) and the input pixels still to be read start at byte D + q(p)*Cin*e, so the
+  rule needs p*Cout <= D/e + q(p)*Cin for every output pixel p; with stride 1 that always
+  holds (D/e = P*(Cout - Cin) when it is positive, P the output pixels), with a stride it is
+  checked. Input and output share the element type (int8 or float32; a hybrid layer, float
+  with int8 weights, quantizes a whole batch item with one scale, so it is never split), the
+  fused activation acts per output element, groups are fine (a block computes all of them
+  before it stores), weights and bias are constants, and the output has more than one block
+  (a single block's temporary is the whole output). An output no larger than its input may
+  also start where a contiguous input starts inside a larger root (the output of a strided
+  depthwise convolution in place, say): the one exception to the whole-root condition below.
 - **Accumulation in place.** A ``partial_conv2d``/``partial_fully_connected`` (fused depthwise
   tiling, ``memfit.tiling.fdt``) writes its accumulator over the previous partition's, its
   input 2: output element i reads accumulator element i only, so ``out[i] = acc[i] + sum`` may
@@ -35,11 +55,13 @@ the first write of any tensor it holds to the last read of any of them (see
 ``memfit.planning.lifetimes``), so nothing outside a root disturbs it. Inside a root, bytes are
 written twice only by an op that runs in place, and such an op may overwrite a root only when
 
-- its input covers the whole root, with the output's shape (elementwise: no broadcasting of
-  that input) and dtype, so the root is no larger than what the op overwrites and the output
-  never keeps a larger buffer alive (the exceptions are depthwise convolution and pooling with
-  a stride and the int8 accumulator output, whose smaller outputs keep the input's root;
-  ``memfit.planning.storage_choice`` weighs that),
+- its input covers the whole root (except as above for a pointwise convolution), with the
+  output's shape (elementwise: no broadcasting of that input) and dtype, so the root is no
+  larger than what the op overwrites and the output never keeps a larger buffer alive (the
+  exceptions are depthwise convolution and pooling with a stride, the int8 accumulator output
+  and a pointwise convolution to fewer channels or inside a larger root, whose smaller outputs
+  keep that root, and a pointwise convolution to more channels, whose larger root is live from
+  the input's first write; ``memfit.planning.storage_choice`` weighs both),
 - no tensor in the root is a graph input or output, and the op reads no other tensor of it,
 - every reader of every tensor in the root is the op itself or one of its ancestors in the
   graph, so it has run before the op in every topological order: the input dies at the op. Of
@@ -67,9 +89,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.dtypes import DType
+from memfit.planning.scratch import pointwise_block_pixels
 
 ELEMENTWISE_KINDS = frozenset(
     {
@@ -106,6 +131,7 @@ class StorageOptions:
     elementwise_in_place: bool = True
     depthwise_in_place: bool = True
     pool_in_place: bool = True
+    pointwise_in_place: bool = True
     accumulator_in_place: bool = True
     not_in_place: frozenset[str] = frozenset()
 
@@ -165,8 +191,9 @@ class InPlace:
     "elementwise" (element i over element i, same size: accumulators included), "narrowing"
     (element i over the start of the input's bytes, in ascending element order: the output's
     elements are smaller), "depthwise" or "pool" (channel by channel through a one-channel
-    temporary). ``writes`` is False for an op that moves no data at all: a reshape view, a
-    concat all of whose inputs are views.
+    temporary), "pointwise" (output pixels block by block through a one-block temporary).
+    ``writes`` is False for an op that moves no data at all: a reshape view, a concat all of
+    whose inputs are views.
     """
 
     kind: str
@@ -240,10 +267,18 @@ class StorageBuilder:
                     mask |= self.ancestors[j] | 1 << j
             self.ancestors.append(mask)
         self.io = {t.name for t in graph.inputs} | {t.name for t in graph.outputs}
+        self.pointwise = {
+            op.name: pointwise_input_offset(op) for op in self.order if op.kind == "conv2d"
+        }
+        self._built: dict[StorageOptions, StorageMap] = {}
 
     def build(self, options: StorageOptions | None = None) -> StorageMap:
-        """The storage map under ``options`` (default: every kind of sharing)."""
-        return _Builder(self, StorageOptions() if options is None else options).build()
+        """The storage map under ``options`` (default: every kind of sharing), built once per
+        options (the storage choice asks for many maps, some of them again)."""
+        options = StorageOptions() if options is None else options
+        if options not in self._built:
+            self._built[options] = _Builder(self, options).build()
+        return self._built[options]
 
 
 def contiguous_strides(shape: Sequence[int], itemsize: int) -> tuple[int, ...]:
@@ -270,6 +305,7 @@ class _Builder:
         self.index = shared.index
         self.ancestors = shared.ancestors
         self.io = shared.io
+        self.pointwise = shared.pointwise
         self.refs: dict[str, StorageRef] = {}
         self.groups: dict[str, list[str]] = {}
         self.in_place: dict[str, InPlace] = {}
@@ -301,6 +337,8 @@ class _Builder:
             self._channel_by_channel(op, "depthwise")
         elif kind in POOL_KINDS and options.pool_in_place:
             self._channel_by_channel(op, "pool")
+        elif kind == "conv2d" and options.pointwise_in_place:
+            self._pointwise(op)
         elif kind in ACCUMULATING_KINDS and options.accumulator_in_place:
             self._accumulate(op)
         elif kind == "accumulator_output" and options.accumulator_in_place:
@@ -348,6 +386,23 @@ class _Builder:
         if x.dtype is not out.dtype or ho * wo > h * w:
             return  # output channel c would land on input positions of other channels
         self._overwrite(op, 0, kind)
+
+    def _pointwise(self, op: Op) -> None:
+        """A 1x1 convolution over input 0, output pixel block by block (see the module
+        docstring): at the start of the input's root, or with the input at the end of its own."""
+        x, out, offset = op.inputs[0], op.output, self.pointwise[op.name]
+        if x is None or len(op.outputs) != 1 or offset is None:
+            return
+        if x.name not in self.refs:
+            raise InternalError(f"conv2d {op.name} reads {x.name} before any op writes it")
+        ref = self.refs[x.name]
+        if out.nbytes <= x.nbytes:
+            if ref.strides is None and self._may_overwrite(op, x, whole_root=False):
+                self._join(out, ref)
+                self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
+        elif self._may_overwrite(op, x):
+            self._relocate(ref.root, out.name, offset)
+            self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
 
     def _accumulate(self, op: Op) -> None:
         acc, out = op.input(2), op.output
@@ -403,9 +458,12 @@ class _Builder:
         """No tensor stored in ``root`` is a graph input or output."""
         return not any(name in self.io for name in self.groups[root])
 
-    def _may_overwrite(self, op: Op, t: Tensor) -> bool:
-        """May ``op`` write its output over ``t``'s root, whatever the op order?"""
-        if t.is_constant or t.name not in self.refs or not self._whole_root(t):
+    def _may_overwrite(self, op: Op, t: Tensor, whole_root: bool = True) -> bool:
+        """May ``op`` write its output over ``t``'s root, whatever the op order? Unless
+        ``whole_root`` is off, ``t`` must cover its root."""
+        if t.is_constant or t.name not in self.refs:
+            return False
+        if whole_root and not self._whole_root(t):
             return False
         root = self.refs[t.name].root
         if not self._group_is_internal(root):
@@ -458,15 +516,14 @@ class _Builder:
         if target.strides is not None or target.offset != 0:
             raise InternalError(f"concat output {out.name} is already a view")
         itemsize = t.dtype.itemsize
-        contiguous = _normalized(t.shape, strides, itemsize) is None
+        if _normalized(t.shape, strides, itemsize) is None:  # a contiguous slice
+            self._relocate(root, out.name, slot)
+            return True
         natural = contiguous_strides(t.shape, itemsize)
         moved: dict[str, StorageRef] = {}
         for name in self.groups[root]:
             member = self.graph.tensors[name]
             ref = self.refs[name]
-            if contiguous:
-                moved[name] = StorageRef(out.name, slot + ref.offset, ref.strides)
-                continue
             start = _box_start(member, ref, t.shape, natural)
             if start is None:
                 return False
@@ -475,6 +532,49 @@ class _Builder:
         self.refs.update(moved)
         self.groups[out.name].extend(self.groups.pop(root))
         return True
+
+    def _relocate(self, root: str, target: str, offset: int) -> None:
+        """Move every tensor stored in ``root`` into fresh root ``target``'s bytes, ``offset``
+        bytes in, keeping their layout."""
+        for name in self.groups[root]:
+            ref = self.refs[name]
+            self.refs[name] = StorageRef(target, offset + ref.offset, ref.strides)
+        self.groups[target].extend(self.groups.pop(root))
+
+
+def pointwise_input_offset(op: Op) -> int | None:
+    """Where a conv2d's input starts in the root it shares with its output when it runs in
+    place as a pointwise convolution (bytes after the output's start), or None when it cannot
+    (see the module docstring for the conditions)."""
+    x, w, out = op.inputs[0], op.input(1), op.output
+    bias = op.input(2)
+    if x is None or w is None or not w.is_constant or (bias is not None and not bias.is_constant):
+        return None
+    if len(x.shape) != 4 or len(out.shape) != 4 or len(w.shape) != 4 or w.shape[1:3] != (1, 1):
+        return None
+    if x.dtype is not out.dtype or x.dtype not in (DType.INT8, DType.FLOAT32):
+        return None
+    if x.dtype is DType.FLOAT32 and w.dtype is not DType.FLOAT32:
+        return None  # a hybrid layer: one scale from the whole batch item
+    if any(op.attrs.get("pads", (0, 0, 0, 0))):
+        return None
+    n, h, w_in, cin = x.shape
+    sh, sw = op.attrs.get("strides", (1, 1))
+    ho, wo = (h - 1) // sh + 1, (w_in - 1) // sw + 1
+    cout = out.shape[3]
+    if out.shape != (n, ho, wo, cout) or n * ho * wo <= pointwise_block_pixels(op):
+        return None
+    offset = max(0, out.size - x.size)  # in elements
+    if (sh, sw) == (1, 1):  # q(p) = p, and p*(Cout - Cin) <= P*(Cout - Cin) = offset if > 0
+        return offset * x.dtype.itemsize
+    # p*Cout - q(p)*Cin is linear along an output row: its largest value is at a row's end
+    batch, row = np.meshgrid(np.arange(n), np.arange(ho), indexing="ij")
+    for ow in (0, wo - 1):
+        p = (batch * ho + row) * wo + ow
+        q = (batch * h + row * sh) * w_in + ow * sw
+        if np.any(p * cout - q * cin > offset):
+            return None
+    return offset * x.dtype.itemsize
 
 
 def _box_start(

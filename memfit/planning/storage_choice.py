@@ -9,24 +9,31 @@ kinds of rewrite can:
   branch runs; in DenseNet the block's last output then holds every layer's features while the
   last layer's normalized copy and bottleneck are live too);
 - an op that overwrites a larger input than its output (depthwise convolution or pooling with a
-  stride, the int8 accumulator output) keeps that input's root, for as long as the output
-  lives. Its output is then part of a larger root, so a concat cannot take it as a view: the
-  concat copies it, and the larger root stays live until the concat. In FDT's concat end every
-  partition's depthwise output is such a concat input; the peak then falls only when they are
-  all written apart, so switching them off one at a time never shows it.
+  stride, the int8 accumulator output, a pointwise convolution to fewer channels) keeps that
+  input's root, for as long as the output lives. Its output is then part of a larger root, so
+  a concat cannot take it as a view: the concat copies it, and the larger root stays live
+  until the concat. In FDT's concat end every partition's depthwise output is such a concat
+  input; the peak then falls only when they are all written apart, so switching them off one
+  at a time never shows it;
+- a pointwise convolution to more channels moves its smaller input into the end of its
+  output's root, which is then live, at the output's size, from the input's first write
+  (across a depthwise convolution in place before it, say, while other buffers are live).
+
+Both kinds run in place over an input of another size (``resizing``); the search below treats
+them alike.
 
 So the choice is searched, over storage maps built by the same rules (each one safe; the search
 only picks among them), with single ops switched off by name (``StorageOptions.not_in_place``):
 
-1. schedule with concat in place and with the shrinking in-place ops each on and off for every
+1. schedule with concat in place and with the resizing in-place ops each on and off for every
    op (as the caller allows), and keep the lowest peak (ties to more sharing); the schedules
    share one time limit, and each one searches only for orders below the best peak so far;
 2. in that order, switch single ops back on where that copies no more bytes in concats: while
    the live bytes do not rise (the steps' live bytes sorted from the highest, compared in that
    order, so that a change below the peak counts too), then while the peak does not;
-3. from there, switch off single ops, and for every concat the shrinking ops that write its
+3. from there, switch off single ops, and for every concat the resizing ops that write its
    inputs all together, while that lowers the live bytes (the peak may have two causes, a
-   shrinking op in one place and a concat in another, each of which must go before it falls),
+   resizing op in one place and a concat in another, each of which must go before it falls),
    switch the ops left off in 2. back on as in 2., and keep the result if its peak is lower
    (with everything switched back on that then fits);
 4. reschedule if anything changed, and keep the better of the new order and the old one.
@@ -77,10 +84,10 @@ def choose_storage(
     full = builder.build(allowed)
     concats = frozenset(op.name for op in graph.ops if op.kind == "concat")
     no_concat = dataclasses.replace(allowed, not_in_place=allowed.not_in_place | concats)
-    shrinking = _shrinking(graph, full) | _shrinking(graph, builder.build(no_concat))
+    resized = all_resizing(builder, allowed) | all_resizing(builder, no_concat)
     best: tuple[StorageMap, Schedule] | None = None
     seen: list[tuple[dict, dict]] = []
-    switches = [(frozenset(), group) if group else (frozenset(),) for group in (concats, shrinking)]
+    switches = [(frozenset(), group) if group else (frozenset(),) for group in (concats, resized)]
     for off in itertools.product(*switches):
         excluded = allowed.not_in_place.union(*off)
         storage = builder.build(dataclasses.replace(allowed, not_in_place=excluded))
@@ -94,7 +101,7 @@ def choose_storage(
     assert best is not None
     storage, chosen = best
 
-    candidates = (concats | shrinking) - allowed.not_in_place  # the caller's stay excluded
+    candidates = (concats | resized) - allowed.not_in_place  # the caller's stay excluded
     searcher = _Toggles(builder, chosen.order, alignment, candidates, _groups(graph, full))
     tuned = searcher.share_more(storage)
     less = searcher.share_less(tuned)
@@ -111,29 +118,47 @@ def choose_storage(
     return storage, dataclasses.replace(chosen, timed_out=timed_out)
 
 
-def _shrinking(graph: Graph, storage: StorageMap) -> frozenset[str]:
-    """The ops whose output overwrites a larger input: it keeps that input's root live."""
+def resizing(graph: Graph, storage: StorageMap) -> frozenset[str]:
+    """The ops whose output overwrites an input of another size, or lands in a root larger
+    than itself: a larger root stays live while the output lives, a smaller input lives in the
+    output's root."""
     names = []
     for op in graph.ops:
         entry = storage.in_place.get(op.name)
         if entry is None or entry.kind in ("concat", "reshape"):
             continue
         overwritten = op.inputs[entry.inputs[0]]
-        if overwritten is not None and overwritten.nbytes > op.output.nbytes:
+        root = graph.tensors[storage.root(op.output.name)]
+        if overwritten is None:
+            continue
+        if overwritten.nbytes != op.output.nbytes or root.nbytes > op.output.nbytes:
             names.append(op.name)
     return frozenset(names)
 
 
+def all_resizing(builder: StorageBuilder, options: StorageOptions) -> frozenset[str]:
+    """The ops that run in place over an input of another size under ``options`` with any of
+    the others switched off: an op whose input a resizing op keeps in a larger root runs in
+    place only when that op does not (a pointwise convolution after a strided depthwise one)."""
+    found: frozenset[str] = frozenset()
+    while True:
+        excluded = dataclasses.replace(options, not_in_place=options.not_in_place | found)
+        more = resizing(builder.graph, builder.build(excluded)) - found
+        if not more:
+            return found
+        found |= more
+
+
 def _groups(graph: Graph, storage: StorageMap) -> list[frozenset[str]]:
-    """Per concat, the shrinking ops that write its inputs (two or more): a concat can take
+    """Per concat, the resizing ops that write its inputs (two or more): a concat can take
     those inputs as views only with all of them off."""
-    shrinking = _shrinking(graph, storage)
+    resized = resizing(graph, storage)
     groups = []
     for op in graph.ops:
         if op.kind != "concat":
             continue
         writers = {t.producer.name for t in op.activation_inputs if t.producer is not None}
-        group = frozenset(writers & shrinking)
+        group = frozenset(writers & resized)
         if len(group) > 1 and group not in groups:
             groups.append(group)
     return groups

@@ -2,19 +2,24 @@
 
 Every activation is a view into a single byte buffer at the offset the memory plan gives it, so
 a plan that lets two live tensors share bytes produces wrong numbers instead of passing silently.
-The arena starts filled with a poison pattern so that reading bytes nobody wrote shows too.
+The arena starts filled with a poison pattern so that reading bytes nobody wrote shows too. A
+pointwise convolution that the plan runs in place runs block by block through its temporary in
+the arena, as the C kernel does (``memfit.runtime.pointwise``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
 
 from memfit.errors import InputError, InternalError
-from memfit.ir.core import Graph, Tensor
+from memfit.ir.core import Graph, Op, Tensor
 from memfit.planning.arena import ArenaPlan, separate_plan
+from memfit.planning.scratch import pointwise_block_pixels
 from memfit.runtime.kernels import run_kernel
+from memfit.runtime.pointwise import run_pointwise_in_place
 
 POISON = 0xA5
 
@@ -33,6 +38,15 @@ def _view(arena: np.ndarray, tensor: Tensor, plan: ArenaPlan) -> np.ndarray:
     return np.ndarray(
         tensor.shape, dtype=dtype, buffer=arena, offset=placement.offset, strides=placement.strides
     )
+
+
+def _temporary(arena: np.ndarray, op: Op, offset: int) -> np.ndarray:
+    """The one-block temporary of a pointwise convolution in place: [pixels, channels]."""
+    out = op.output
+    shape = (pointwise_block_pixels(op), out.shape[-1])
+    if offset < 0 or offset + math.prod(shape) * out.dtype.itemsize > arena.size:
+        raise InternalError(f"the temporary of op {op.name} lies outside the arena")
+    return np.ndarray(shape, dtype=out.dtype.numpy, buffer=arena, offset=offset)
 
 
 def check_inputs(graph: Graph, inputs: Mapping[str, np.ndarray]) -> None:
@@ -74,6 +88,10 @@ def execute(
             None if t is None else (t.data if t.is_constant else views[t.name]) for t in op.inputs
         ]
         try:
+            if op.kind == "conv2d" and op.name in plan.temporaries:
+                temporary = _temporary(arena, op, plan.temporaries[op.name])
+                run_pointwise_in_place(op, args, views[op.output.name], temporary)
+                continue
             results = run_kernel(op, args)
         except InternalError:
             raise

@@ -54,6 +54,7 @@ from memfit.ir.ops import macs
 from memfit.planning import (
     Lifetimes,
     MemoryPlan,
+    StorageMap,
     StorageOptions,
     assemble_plan,
     compute_lifetimes,
@@ -63,6 +64,7 @@ from memfit.planning import (
 )
 from memfit.planning.arena import align_up
 from memfit.planning.storage import StorageBuilder
+from memfit.planning.storage_choice import all_resizing
 from memfit.tiling import TilingResult, apply_rewrites
 from memfit.tiling.chain import TilingError
 from memfit.tiling.fdt import apply_fdt
@@ -379,24 +381,32 @@ def _live_profile(lifetimes: Lifetimes, alignment: int) -> list[int]:
     return live or [0]
 
 
+def _in_larger_root(graph: Graph, op: Op, storage: StorageMap) -> bool:
+    """True when ``op`` (not a concat) shares a root larger than its output or than the input
+    it overwrites: that root stays live longer than the smaller of the two would."""
+    entry = storage.in_place.get(op.name)
+    if entry is None or entry.kind == "concat":
+        return False
+    root = graph.tensors[storage.root(op.output.name)].nbytes
+    overwritten = op.inputs[entry.inputs[0]]
+    return root > op.output.nbytes or (overwritten is not None and root > overwritten.nbytes)
+
+
 def quick_plan(graph: Graph, alignment: int = 16) -> _Plan:
     """Plan ``graph`` in its own op order, cheaply and deterministically: every kind of sharing,
-    then with concat in place off, with the ops that overwrite a larger input (and so keep it
-    live) off, and with both off, as ``memfit.planning.storage_choice`` starts; the lowest peak
-    wins (ties to more sharing). The op-by-op switching that follows there is left to the final
-    plan."""
+    then with concat in place off, with the ops that overwrite an input of another size or
+    share a larger root (and so keep the larger bytes live longer; also those that do so once
+    the others are off) off, and with both off, as ``memfit.planning.storage_choice`` starts;
+    the lowest peak wins (ties to more sharing). The op-by-op switching that follows there is
+    left to the final plan."""
     builder = StorageBuilder(graph)
     full = builder.build()
     concats = frozenset(op.name for op in graph.ops if op.kind == "concat")
-    shrinking = frozenset(
-        op.name
-        for op in graph.ops
-        if op.name in full.in_place
-        and op.kind != "concat"
-        and graph.tensors[full.root(op.output.name)].nbytes > op.output.nbytes
+    resized = all_resizing(builder, StorageOptions()) | frozenset(
+        op.name for op in graph.ops if _in_larger_root(graph, op, full)
     )
     best: _Plan | None = None
-    for off in ((), (concats,), (shrinking,), (concats, shrinking)):
+    for off in ((), (concats,), (resized,), (concats, resized)):
         if any(not group for group in off):
             continue
         storage = builder.build(StorageOptions(not_in_place=frozenset().union(*off)))

@@ -81,9 +81,10 @@ GRIDS: tuple[Grid, ...] = (
 
 _WINDOWED = frozenset({"conv2d", "depthwise_conv2d", "max_pool2d", "avg_pool2d", "pad"})
 
-STORAGE = StorageOptions(pool_in_place=False, depthwise_in_place=False)
+STORAGE = StorageOptions(pool_in_place=False, depthwise_in_place=False, pointwise_in_place=False)
 """The byte sharing of MAFAT plans. Pooling in place keeps the larger input's bytes for the
-output, which pays off or not depending on the steps after it; the planner decides it op by
+output, a pointwise convolution in place to more channels makes its input part of the larger
+output, which pays off or not depending on the steps around it; the planner decides it op by
 op, a prediction could only guess, so MAFAT plans leave it out and predict the rest exactly."""
 
 

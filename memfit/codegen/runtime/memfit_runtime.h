@@ -178,6 +178,19 @@ void mf_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int
                   int8_t* y, const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
                   int16_t* workspace);
 
+/* Pointwise (1x1, unpadded) conv2d in place, as memfit.planning.storage plans it: y may alias
+ * x, its bytes starting at or before x's so that storing output pixels [0, p) never reaches
+ * an input pixel still to be read. Output pixels go in flat (n, h, w) order, one GEMM tile
+ * (MF_F32_MR / MF_S8_MR pixels: memfit.planning.scratch.pointwise_block_pixels) at a time,
+ * computed into `block` (that many pixels of yv->c outputs, the planner's in-place scratch)
+ * and then stored. */
+void mf_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w_packed,
+                           const float* bias, float* y, const mf_view* yv, const mf_conv* p,
+                           const mf_range_f32* act, float* workspace, float* block);
+void mf_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                          const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
+                          const mf_requant_s8* q, int16_t* workspace, int8_t* block);
+
 void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
                              const float* bias, float* y, const mf_view* yv, const mf_conv* p,
                              const mf_range_f32* act);

@@ -348,17 +348,31 @@ static void gemm_tile_f32(int32_t depth, const float* restrict ap, const float* 
     }
 }
 
-/* conv2d (bias, act) or partial_conv2d (acc, no act): both store through the output view. */
+/* Stores `rows` output pixels from m0 on, computed into `block` ([rows][yv->c]), at their
+ * places in y. */
+static void store_block(const unsigned char* block, unsigned char* y, const mf_view* yv,
+                        int32_t m0, int32_t rows, size_t element_size) {
+    for (int32_t r = 0; r < rows; r++) {
+        int32_t n, oh, ow;
+        pixel_of(yv, m0 + r, &n, &oh, &ow);
+        memcpy(y + (size_t)mf_view_offset(yv, n, oh, ow) * element_size,
+               block + (size_t)r * yv->c * element_size, (size_t)yv->c * element_size);
+    }
+}
+
+/* conv2d (bias, act) or partial_conv2d (acc, no act): both store through the output view.
+ * With `block` (conv2d in place), each tile of MF_F32_MR pixels is computed into it for every
+ * group and output channel, then stored. */
 static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
                      const float* acc, const mf_view* accv, float* y, const mf_view* yv,
-                     const mf_conv* p, const mf_range_f32* act, float* ap) {
+                     const mf_conv* p, const mf_range_f32* act, float* ap, float* block) {
     const int32_t groups = p->groups;
     const int32_t cin = xv->c / groups, og = yv->c / groups;
     const int32_t depth = p->kh * p->kw * cin;
     const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
     const int32_t pixels = yv->n * yv->h * yv->w;
     float tile[MF_F32_MR * MF_F32_NR];
-    if (og <= MF_DIRECT_OG) {
+    if (og <= MF_DIRECT_OG && block == NULL) {
         direct_f32(x, xv, w_packed, bias, acc, accv, y, yv, p, act, ap);
         return;
     }
@@ -374,7 +388,8 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
                 for (int32_t r = 0; r < rows; r++) {
                     int32_t n, oh, ow;
                     pixel_of(yv, m0 + r, &n, &oh, &ow);
-                    float* out = y + mf_view_offset(yv, n, oh, ow) + o0;
+                    float* out = block ? block + (size_t)r * yv->c + o0
+                                       : y + mf_view_offset(yv, n, oh, ow) + o0;
                     const float* t = tile + r * MF_F32_NR;
                     if (act != NULL) {
                         for (int32_t j = 0; j < cols; j++) {
@@ -393,19 +408,29 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
                 }
             }
         }
+        if (block != NULL) {
+            store_block((const unsigned char*)block, (unsigned char*)y, yv, m0, rows,
+                        sizeof(float));
+        }
     }
 }
 
 void mf_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
                    float* y, const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
                    float* workspace) {
-    conv_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace);
+    conv_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace, NULL);
+}
+
+void mf_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w_packed,
+                           const float* bias, float* y, const mf_view* yv, const mf_conv* p,
+                           const mf_range_f32* act, float* workspace, float* block) {
+    conv_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace, block);
 }
 
 void mf_partial_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed,
                            const float* acc, const mf_view* accv, float* y, const mf_view* yv,
                            const mf_conv* p, float* workspace) {
-    conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
+    conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace, NULL);
 }
 
 /* ---- int8: int16 im2col rows, int32 dot-product GEMM on the weights as they are ------------
@@ -482,17 +507,20 @@ static void gemm_edge_s8(int32_t depth, int32_t cols, const int16_t* restrict ap
     }
 }
 
-/* conv2d (requantized to int8 y8) or partial_conv2d (int32 y32 = acc + sums). */
+/* conv2d (requantized to int8 y8) or partial_conv2d (int32 y32 = acc + sums). With `block`
+ * (conv2d in place), each tile of MF_S8_MR pixels is computed into it for every group and
+ * output channel, then stored into y8. */
 static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
                     const int32_t* acc, const mf_view* accv, int8_t* y8, int32_t* y32,
                     const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
-                    int32_t input_offset, int16_t* ap) {
+                    int32_t input_offset, int16_t* ap, int8_t* block) {
     const int32_t groups = p->groups;
     const int32_t cin = xv->c / groups, og = yv->c / groups;
     const int32_t depth = p->kh * p->kw * cin;
     const int32_t pixels = yv->n * yv->h * yv->w;
+    int8_t* const out8 = block ? block : y8;
     int32_t tile[MF_S8_MR * MF_S8_NR];
-    if (og <= MF_DIRECT_OG) {
+    if (og <= MF_DIRECT_OG && block == NULL) {
         direct_s8(x, xv, w, bias, acc, accv, y8, y32, yv, p, q, input_offset);
         return;
     }
@@ -502,7 +530,7 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const i
         for (int32_t r = 0; r < rows; r++) {
             int32_t n, oh, ow;
             pixel_of(yv, m0 + r, &n, &oh, &ow);
-            offsets[r] = mf_view_offset(yv, n, oh, ow);
+            offsets[r] = block ? r * yv->c : mf_view_offset(yv, n, oh, ow);
             acc_offsets[r] = acc ? mf_view_offset(accv, n, oh, ow) : 0;
         }
         for (int32_t g = 0; g < groups; g++) {
@@ -518,8 +546,8 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const i
                 }
                 for (int32_t r = 0; r < rows; r++) {
                     const int32_t* t = tile + r * MF_S8_NR;
-                    if (y8 != NULL) {
-                        int8_t* out = y8 + offsets[r] + o0;
+                    if (out8 != NULL) {
+                        int8_t* out = out8 + offsets[r] + o0;
                         for (int32_t j = 0; j < cols; j++) {
                             const int32_t b = bias ? bias[o0 + j] : 0;
                             out[j] = mf_requant_one(mf_wrap32((int64_t)t[j] + b), q, o0 + j);
@@ -534,20 +562,29 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const i
                 }
             }
         }
+        if (block != NULL) {
+            store_block((const unsigned char*)block, (unsigned char*)y8, yv, m0, rows, 1);
+        }
     }
 }
 
 void mf_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
                   int8_t* y, const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
                   int16_t* workspace) {
-    conv_s8(x, xv, w, bias, NULL, NULL, y, NULL, yv, p, q, q->input_offset, workspace);
+    conv_s8(x, xv, w, bias, NULL, NULL, y, NULL, yv, p, q, q->input_offset, workspace, NULL);
+}
+
+void mf_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                          const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
+                          const mf_requant_s8* q, int16_t* workspace, int8_t* block) {
+    conv_s8(x, xv, w, bias, NULL, NULL, y, NULL, yv, p, q, q->input_offset, workspace, block);
 }
 
 void mf_partial_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                           const int32_t* acc, const mf_view* accv, int32_t* y,
                           const mf_view* yv, const mf_conv* p, int32_t input_offset,
                           int16_t* workspace) {
-    conv_s8(x, xv, w, NULL, acc, accv, NULL, y, yv, p, NULL, input_offset, workspace);
+    conv_s8(x, xv, w, NULL, acc, accv, NULL, y, yv, p, NULL, input_offset, workspace, NULL);
 }
 
 /* ---- depthwise -----------------------------------------------------------------------------
