@@ -169,7 +169,7 @@ static int32_t table_interpolate(int32_t magnitude, int32_t fraction_bits) {
 }
 
 /* TFLite's int16 logistic at input scale 2^-12: the input times 3 puts table step 2^9 at 1/24. */
-static int16_t sigmoid_s16(int32_t x) {
+int16_t mf_sigmoid_s16(int32_t x) {
     const int32_t v = x * 3;
     const int32_t value = table_interpolate(v >= 0 ? v : -v, 9);
     return (int16_t)((v >= 0 ? value + (1 << 9) : (1 << 25) - value + (1 << 9) - 1) >> 10);
@@ -178,7 +178,7 @@ static int16_t sigmoid_s16(int32_t x) {
 /* TFLite's int16 tanh at input scale 2^power, as TFLite Micro's LSTM calls it: the input is
  * brought to scale 1/(3 * 4096) by an integer multiply, or for scales finer than 2^-12 by a
  * multiply by 3 and a rounding right shift. */
-static int16_t tanh_s16(int32_t x, int32_t power) {
+int16_t mf_tanh_s16(int32_t x, int32_t power) {
     const int32_t left_shift = 12 + power;
     int32_t v;
     if (left_shift >= 0) {
@@ -217,7 +217,7 @@ static void gate_s8(int32_t g, const int8_t* x, const int8_t* hidden, const mf_l
         }
     }
     for (int32_t c = 0; c < n; c++) {
-        out[c] = g == GATE_CELL ? tanh_s16(out[c], -12) : sigmoid_s16(out[c]);
+        out[c] = g == GATE_CELL ? mf_tanh_s16(out[c], -12) : mf_sigmoid_s16(out[c]);
     }
 }
 
@@ -255,7 +255,7 @@ void mf_lstm_s8(const int8_t* x, const mf_view* xv, const mf_lstm_weights_s8* w,
                 cell[c] = (int16_t)v;
             }
             for (int32_t c = 0; c < n; c++) {
-                const int32_t activation = tanh_s16(cell[c], p->cell_scale_power);
+                const int32_t activation = mf_tanh_s16(cell[c], p->cell_scale_power);
                 const int32_t v = mf_mbqm(activation * gate[GATE_OUTPUT][c], p->hidden_multiplier,
                                           p->hidden_shift) + p->hidden_zero_point;
                 out[c] = (int8_t)mf_clamp_i32(v, INT8_MIN, INT8_MAX);
