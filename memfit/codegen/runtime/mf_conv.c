@@ -251,11 +251,23 @@ typedef struct {
     const mf_range_f32* act;
 } s8_sink;
 
-/* Stores the sums of output channels [o0, o0 + count) at output pixel (n, oh, ow): channel
+/* Where output pixel (n, oh, ow) is: its element offset in the output and in the accumulator. */
+typedef struct {
+    int32_t y, acc;
+} s8_pixel;
+
+static s8_pixel pixel_at(const s8_sink* s, int32_t n, int32_t oh, int32_t ow) {
+    s8_pixel at;
+    at.y = mf_view_offset(s->yv, n, oh, ow);
+    at.acc = s->acc != NULL ? mf_view_offset(s->accv, n, oh, ow) : 0;
+    return at;
+}
+
+/* Stores the sums of output channels [o0, o0 + count) of the output pixel at `pixel`: channel
  * o0 + j's sum is sums[j * stride]. */
-static void store_s8(const s8_sink* s, int32_t n, int32_t oh, int32_t ow, int32_t o0,
-                     int32_t count, const int32_t* sums, int32_t stride) {
-    const int32_t at = mf_view_offset(s->yv, n, oh, ow) + o0;
+MF_INLINE void store_s8(const s8_sink* s, s8_pixel pixel, int32_t o0, int32_t count,
+                        const int32_t* sums, int32_t stride) {
+    const int32_t at = pixel.y + o0;
     if (s->y8 != NULL) {
         for (int32_t j = 0; j < count; j++) {
             const int32_t b = s->bias ? s->bias[o0 + j] : 0;
@@ -270,7 +282,7 @@ static void store_s8(const s8_sink* s, int32_t n, int32_t oh, int32_t ow, int32_
             s->yf[at + j] = mf_activate(v, s->act);
         }
     } else {
-        const int32_t* in = s->acc ? s->acc + mf_view_offset(s->accv, n, oh, ow) + o0 : NULL;
+        const int32_t* in = s->acc != NULL ? s->acc + pixel.acc + o0 : NULL;
         for (int32_t j = 0; j < count; j++) {
             const int32_t sum = sums[j * stride];
             s->y32[at + j] = in ? mf_wrap32((int64_t)in[j] + sum) : sum;
@@ -308,7 +320,8 @@ static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const
                         }
                     }
                     for (int32_t r = 0; r < rows; r++) {
-                        store_s8(out, n, oh, ow + r, o0, og, &sums[0][r], MF_DIRECT_R);
+                        store_s8(out, pixel_at(out, n, oh, ow + r), o0, og, &sums[0][r],
+                                 MF_DIRECT_R);
                     }
                     ow += rows;
                 }
@@ -527,6 +540,12 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const s
     }
     for (int32_t m0 = 0; m0 < pixels; m0 += MF_S8_MR) {
         const int32_t rows = mf_min_i32(MF_S8_MR, pixels - m0);
+        s8_pixel at[MF_S8_MR];
+        for (int32_t r = 0; r < rows; r++) {
+            int32_t n, oh, ow;
+            pixel_of(yv, m0 + r, &n, &oh, &ow);
+            at[r] = pixel_at(out, n, oh, ow);
+        }
         for (int32_t g = 0; g < groups; g++) {
             pack_pixels_s8(x, xv, yv, p, input_offset, g * cin, cin, m0, rows, ap);
             for (int32_t j0 = 0; j0 < og; j0 += MF_S8_NR) {
@@ -539,9 +558,7 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const s
                     gemm_edge_s8(depth, cols, ap, wo, tile);
                 }
                 for (int32_t r = 0; r < rows; r++) {
-                    int32_t n, oh, ow;
-                    pixel_of(yv, m0 + r, &n, &oh, &ow);
-                    store_s8(out, n, oh, ow, o0, cols, tile + r * MF_S8_NR, 1);
+                    store_s8(out, at[r], o0, cols, tile + r * MF_S8_NR, 1);
                 }
             }
         }
@@ -590,8 +607,14 @@ static float quantize_symmetric(const float* x, const mf_view* xv, int32_t n, in
             const float* in = x + mf_view_offset(xv, n, h, w);
             int8_t* out = q + (h * xv->w + w) * xv->c;
             for (int32_t c = 0; c < xv->c; c++) {
-                const float rounded = roundf(in[c] * factor); /* halves away from zero */
-                out[c] = (int8_t)(rounded < -127.0f ? -127 : (rounded > 127.0f ? 127 : rounded));
+                /* roundf (halves away from zero) without the library call, so that the loop
+                 * vectorizes: |ratio| <= 127 (plus rounding), its whole part and fraction are
+                 * exact */
+                const float ratio = in[c] * factor;
+                int32_t whole = (int32_t)ratio;
+                const float fraction = ratio - (float)whole;
+                whole += (fraction >= 0.5f) - (fraction <= -0.5f);
+                out[c] = (int8_t)mf_clamp_i32(whole, -127, 127);
             }
         }
     }
