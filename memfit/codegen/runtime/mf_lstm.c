@@ -46,7 +46,6 @@ static void gate_f32(int32_t g, const float* x, const float* hidden, const float
                      const mf_lstm_weights_f32* w, const mf_lstm_f32_params* p,
                      int32_t n_input, int32_t n_output, float* out) {
     static const mf_range_f32 none = {-INFINITY, INFINITY, MF_FN_NONE};
-    static const mf_range_f32 sigmoid = {-INFINITY, INFINITY, MF_FN_SIGMOID};
     const int32_t n = p->n_cell;
     const mf_view xv = row_view(n_input), hv = row_view(n_output), cv = row_view(n);
     mf_fully_connected_f32(x, &xv, w->input_weights[g], NULL, out, &cv, &none);
@@ -61,9 +60,14 @@ static void gate_f32(int32_t g, const float* x, const float* hidden, const float
     if (w->layer_norm[g] != NULL) {
         layer_norm_f32(out, n, w->layer_norm[g]);
     }
-    const mf_range_f32* act = g == GATE_CELL ? &p->act : &sigmoid;
-    for (int32_t c = 0; c < n; c++) {
-        out[c] = mf_activate(out[c] + w->bias[g][c], act);
+    if (g == GATE_CELL) {
+        for (int32_t c = 0; c < n; c++) {
+            out[c] = mf_activate(out[c] + w->bias[g][c], &p->act);
+        }
+    } else { /* in float, as TFLite (mf_activate's sigmoid goes through double) */
+        for (int32_t c = 0; c < n; c++) {
+            out[c] = 1.0f / (1.0f + expf(-(out[c] + w->bias[g][c])));
+        }
     }
 }
 
