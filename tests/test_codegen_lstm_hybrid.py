@@ -84,8 +84,8 @@ def test_lstm_workspace_is_planned_in_the_arena(tmp_path, object_cache):
     (op,) = graph.ops
     n_cell = 12
     scratch = c.plan.lifetimes.scratch[op.name]
-    assert c.plan.lifetimes.buffer(scratch).size >= n_cell * (4 + 5 * 2)
-    assert f"(int32_t*)(arena + {c.plan.scratch_offsets[op.name]})" in c.source
+    assert c.plan.lifetimes.buffer(scratch).size >= n_cell * 2  # the int16 cell state
+    assert f"(int16_t*)(arena + {c.plan.scratch_offsets[op.name]})" in c.source
 
 
 # ---- hybrid conv2d -------------------------------------------------------------------------

@@ -188,7 +188,7 @@ def lstm(context: OpContext) -> list[str]:
         f"const mf_lstm_weights_{suffix} weights = {{{', '.join(weights)}}};",
         _struct(context, "p", struct),
         f"{_kernel(context)}({context.pointer(x)}, &xv, &weights, {context.pointer(y)}, &yv, "
-        f"&p, {context.scratch('int32_t' if int8 else 'float')});",
+        f"&p, {context.scratch('int16_t' if int8 else 'float')});",
     ]
 
 

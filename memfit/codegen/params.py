@@ -434,8 +434,8 @@ def workspace_bytes(op: Op) -> int:
     ``S8_MR`` x K int16 values, with K = KH * KW * (input channels / groups); a hybrid conv2d
     also holds one batch item of its input quantized to int8.
 
-    lstm: one batch row's state: four gates and the cell state, n_cell floats each (float) or
-    n_cell int32 accumulators and 5 * n_cell int16 values (int8).
+    lstm: one batch row's state: four gates and the cell state, n_cell floats each (float), or
+    the int16 cell state alone (int8: the gates are computed a few cells at a time).
     """
     if op.attrs.get("primitive") is not None:  # chosen by memfit.selection
         from memfit.selection.lowering import workspace_bytes as primitive_workspace
@@ -443,7 +443,7 @@ def workspace_bytes(op: Op) -> int:
         return primitive_workspace(op)
     if op.kind == "lstm":
         n_cell = _lstm_cells(op)
-        return n_cell * (4 + 5 * 2) if is_quantized(op) else 5 * n_cell * 4
+        return n_cell * 2 if is_quantized(op) else 5 * n_cell * 4
     if op.kind not in ("conv2d", "partial_conv2d"):
         return 0
     x, w = op.inputs[0], _constant(op, 1)

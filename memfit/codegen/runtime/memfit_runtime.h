@@ -294,9 +294,9 @@ typedef struct {
 /* Workspace: 5 * n_cell floats (four gates and the cell state). */
 void mf_lstm_f32(const float* x, const mf_view* xv, const mf_lstm_weights_f32* w, float* y,
                  const mf_view* yv, const mf_lstm_f32_params* p, float* workspace);
-/* Workspace: n_cell int32 accumulators, then 5 * n_cell int16 (four gates, the cell state). */
+/* Workspace: the cell state, n_cell int16 (the gates are computed a few cells at a time). */
 void mf_lstm_s8(const int8_t* x, const mf_view* xv, const mf_lstm_weights_s8* w, int8_t* y,
-                const mf_view* yv, const mf_lstm_s8_params* p, int32_t* workspace);
+                const mf_view* yv, const mf_lstm_s8_params* p, int16_t* workspace);
 
 /* ---- pooling and reductions --------------------------------------------------------------- */
 

@@ -199,70 +199,76 @@ static int16_t saturate16(int32_t v) { return (int16_t)mf_clamp_i32(v, INT16_MIN
 
 /* ---- int8 ----------------------------------------------------------------------------------- */
 
-/* out = sigmoid or tanh (gate c) of the Q3.12 sum of FC(input) + bias and FC(hidden), each
- * requantized to Q3.12 and saturated; `sums` holds n_cell int32 accumulators. */
+/* Cells per block: the int8 kernel computes every gate of a block of cells, then their cell
+ * and hidden state, so that no gate is kept beyond its block (the workspace is the cell state
+ * alone). */
+#define MF_LSTM_CELLS 8
+
+/* out[j] = gate g of cell c0 + j, j < count: sigmoid or tanh (gate c) of the Q3.12 sum of
+ * FC(input) + bias and FC(hidden), each requantized to Q3.12 and saturated. */
 static void gate_s8(int32_t g, const int8_t* x, const int8_t* hidden, const mf_lstm_weights_s8* w,
-                    const mf_lstm_s8_params* p, int32_t n_input, int32_t* sums, int16_t* out) {
+                    const mf_lstm_s8_params* p, int32_t n_input, int32_t c0, int32_t count,
+                    int16_t* out) {
     const int32_t n = p->n_cell;
-    const mf_view xv = row_view(n_input), cv = row_view(n);
-    mf_partial_fully_connected_s8(x, &xv, w->input_weights[g], NULL, NULL, sums, &cv,
-                                  p->input_offset, 0);
-    for (int32_t c = 0; c < n; c++) {
-        const int32_t acc = (int32_t)((uint32_t)sums[c] + (uint32_t)w->bias[g][c]);
-        out[c] = saturate16(mf_mbqm(acc, p->input_multiplier[g], p->input_shift[g]));
+    const mf_view xv = row_view(n_input), hv = row_view(n), bv = row_view(count);
+    int32_t sums[MF_LSTM_CELLS];
+    mf_partial_fully_connected_s8(x, &xv, w->input_weights[g] + (size_t)c0 * n_input, NULL, NULL,
+                                  sums, &bv, p->input_offset, 0);
+    for (int32_t j = 0; j < count; j++) {
+        const int32_t acc = (int32_t)((uint32_t)sums[j] + (uint32_t)w->bias[g][c0 + j]);
+        out[j] = saturate16(mf_mbqm(acc, p->input_multiplier[g], p->input_shift[g]));
     }
     if (hidden != NULL) { /* the zero state's FC is 0 */
-        mf_partial_fully_connected_s8(hidden, &cv, w->recurrent_weights[g], NULL, NULL, sums, &cv,
-                                      -p->hidden_zero_point, 0);
-        for (int32_t c = 0; c < n; c++) {
+        mf_partial_fully_connected_s8(hidden, &hv, w->recurrent_weights[g] + (size_t)c0 * n, NULL,
+                                      NULL, sums, &bv, -p->hidden_zero_point, 0);
+        for (int32_t j = 0; j < count; j++) {
             const int32_t from_hidden =
-                saturate16(mf_mbqm(sums[c], p->recurrent_multiplier[g], p->recurrent_shift[g]));
-            out[c] = saturate16(out[c] + from_hidden);
+                saturate16(mf_mbqm(sums[j], p->recurrent_multiplier[g], p->recurrent_shift[g]));
+            out[j] = saturate16(out[j] + from_hidden);
         }
     }
-    for (int32_t c = 0; c < n; c++) {
-        out[c] = g == GATE_CELL ? mf_tanh_s16(out[c], -12) : mf_sigmoid_s16(out[c]);
+    for (int32_t j = 0; j < count; j++) {
+        out[j] = g == GATE_CELL ? mf_tanh_s16(out[j], -12) : mf_sigmoid_s16(out[j]);
     }
 }
 
 void mf_lstm_s8(const int8_t* x, const mf_view* xv, const mf_lstm_weights_s8* w, int8_t* y,
-                const mf_view* yv, const mf_lstm_s8_params* p, int32_t* workspace) {
+                const mf_view* yv, const mf_lstm_s8_params* p, int16_t* cell) {
     const int32_t n = p->n_cell, n_input = xv->c;
     const int32_t batch = p->time_major ? yv->w : yv->h;
     const int32_t steps = p->time_major ? yv->h : yv->w;
-    int32_t* sums = workspace;
-    int16_t* gate[GATES];
-    for (int32_t g = 0; g < GATES; g++) {
-        gate[g] = (int16_t*)(workspace + n) + g * n;
-    }
-    int16_t* cell = (int16_t*)(workspace + n) + GATES * n;
+    int16_t gate[GATES][MF_LSTM_CELLS];
     for (int32_t b = 0; b < batch; b++) {
         memset(cell, 0, sizeof(int16_t) * (size_t)n);
         const int8_t* hidden = NULL; /* the zero state: every value at the zero point */
         for (int32_t t = 0; t < steps; t++) {
             const int8_t* in = x + step_offset(xv, p->time_major, b, t);
             int8_t* out = y + step_offset(yv, p->time_major, b, t);
-            for (int32_t g = 0; g < GATES; g++) {
-                gate_s8(g, in, hidden, w, p, n_input, sums, gate[g]);
-            }
-            for (int32_t c = 0; c < n; c++) {
-                const int32_t kept = saturate16(
-                    mf_mbqm(gate[GATE_FORGET][c] * cell[c], p->forget_multiplier,
-                            p->forget_shift) + p->cell_zero_point);
-                const int32_t added = saturate16(
-                    mf_mbqm(gate[GATE_INPUT][c] * gate[GATE_CELL][c], p->input_gate_multiplier,
-                            p->input_gate_shift) + p->cell_zero_point);
-                int32_t v = saturate16(kept + added);
-                if (p->cell_clip != 0) {
-                    v = mf_clamp_i32(v, -p->cell_clip, p->cell_clip);
+            for (int32_t c0 = 0; c0 < n; c0 += MF_LSTM_CELLS) {
+                const int32_t count = mf_min_i32(MF_LSTM_CELLS, n - c0);
+                for (int32_t g = 0; g < GATES; g++) {
+                    gate_s8(g, in, hidden, w, p, n_input, c0, count, gate[g]);
                 }
-                cell[c] = (int16_t)v;
-            }
-            for (int32_t c = 0; c < n; c++) {
-                const int32_t activation = mf_tanh_s16(cell[c], p->cell_scale_power);
-                const int32_t v = mf_mbqm(activation * gate[GATE_OUTPUT][c], p->hidden_multiplier,
-                                          p->hidden_shift) + p->hidden_zero_point;
-                out[c] = (int8_t)mf_clamp_i32(v, INT8_MIN, INT8_MAX);
+                for (int32_t j = 0; j < count; j++) {
+                    const int32_t c = c0 + j;
+                    const int32_t kept = saturate16(
+                        mf_mbqm(gate[GATE_FORGET][j] * cell[c], p->forget_multiplier,
+                                p->forget_shift) + p->cell_zero_point);
+                    const int32_t added = saturate16(
+                        mf_mbqm(gate[GATE_INPUT][j] * gate[GATE_CELL][j],
+                                p->input_gate_multiplier, p->input_gate_shift) +
+                        p->cell_zero_point);
+                    int32_t v = saturate16(kept + added);
+                    if (p->cell_clip != 0) {
+                        v = mf_clamp_i32(v, -p->cell_clip, p->cell_clip);
+                    }
+                    cell[c] = (int16_t)v;
+                    const int32_t activation = mf_tanh_s16(v, p->cell_scale_power);
+                    const int32_t h = mf_mbqm(activation * gate[GATE_OUTPUT][j],
+                                              p->hidden_multiplier, p->hidden_shift) +
+                                      p->hidden_zero_point;
+                    out[c] = (int8_t)mf_clamp_i32(h, INT8_MIN, INT8_MAX);
+                }
             }
             hidden = out;
         }
