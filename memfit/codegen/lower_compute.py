@@ -74,10 +74,10 @@ def conv2d(context: OpContext) -> list[str]:
         from memfit.selection.lowering import lower
 
         return lower(context)
-    x, y, bias = _input(context), op.output, op.input(2)
-    kernel = _kernel(context)
     if is_hybrid(op):
         return _hybrid_conv2d(context)
+    x, y, bias = _input(context), op.output, op.input(2)
+    kernel = _kernel(context)
     declaration, quantization = _quantization(context)
     if _int8(context):
         weights, workspace = context.pointer(_input(context, 1)), context.scratch("int16_t")
