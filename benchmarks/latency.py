@@ -50,7 +50,7 @@ from memfit.frontends import load_model
 from memfit.ir.core import Graph
 from memfit.ir.ops import macs
 from memfit.planning import MemoryPlan
-from memfit.runtime.kernels import is_quantized
+from memfit.runtime.kernels import is_hybrid, is_quantized
 from memfit.tiling.discovery import optimize
 
 MAX_OVERHEAD = 0.2
@@ -94,6 +94,9 @@ class ModelResult:
 
 
 def _arithmetic(graph: Graph) -> str:
+    """int8, float32, or hybrid (float activations, some layers with int8 weights)."""
+    if any(is_hybrid(op) for op in graph.ops):
+        return "hybrid"
     return "int8" if any(is_quantized(op) for op in graph.ops) else "float32"
 
 
@@ -305,8 +308,9 @@ def _groups(results: Sequence[ModelResult]) -> list[tuple[str, list[ModelResult]
         ("int8 vs TFLite Micro", [r for r in ran if r.arithmetic == "int8"]),
         (
             "float32 .tflite",
-            [r for r in ran if r.arithmetic != "int8" and r.path.suffix != ".onnx"],
+            [r for r in ran if r.arithmetic == "float32" and r.path.suffix != ".onnx"],
         ),
+        ("hybrid vs LiteRT", [r for r in ran if r.arithmetic == "hybrid"]),
         ("float32 ONNX vs onnxruntime", [r for r in ran if r.path.suffix == ".onnx"]),
     ]
     return [(label, chosen) for label, chosen in groups if chosen]

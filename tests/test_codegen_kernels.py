@@ -32,6 +32,7 @@ from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Op, Quantization
 from memfit.ir.dtypes import DType
 from memfit.runtime.kernels import run_kernel
+from memfit.runtime.kernels.lstm import sigmoid_int16, tanh_int16
 
 RUNTIME = Path(params.__file__).resolve().parent / "runtime"
 SANITIZED = os.environ.get("MEMFIT_KERNELS_SANITIZED") == "1"
@@ -1234,6 +1235,20 @@ def test_int8_unary_in_place(lib: ctypes.CDLL) -> None:
         ref(struct(params.sigmoid_s8(op))),
     )
     assert_same(x, want)
+
+
+@pytest.mark.parametrize("power", [None, -12, -11, -13, -9])
+def test_lstm_gate_functions_on_every_int16(lib: ctypes.CDLL, power: int | None) -> None:
+    """The int8 LSTM's sigmoid (power None) and tanh at input scale 2^power, on every input:
+    a one-unit error here rarely shows in an LSTM's int8 output, so it is checked alone."""
+    x = np.arange(-(1 << 15), 1 << 15, dtype=np.int64)
+    if power is None:
+        function, arguments, want = lib.mf_sigmoid_s16, (), sigmoid_int16(x)
+    else:
+        function, arguments, want = lib.mf_tanh_s16, (power,), tanh_int16(x, power)
+    function.restype = ctypes.c_int16
+    got = np.array([function(int(v), *arguments) for v in x], np.int16)
+    assert_same(got, want)
 
 
 # ---- softmax, LRN, quantize/dequantize --------------------------------------------------------

@@ -2,11 +2,12 @@
 
 Each op costs ``a + b * MACs + c * bytes`` seconds, where ``bytes`` is what it reads (its
 activations and constants) and writes, and (a, b, c) >= 0 are fitted per op class (kind and
-arithmetic, e.g. ``conv2d/int8``) by least squares on the relative error of ``memfit bench``'s
-per-op medians. A tiled plan has one op per tile, so ``a`` is also the per-tile overhead and
-the halo recomputation shows in the MACs; the slices and concatenations tiling adds are ops
-with their own classes. Classes with too few samples use a fit over every sample. Ops the plan
-runs without moving data (reshape views, concatenations written in place) cost nothing.
+arithmetic, e.g. ``conv2d/int8``; ``conv2d/hybrid`` for float input and int8 weights) by least
+squares on the relative error of ``memfit bench``'s per-op medians. A tiled plan has one op per
+tile, so ``a`` is also the per-tile overhead and the halo recomputation shows in the MACs; the
+slices and concatenations tiling adds are ops with their own classes. Classes with too few
+samples use a fit over every sample. Ops the plan runs without moving data (reshape views,
+concatenations written in place) cost nothing.
 
 Coefficients belong to a machine and a compiler: ``python -m benchmarks.latency`` times the
 plans of the shared models (untiled and, where path discovery tiles them, tiled) and of the
@@ -37,7 +38,7 @@ from memfit.errors import MemfitError
 from memfit.ir.core import Graph, Op
 from memfit.ir.ops import macs
 from memfit.planning import MemoryPlan
-from memfit.runtime.kernels import is_quantized
+from memfit.runtime.kernels import is_hybrid, is_quantized
 
 DEFAULT_PATH = Path(__file__).resolve().parent / "cost_model_default.json"
 MIN_SAMPLES = 3
@@ -55,6 +56,8 @@ class OpFeatures:
 def op_features(op: Op) -> OpFeatures:
     """What an op's cost is predicted from."""
     arithmetic = "int8" if is_quantized(op) else str(op.output.dtype)
+    if is_hybrid(op):  # int8 arithmetic, plus quantizing a float input, and a float output
+        arithmetic = "hybrid"
     moved = sum(t.nbytes for t in op.inputs if t is not None)
     moved += sum(t.nbytes for t in op.outputs)
     return OpFeatures(f"{op.kind}/{arithmetic}", macs(op), moved)

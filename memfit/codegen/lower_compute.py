@@ -1,4 +1,4 @@
-"""Lowerings of the ops that compute: convolutions, dense layers, pooling, reductions,
+"""Lowerings of the ops that compute: convolutions, dense layers, LSTMs, pooling, reductions,
 elementwise arithmetic, activations, normalizations and (de)quantization, float and int8.
 
 Which kernel runs an op, and every parameter struct it takes, come from
@@ -24,8 +24,9 @@ from memfit.codegen.params import c_float
 from memfit.codegen.views import View
 from memfit.errors import InternalError
 from memfit.ir.core import Op, Tensor
-from memfit.runtime.kernels import is_quantized
+from memfit.runtime.kernels import is_hybrid, is_quantized
 from memfit.runtime.kernels.int8 import activation_range
+from memfit.runtime.kernels.lstm import GATES
 
 
 def _input(context: OpContext, index: int = 0) -> Tensor:
@@ -79,6 +80,8 @@ def conv2d(context: OpContext) -> list[str]:
         if context.in_place is not None:
             raise unsupported(op, context.graph, "its chosen primitive cannot run in place")
         return lower(context)
+    if is_hybrid(op):
+        return _hybrid_conv2d(context)
     x, y, bias = _input(context), op.output, op.input(2)
     kernel = _kernel(context)
     declaration, quantization = _quantization(context)
@@ -95,6 +98,21 @@ def conv2d(context: OpContext) -> list[str]:
         declaration,
         f"{kernel}({context.pointer(x)}, &xv, {weights}, {context.pointer(bias)}, "
         f"{context.pointer(y)}, &yv, &geometry, {quantization}, {workspace});",
+    ]
+
+
+def _hybrid_conv2d(context: OpContext) -> list[str]:
+    """Float activations, int8 weights: the input is quantized at run time (TFLite's hybrid)."""
+    op = context.op
+    x, w, y, bias = _input(context), _input(context, 1), op.output, op.input(2)
+    scale = c_float(params.hybrid_weights_scale(op))
+    return [
+        *_io_views(context, x, y),
+        _struct(context, "geometry", params.conv(op)),
+        _struct(context, "act", params.float_activation(op)),
+        f"{_kernel(context)}({context.pointer(x)}, &xv, {context.pointer(w)}, "
+        f"{context.pointer(bias)}, {context.pointer(y)}, &yv, &geometry, {scale}, &act, "
+        f"{context.scratch('int16_t')});",
     ]
 
 
@@ -146,6 +164,39 @@ def fully_connected(context: OpContext) -> list[str]:
         declaration,
         f"{kernel}({context.pointer(x)}, &xv, {context.pointer(w)}, {context.pointer(bias)}, "
         f"{context.pointer(y)}, &yv, {quantization});",
+    ]
+
+
+# ---- recurrent layers ----------------------------------------------------------------------
+
+
+@lowers("lstm")
+def lstm(context: OpContext) -> list[str]:
+    """The weights go as a struct of pointers to the model's constants, per gate (NULL where
+    the op has no such input); the state inputs are not passed: every run starts from zero."""
+    op = context.op
+    x, y = _input(context), op.output
+    int8 = _int8(context)
+    suffix = "s8" if int8 else "f32"
+
+    def pointer(index: int | None) -> str:
+        return "NULL" if index is None else context.pointer(op.input(index))
+
+    fields = dict(params.LSTM_WEIGHTS)
+    if int8:
+        del fields["peephole"], fields["layer_norm"]
+    weights = [
+        "{" + ", ".join(pointer(by_gate.get(g)) for g in GATES) + "}" for by_gate in fields.values()
+    ]
+    if not int8:
+        weights += [pointer(index) for index in params.LSTM_PROJECTION.values()]
+    struct = params.lstm_s8(op) if int8 else params.lstm_f32(op)
+    return [
+        *_io_views(context, x, y),
+        f"const mf_lstm_weights_{suffix} weights = {{{', '.join(weights)}}};",
+        _struct(context, "p", struct),
+        f"{_kernel(context)}({context.pointer(x)}, &xv, &weights, {context.pointer(y)}, &yv, "
+        f"&p, {context.scratch('int16_t' if int8 else 'float')});",
     ]
 
 

@@ -9,6 +9,8 @@
   the C initializer; ``array(field, data)`` must return the name of a constant array holding
   ``data`` (the int8 requantization's per-channel multipliers and shifts).
 - ``packed_conv_weights(op)``: the weights float conv2d / partial_conv2d take (packed panels).
+- ``lstm_f32(op)`` / ``lstm_s8(op)``: the LSTM's parameters (its weights go by pointer, in
+  ``LSTM_WEIGHTS`` order); ``hybrid_weights_scale(op)``: a hybrid conv2d's weight scale.
 - ``workspace_bytes(op)``: the exact scratch bytes the op's kernel needs (0 for most).
 
 int8 parameters come from the same derivations as ``memfit.runtime.kernels.int8`` (TFLite
@@ -30,7 +32,8 @@ from memfit.errors import InternalError, UnsupportedOpError
 from memfit.ir.core import Op, Tensor
 from memfit.ir.dtypes import DType
 from memfit.runtime.kernels import fixedpoint as fp
-from memfit.runtime.kernels import is_quantized
+from memfit.runtime.kernels import is_hybrid, is_quantized
+from memfit.runtime.kernels import lstm as lstm_kernel
 from memfit.runtime.kernels.int8 import (
     _ADD_LEFT_SHIFT,
     _SCALED_DIFF_INTEGER_BITS,
@@ -193,6 +196,38 @@ class SoftmaxS8(Struct):
 
 
 @dataclass(frozen=True)
+class LstmF32(Struct):
+    C_TYPE: ClassVar[str] = "mf_lstm_f32_params"
+    time_major: int
+    n_cell: int
+    cell_clip: float
+    proj_clip: float
+    act: RangeF32
+
+
+@dataclass(frozen=True, eq=False)
+class LstmS8(Struct):
+    C_TYPE: ClassVar[str] = "mf_lstm_s8_params"
+    time_major: int
+    n_cell: int
+    input_offset: int
+    hidden_zero_point: int
+    input_multiplier: np.ndarray  # int32, one per gate (i, f, c, o)
+    input_shift: np.ndarray
+    recurrent_multiplier: np.ndarray
+    recurrent_shift: np.ndarray
+    forget_multiplier: int
+    forget_shift: int
+    input_gate_multiplier: int
+    input_gate_shift: int
+    cell_zero_point: int
+    hidden_multiplier: int
+    hidden_shift: int
+    cell_scale_power: int
+    cell_clip: int
+
+
+@dataclass(frozen=True)
 class MeanS8(Struct):
     C_TYPE: ClassVar[str] = "mf_mean_s8_params"
     input_offset: int
@@ -265,6 +300,7 @@ _BOTH = (
     "hard_swish",
     "leaky_relu",
     "softmax",
+    "lstm",
 )
 
 
@@ -278,7 +314,9 @@ def kernel_name(op: Op, in_place: bool = False) -> str:
     if op.kind in _DATA_MOVEMENT:
         return _DATA_MOVEMENT[op.kind]
     quantized = is_quantized(op)
-    if quantized and _is_hybrid(op):
+    if is_hybrid(op):
+        if op.kind == "conv2d":
+            return "mf_conv2d_hybrid_f32"
         raise _unsupported(op, "float activations with int8 weights (a hybrid layer)")
     if op.kind in ("depthwise_conv2d", "max_pool2d", "avg_pool2d") or (
         op.kind == "conv2d" and in_place
@@ -302,11 +340,6 @@ def kernel_name(op: Op, in_place: bool = False) -> str:
     if op.kind in (*_BOTH, "div"):
         return f"mf_{op.kind}_f32"
     raise _unsupported(op, "float32")
-
-
-def _is_hybrid(op: Op) -> bool:
-    first = op.inputs[0]
-    return first is not None and first.dtype is DType.FLOAT32 and op.kind != "quantize"
 
 
 def _require_int8(op: Op) -> None:
@@ -352,9 +385,9 @@ def pool(op: Op) -> Pool:
     return Pool(kh, kw, sh, sw, top, left, int(op.attrs.get("count_include_pad", False)))
 
 
-def float_activation(op: Op) -> RangeF32:
-    """``mf_range_f32`` of a float op's fused activation."""
-    activation = op.attrs.get("activation", "none")
+def float_activation(op: Op, default: str = "none") -> RangeF32:
+    """``mf_range_f32`` of a float op's fused activation (``default`` when it has none)."""
+    activation = op.attrs.get("activation", default)
     ranges = {
         "none": RangeF32(),
         "relu": RangeF32(0.0),
@@ -400,19 +433,29 @@ def workspace_bytes(op: Op) -> int:
     of depthwise in place, which ``memfit.planning.scratch`` plans).
 
     conv2d and partial_conv2d: one im2col panel, float ``F32_MR`` x K floats or int8
-    ``S8_MR`` x K int16 values, with K = KH * KW * (input channels / groups).
+    ``S8_MR`` x K int16 values, with K = KH * KW * (input channels / groups); a hybrid conv2d
+    also holds one batch item of its input quantized to int8.
+
+    lstm: one batch row's state: four gates and the cell state, n_cell floats each (float), or
+    the int16 cell state alone (int8: the gates are computed a few cells at a time).
     """
     if op.attrs.get("primitive") is not None:  # chosen by memfit.selection
         from memfit.selection.lowering import workspace_bytes as primitive_workspace
 
         return primitive_workspace(op)
+    if op.kind == "lstm":
+        n_cell = _lstm_cells(op)
+        return n_cell * 2 if is_quantized(op) else 5 * n_cell * 4
     if op.kind not in ("conv2d", "partial_conv2d"):
         return 0
     x, w = op.inputs[0], _constant(op, 1)
     assert x is not None
     _, kh, kw, cin_group = w.shape
     depth = kh * kw * cin_group
-    if is_quantized(op) and x.dtype is not DType.FLOAT32:
+    if is_hybrid(op):
+        _, height, width, channels = x.shape
+        return S8_MR * depth * 2 + height * width * channels
+    if is_quantized(op):
         return S8_MR * depth * 2
     return F32_MR * depth * 4
 
@@ -424,6 +467,83 @@ def _constant(op: Op, index: int) -> Tensor:
             f"op {op.name} ({op.kind}): input {index} must be a constant for generated C"
         )
     return t
+
+
+def hybrid_weights_scale(op: Op) -> float:
+    """The float32 scale of a hybrid conv2d's int8 weights (symmetric, per tensor)."""
+    weights = _quant(_constant(op, 1))
+    if not weights.per_tensor or weights.zero_point[0] != 0:
+        raise UnsupportedOpError(
+            f"op {op.name} (hybrid conv2d) has int8 weights quantized per channel or with a "
+            "zero point; memfit runs hybrid convolutions with symmetric per-tensor weights "
+            "only. Convert the model to float32 or full int8."
+        )
+    return float(np.float32(weights.scale[0]))
+
+
+# ---- LSTM ------------------------------------------------------------------------------------
+
+LSTM_WEIGHTS = {
+    "input_weights": lstm_kernel._W,
+    "recurrent_weights": lstm_kernel._R,
+    "peephole": lstm_kernel._PEEPHOLE,
+    "layer_norm": lstm_kernel._LAYER_NORM,
+    "bias": lstm_kernel._BIAS,
+}
+"""The per-gate pointer arrays of ``mf_lstm_weights_f32`` / ``_s8``: field -> gate -> the
+op's input index (int8 has input_weights, recurrent_weights and bias only)."""
+LSTM_PROJECTION = {
+    "projection": lstm_kernel._PROJECTION_W,
+    "projection_bias": lstm_kernel._PROJECTION_B,
+}
+
+
+def _lstm_cells(op: Op) -> int:
+    return _constant(op, lstm_kernel._W["f"]).shape[0]
+
+
+def lstm_f32(op: Op) -> LstmF32:
+    """``mf_lstm_f32_params``: the float LSTM's layout, clipping and cell activation."""
+    for index, t in enumerate(op.inputs[1:], start=1):
+        state = index in (lstm_kernel._HIDDEN_STATE, lstm_kernel._CELL_STATE)
+        if t is not None and not state and t.dtype is not DType.FLOAT32:
+            raise _unsupported(op, f"{t.dtype} weights (input {index})")
+    return LstmF32(
+        time_major=int(op.attrs.get("time_major", False)),
+        n_cell=_lstm_cells(op),
+        cell_clip=float(op.attrs.get("cell_clip", 0.0)),
+        proj_clip=float(op.attrs.get("proj_clip", 0.0)),
+        act=float_activation(op, default="tanh"),
+    )
+
+
+def lstm_s8(op: Op) -> LstmS8:
+    """``mf_lstm_s8_params``, from what the NumPy kernel derives (TFLite Micro's Prepare)."""
+    p = lstm_kernel.IntegerLstmParams.of(op)  # refuses what TFLite Micro cannot run
+    gates = lstm_kernel.GATES
+
+    def column(requants: dict[str, lstm_kernel.Requant], field: str) -> np.ndarray:
+        return np.asarray([getattr(requants[g], field) for g in gates], np.int32)
+
+    return LstmS8(
+        time_major=int(op.attrs.get("time_major", False)),
+        n_cell=_lstm_cells(op),
+        input_offset=-p.input_zero_point,
+        hidden_zero_point=p.hidden_zero_point,
+        input_multiplier=column(p.input_fc, "multiplier"),
+        input_shift=column(p.input_fc, "shift"),
+        recurrent_multiplier=column(p.recurrent_fc, "multiplier"),
+        recurrent_shift=column(p.recurrent_fc, "shift"),
+        forget_multiplier=p.forget_times_cell.multiplier,
+        forget_shift=p.forget_times_cell.shift,
+        input_gate_multiplier=p.input_times_cell_gate.multiplier,
+        input_gate_shift=p.input_times_cell_gate.shift,
+        cell_zero_point=p.forget_times_cell.zero_point,
+        hidden_multiplier=p.hidden.multiplier,
+        hidden_shift=p.hidden.shift,
+        cell_scale_power=p.cell_scale_power,
+        cell_clip=p.cell_clip,
+    )
 
 
 # ---- int8 parameters -------------------------------------------------------------------------

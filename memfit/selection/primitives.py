@@ -92,9 +92,10 @@ class Primitive:
         if op.kind != self.kind or op.output.dtype is not DType.FLOAT32:
             return False
         x = op.inputs[0]
-        if x is None or x.dtype is not DType.FLOAT32 or op.input(1) is None:
+        weights = op.input(1)
+        if x is None or x.dtype is not DType.FLOAT32 or weights is None:
             return False
-        if op.input(1).data is None:  # type: ignore[union-attr]
+        if weights.data is None or weights.dtype is not DType.FLOAT32:  # hybrid: int8 weights
             return False
         g = geometry(op)
         if self.name in ("kn2row", "kn2row_acc"):

@@ -217,6 +217,16 @@ void mf_fully_connected_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                            const int32_t* bias, int8_t* y, const mf_view* yv,
                            const mf_requant_s8* q);
 
+/* Hybrid conv2d (TFLite's dynamic-range quantization): float activations, int8 weights
+ * quantized per tensor, symmetric, at weights_scale. Each batch item of x is quantized
+ * symmetrically to int8 (scale: its largest magnitude / 127, as TFLite's
+ * SymmetricQuantizeFloats), convolved in int32 like mf_conv2d_s8, and scaled back:
+ * y = act(float(acc) * (input scale * weights_scale) + bias). Workspace: the int16 im2col panel
+ * of mf_conv2d_s8, then the quantized batch item (H * W * C int8). */
+void mf_conv2d_hybrid_f32(const float* x, const mf_view* xv, const int8_t* w, const float* bias,
+                          float* y, const mf_view* yv, const mf_conv* p, float weights_scale,
+                          const mf_range_f32* act, int16_t* workspace);
+
 /* ---- fused depthwise tiling (memfit.tiling.fdt) --------------------------------------------
  * y = acc + (the layer on this channel slice); acc may be NULL (the first partition) and may
  * be y itself (same view). int8 accumulators are int32 sums of (x + input_offset) * w. */
@@ -244,6 +254,62 @@ void mf_accumulator_output_f32(const float* acc, const mf_view* accv, const floa
                                float* y, const mf_view* yv, const mf_range_f32* act);
 void mf_accumulator_output_s8(const int32_t* acc, const mf_view* accv, const int32_t* bias,
                               int8_t* y, const mf_view* yv, const mf_requant_s8* q);
+
+/* ---- recurrent layers: UNIDIRECTIONAL_SEQUENCE_LSTM -----------------------------------------
+ * x [batch][steps][n_input] and y [batch][steps][n_output] ([steps][batch][..] when
+ * time_major) as views with n = 1. The state starts at real zero, as in a freshly reset TFLite
+ * interpreter; the model's state tensors are neither read nor written. Gates in the order
+ * i (input), f (forget), c (cell), o (output), each with input weights [n_cell][n_input],
+ * recurrent weights [n_cell][n_output] and a bias [n_cell]. y must not alias x; the hidden
+ * state of the previous step is read back from y. Workspace: params.workspace_bytes(op). */
+typedef struct {
+    const float* input_weights[4];      /* input_weights[0] NULL: CIFG (i = 1 - f) */
+    const float* recurrent_weights[4];
+    const float* peephole[4];           /* [n_cell] or NULL (peephole[2] always NULL) */
+    const float* layer_norm[4];         /* [n_cell] or NULL: no layer normalization */
+    const float* bias[4];
+    const float* projection;            /* [n_output][n_cell], or NULL (n_output == n_cell) */
+    const float* projection_bias;       /* [n_output] or NULL */
+} mf_lstm_weights_f32;
+
+typedef struct {
+    int32_t time_major;
+    int32_t n_cell;
+    float cell_clip, proj_clip;         /* 0: no clipping */
+    mf_range_f32 act;                   /* the cell activation (tanh in most models) */
+} mf_lstm_f32_params;
+
+/* int8 (TFLite Micro's 8x8->16 LSTM): int8 activations and weights, int32 biases, int16 cell
+ * state; gate pre-activations in Q3.12, gates in Q0.15. */
+typedef struct {
+    const int8_t* input_weights[4];
+    const int8_t* recurrent_weights[4];
+    const int32_t* bias[4];
+} mf_lstm_weights_s8;
+
+typedef struct {
+    int32_t time_major;
+    int32_t n_cell;
+    int32_t input_offset;                 /* minus the input zero point */
+    int32_t hidden_zero_point;            /* the output's (and hidden state's) zero point */
+    const int32_t* input_multiplier;      /* per gate: FC(input) + bias -> Q3.12 */
+    const int32_t* input_shift;
+    const int32_t* recurrent_multiplier;  /* per gate: FC(hidden) -> Q3.12 */
+    const int32_t* recurrent_shift;
+    int32_t forget_multiplier, forget_shift;          /* f * cell -> cell */
+    int32_t input_gate_multiplier, input_gate_shift;  /* i * c gate -> cell */
+    int32_t cell_zero_point;
+    int32_t hidden_multiplier, hidden_shift;          /* o * tanh(cell) -> hidden */
+    int32_t cell_scale_power;             /* the cell state's scale is 2^cell_scale_power */
+    int32_t cell_clip;                    /* quantized; 0: no clipping */
+} mf_lstm_s8_params;
+
+/* Workspace: 5 * n_cell floats (four gates and the cell state). */
+void mf_lstm_f32(const float* x, const mf_view* xv, const mf_lstm_weights_f32* w, float* y,
+                 const mf_view* yv, const mf_lstm_f32_params* p, float* workspace);
+/* Workspace: the cell state, n_cell int16 (the gates are computed a few cells at a time). */
+void mf_lstm_s8(const int8_t* x, const mf_view* xv, const mf_lstm_weights_s8* w, int8_t* y,
+                const mf_view* yv, const mf_lstm_s8_params* p, int16_t* workspace);
 
 /* ---- pooling and reductions --------------------------------------------------------------- */
 

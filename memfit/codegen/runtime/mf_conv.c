@@ -1,6 +1,7 @@
 /* Convolutions: float and int8 conv2d as im2col + register-blocked GEMM (or, for a few output
- * channels per group, a direct convolution), their FDT partial (accumulating) forms, and
- * depthwise convolution (also in place). */
+ * channels per group, a direct convolution), their FDT partial (accumulating) forms,
+ * depthwise convolution (also in place), and hybrid conv2d (float activations quantized on the
+ * fly, int8 weights). */
 #include <string.h>
 
 #include "mf_internal.h"
@@ -233,11 +234,66 @@ static void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
     }
 }
 
-/* int8 conv2d (y8, requantized) / partial_conv2d (y32 = acc + sums), og <= MF_DIRECT_OG. */
-static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
-                      const int32_t* acc, const mf_view* accv, int8_t* y8, int32_t* y32,
-                      const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
-                      int32_t input_offset) {
+/* Where int8 convolution sums go: requantized to int8 (conv2d: y8 with bias and q), added to
+ * an int32 accumulator (partial_conv2d: y32 = acc + sums, acc may be NULL) or scaled back to
+ * float (hybrid conv2d: yf = act(float(sums) * scale + bias_f32)). One of y8, y32, yf is set. */
+typedef struct {
+    const mf_view* yv;
+    int8_t* y8;
+    const int32_t* bias;
+    const mf_requant_s8* q;
+    int32_t* y32;
+    const int32_t* acc;
+    const mf_view* accv;
+    float* yf;
+    const float* bias_f32;
+    float scale;
+    const mf_range_f32* act;
+} s8_sink;
+
+/* Where output pixel (n, oh, ow) is: its element offset in the output and in the accumulator. */
+typedef struct {
+    int32_t y, acc;
+} s8_pixel;
+
+static s8_pixel pixel_at(const s8_sink* s, int32_t n, int32_t oh, int32_t ow) {
+    s8_pixel at;
+    at.y = mf_view_offset(s->yv, n, oh, ow);
+    at.acc = s->acc != NULL ? mf_view_offset(s->accv, n, oh, ow) : 0;
+    return at;
+}
+
+/* Stores the sums of output channels [o0, o0 + count) of the output pixel at `pixel`: channel
+ * o0 + j's sum is sums[j * stride]. */
+MF_INLINE void store_s8(const s8_sink* s, s8_pixel pixel, int32_t o0, int32_t count,
+                        const int32_t* sums, int32_t stride) {
+    const int32_t at = pixel.y + o0;
+    if (s->y8 != NULL) {
+        for (int32_t j = 0; j < count; j++) {
+            const int32_t b = s->bias ? s->bias[o0 + j] : 0;
+            s->y8[at + j] = mf_requant_one(mf_wrap32((int64_t)sums[j * stride] + b), s->q, o0 + j);
+        }
+    } else if (s->yf != NULL) {
+        for (int32_t j = 0; j < count; j++) {
+            float v = (float)sums[j * stride] * s->scale;
+            if (s->bias_f32 != NULL) {
+                v = v + s->bias_f32[o0 + j];
+            }
+            s->yf[at + j] = mf_activate(v, s->act);
+        }
+    } else {
+        const int32_t* in = s->acc != NULL ? s->acc + pixel.acc + o0 : NULL;
+        for (int32_t j = 0; j < count; j++) {
+            const int32_t sum = sums[j * stride];
+            s->y32[at + j] = in ? mf_wrap32((int64_t)in[j] + sum) : sum;
+        }
+    }
+}
+
+/* int8 convolution sums into `out`, og <= MF_DIRECT_OG. */
+static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const s8_sink* out,
+                      const mf_conv* p, int32_t input_offset) {
+    const mf_view* yv = out->yv;
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, depth = d.depth;
     int32_t sums[MF_DIRECT_OG][MF_DIRECT_R];
@@ -264,21 +320,8 @@ static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const
                         }
                     }
                     for (int32_t r = 0; r < rows; r++) {
-                        if (y8 != NULL) {
-                            int8_t* out = y8 + mf_view_offset(yv, n, oh, ow + r) + o0;
-                            for (int32_t o = 0; o < og; o++) {
-                                const int32_t b = bias ? bias[o0 + o] : 0;
-                                out[o] = mf_requant_one(mf_wrap32((int64_t)sums[o][r] + b), q,
-                                                        o0 + o);
-                            }
-                        } else {
-                            int32_t* out = y32 + mf_view_offset(yv, n, oh, ow + r) + o0;
-                            const int32_t* in =
-                                acc ? acc + mf_view_offset(accv, n, oh, ow + r) + o0 : NULL;
-                            for (int32_t o = 0; o < og; o++) {
-                                out[o] = in ? mf_wrap32((int64_t)in[o] + sums[o][r]) : sums[o][r];
-                            }
-                        }
+                        store_s8(out, pixel_at(out, n, oh, ow + r), o0, og, &sums[0][r],
+                                 MF_DIRECT_R);
                     }
                     ow += rows;
                 }
@@ -507,31 +550,38 @@ static void gemm_edge_s8(int32_t depth, int32_t cols, const int16_t* restrict ap
     }
 }
 
-/* conv2d (requantized to int8 y8) or partial_conv2d (int32 y32 = acc + sums). With `block`
- * (conv2d in place), each tile of MF_S8_MR pixels is computed into it for every group and
- * output channel, then stored into y8. */
-static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
-                    const int32_t* acc, const mf_view* accv, int8_t* y8, int32_t* y32,
-                    const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
-                    int32_t input_offset, int16_t* ap, int8_t* block) {
+/* int8 convolution sums (of x + input_offset) into `out`. With `block` (conv2d in place), each
+ * tile of MF_S8_MR pixels is computed into it for every group and output channel, then stored
+ * into out->y8. */
+static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const s8_sink* out,
+                    const mf_conv* p, int32_t input_offset, int16_t* ap, int8_t* block) {
+    const mf_view* yv = out->yv;
     const int32_t groups = p->groups;
     const int32_t cin = xv->c / groups, og = yv->c / groups;
     const int32_t depth = p->kh * p->kw * cin;
     const int32_t pixels = yv->n * yv->h * yv->w;
-    int8_t* const out8 = block ? block : y8;
+    s8_sink staged = *out; /* in place: the block stands in for the output */
+    if (block != NULL) {
+        staged.y8 = block;
+    }
+    const s8_sink* sink = &staged;
     int32_t tile[MF_S8_MR * MF_S8_NR];
     if (og <= MF_DIRECT_OG && block == NULL) {
-        direct_s8(x, xv, w, bias, acc, accv, y8, y32, yv, p, q, input_offset);
+        direct_s8(x, xv, w, out, p, input_offset);
         return;
     }
     for (int32_t m0 = 0; m0 < pixels; m0 += MF_S8_MR) {
         const int32_t rows = mf_min_i32(MF_S8_MR, pixels - m0);
-        int32_t offsets[MF_S8_MR], acc_offsets[MF_S8_MR];
+        s8_pixel at[MF_S8_MR];
         for (int32_t r = 0; r < rows; r++) {
             int32_t n, oh, ow;
             pixel_of(yv, m0 + r, &n, &oh, &ow);
-            offsets[r] = block ? r * yv->c : mf_view_offset(yv, n, oh, ow);
-            acc_offsets[r] = acc ? mf_view_offset(accv, n, oh, ow) : 0;
+            if (block != NULL) {
+                at[r].y = r * yv->c;
+                at[r].acc = 0;
+            } else {
+                at[r] = pixel_at(out, n, oh, ow);
+            }
         }
         for (int32_t g = 0; g < groups; g++) {
             pack_pixels_s8(x, xv, yv, p, input_offset, g * cin, cin, m0, rows, ap);
@@ -545,25 +595,12 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const i
                     gemm_edge_s8(depth, cols, ap, wo, tile);
                 }
                 for (int32_t r = 0; r < rows; r++) {
-                    const int32_t* t = tile + r * MF_S8_NR;
-                    if (out8 != NULL) {
-                        int8_t* out = out8 + offsets[r] + o0;
-                        for (int32_t j = 0; j < cols; j++) {
-                            const int32_t b = bias ? bias[o0 + j] : 0;
-                            out[j] = mf_requant_one(mf_wrap32((int64_t)t[j] + b), q, o0 + j);
-                        }
-                    } else {
-                        int32_t* out = y32 + offsets[r] + o0;
-                        const int32_t* in = acc ? acc + acc_offsets[r] + o0 : NULL;
-                        for (int32_t j = 0; j < cols; j++) {
-                            out[j] = in ? mf_wrap32((int64_t)in[j] + t[j]) : t[j];
-                        }
-                    }
+                    store_s8(sink, at[r], o0, cols, tile + r * MF_S8_NR, 1);
                 }
             }
         }
         if (block != NULL) {
-            store_block((const unsigned char*)block, (unsigned char*)y8, yv, m0, rows, 1);
+            store_block((const unsigned char*)block, (unsigned char*)out->y8, yv, m0, rows, 1);
         }
     }
 }
@@ -571,20 +608,88 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const i
 void mf_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
                   int8_t* y, const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
                   int16_t* workspace) {
-    conv_s8(x, xv, w, bias, NULL, NULL, y, NULL, yv, p, q, q->input_offset, workspace, NULL);
+    s8_sink out = {0};
+    out.yv = yv;
+    out.y8 = y;
+    out.bias = bias;
+    out.q = q;
+    conv_s8(x, xv, w, &out, p, q->input_offset, workspace, NULL);
 }
 
 void mf_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                           const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
                           const mf_requant_s8* q, int16_t* workspace, int8_t* block) {
-    conv_s8(x, xv, w, bias, NULL, NULL, y, NULL, yv, p, q, q->input_offset, workspace, block);
+    s8_sink out = {0};
+    out.yv = yv;
+    out.y8 = y;
+    out.bias = bias;
+    out.q = q;
+    conv_s8(x, xv, w, &out, p, q->input_offset, workspace, block);
 }
 
 void mf_partial_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                           const int32_t* acc, const mf_view* accv, int32_t* y,
                           const mf_view* yv, const mf_conv* p, int32_t input_offset,
                           int16_t* workspace) {
-    conv_s8(x, xv, w, NULL, acc, accv, NULL, y, yv, p, NULL, input_offset, workspace, NULL);
+    s8_sink out = {0};
+    out.yv = yv;
+    out.y32 = y;
+    out.acc = acc;
+    out.accv = accv;
+    conv_s8(x, xv, w, &out, p, input_offset, workspace, NULL);
+}
+
+/* TFLite's SymmetricQuantizeFloats of batch item n of x into a dense [H][W][C] int8 array:
+ * values in [-127, 127] at scale (largest magnitude) / 127, which it returns (1 for zeros). */
+static float quantize_symmetric(const float* x, const mf_view* xv, int32_t n, int8_t* q) {
+    float largest = 0.0f;
+    for (int32_t h = 0; h < xv->h; h++) {
+        for (int32_t w = 0; w < xv->w; w++) {
+            const float* in = x + mf_view_offset(xv, n, h, w);
+            for (int32_t c = 0; c < xv->c; c++) {
+                const float magnitude = fabsf(in[c]);
+                largest = magnitude > largest ? magnitude : largest;
+            }
+        }
+    }
+    const float factor = largest > 0.0f ? 127.0f / largest : 0.0f;
+    for (int32_t h = 0; h < xv->h; h++) {
+        for (int32_t w = 0; w < xv->w; w++) {
+            const float* in = x + mf_view_offset(xv, n, h, w);
+            int8_t* out = q + (h * xv->w + w) * xv->c;
+            for (int32_t c = 0; c < xv->c; c++) {
+                /* roundf (halves away from zero) without the library call, so that the loop
+                 * vectorizes: |ratio| <= 127 (plus rounding), its whole part and fraction are
+                 * exact */
+                const float ratio = in[c] * factor;
+                int32_t whole = (int32_t)ratio;
+                const float fraction = ratio - (float)whole;
+                whole += (fraction >= 0.5f) - (fraction <= -0.5f);
+                out[c] = (int8_t)mf_clamp_i32(whole, -127, 127);
+            }
+        }
+    }
+    return largest > 0.0f ? largest / 127.0f : 1.0f;
+}
+
+void mf_conv2d_hybrid_f32(const float* x, const mf_view* xv, const int8_t* w, const float* bias,
+                          float* y, const mf_view* yv, const mf_conv* p, float weights_scale,
+                          const mf_range_f32* act, int16_t* workspace) {
+    const int32_t depth = p->kh * p->kw * (xv->c / p->groups);
+    int8_t* quantized = (int8_t*)(workspace + MF_S8_MR * depth);
+    const mf_view qv = {1, xv->h, xv->w, xv->c, xv->h * xv->w * xv->c, xv->w * xv->c, xv->c};
+    mf_view item = *yv;
+    item.n = 1;
+    for (int32_t n = 0; n < yv->n; n++) {
+        const float input_scale = quantize_symmetric(x, xv, n, quantized);
+        s8_sink out = {0};
+        out.yv = &item;
+        out.yf = y + (size_t)n * yv->sn;
+        out.bias_f32 = bias;
+        out.scale = input_scale * weights_scale;
+        out.act = act;
+        conv_s8(quantized, &qv, w, &out, p, 0, workspace, NULL);
+    }
 }
 
 /* ---- depthwise -----------------------------------------------------------------------------

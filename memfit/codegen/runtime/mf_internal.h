@@ -95,6 +95,11 @@ static inline void mf_requant_channels(const int32_t* restrict acc, const int32_
     }
 }
 
+/* The LSTM's integer gate functions (mf_lstm.c), exactly as TFLite's int16 LOGISTIC and TANH:
+ * int16 in at scale 2^-12 (sigmoid) or 2^power (tanh), Q0.15 out. */
+int16_t mf_sigmoid_s16(int32_t x);
+int16_t mf_tanh_s16(int32_t x, int32_t power);
+
 /* Float activation of one value. */
 static inline float mf_activate(float v, const mf_range_f32* act) {
     v = v < act->min ? act->min : (v > act->max ? act->max : v);
