@@ -569,6 +569,142 @@ static void depthwise_chunks(int32_t channels, int32_t mult, int32_t* cb, int32_
 }
 
 
+/* Depth multiplier 1: pixel by pixel, MF_DW_LANES channels at a time, each of the window's
+ * taps inside the input one multiply-add of MF_DW_LANES contiguous inputs and weights (loops
+ * of constant length: one vector instruction each), the sums kept in registers until stored.
+ * Channel blocks of the in-place kernels are multiples of MF_DW_LANES where they can be. */
+
+#define MF_DW_LANES 8
+
+/* The taps' rows [*ilo, *ihi) of output row oh that lie inside the input. */
+static void valid_rows(const mf_conv* p, int32_t height, int32_t oh, int32_t* ilo, int32_t* ihi) {
+    const int32_t ih0 = oh * p->stride_h - p->pad_top;
+    int32_t a = 0, b = p->kh;
+    while (a < b && ih0 + a * p->dilation_h < 0) {
+        a++;
+    }
+    while (b > a && ih0 + (b - 1) * p->dilation_h >= height) {
+        b--;
+    }
+    *ilo = a;
+    *ihi = b;
+}
+
+/* sums[l] = the window sum of channels c .. c + lanes - 1 at output pixel (n, oh, ow); lanes is
+ * MF_DW_LANES (a constant) or the fewer channels left at the end of a row. */
+MF_INLINE void depthwise_lanes_f32(int32_t lanes, const float* x, const mf_view* xv,
+                                   const float* w, int32_t channels, const mf_conv* p,
+                                   int32_t n, int32_t oh, int32_t ow, int32_t ilo, int32_t ihi,
+                                   int32_t jlo, int32_t jhi, int32_t c, float* sums) {
+    float a[MF_DW_LANES] = {0.0f};
+    for (int32_t i = ilo; i < ihi; i++) {
+        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        const int32_t iw = ow * p->stride_w - p->pad_left;
+        const float* row = x + mf_view_offset(xv, n, ih, iw) + c;
+        const float* wrow = w + i * p->kw * channels + c;
+        for (int32_t j = jlo; j < jhi; j++) {
+            const float* restrict in = row + j * p->dilation_w * xv->sw;
+            const float* restrict wt = wrow + j * channels;
+            for (int32_t l = 0; l < lanes; l++) {
+                a[l] = MF_FMA(in[l], wt[l], a[l]);
+            }
+        }
+    }
+    for (int32_t l = 0; l < lanes; l++) {
+        sums[l] = a[l];
+    }
+}
+
+MF_INLINE void depthwise_lanes_s8(int32_t lanes, const int8_t* x, const mf_view* xv,
+                                  const int8_t* w, int32_t channels, const mf_conv* p,
+                                  int32_t n, int32_t oh, int32_t ow, int32_t ilo, int32_t ihi,
+                                  int32_t jlo, int32_t jhi, int32_t c, int32_t offset,
+                                  int32_t* sums) {
+    int32_t a[MF_DW_LANES] = {0};
+    for (int32_t i = ilo; i < ihi; i++) {
+        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        const int32_t iw = ow * p->stride_w - p->pad_left;
+        const int8_t* row = x + mf_view_offset(xv, n, ih, iw) + c;
+        const int8_t* wrow = w + i * p->kw * channels + c;
+        for (int32_t j = jlo; j < jhi; j++) {
+            const int8_t* restrict in = row + j * p->dilation_w * xv->sw;
+            const int8_t* restrict wt = wrow + j * channels;
+            for (int32_t l = 0; l < lanes; l++) {
+                a[l] += (int16_t)(in[l] + offset) * wt[l];
+            }
+        }
+    }
+    for (int32_t l = 0; l < lanes; l++) {
+        sums[l] = a[l];
+    }
+}
+
+/* Output row oh of batch n, channels [cfirst, cfirst + count), depth multiplier 1, stored at
+ * out[ow * stride + c - cfirst]. */
+static void depthwise_row_lanes_f32(const float* x, const mf_view* xv, const float* w,
+                                    const float* bias, const mf_view* yv, const mf_conv* p,
+                                    const mf_range_f32* act, int32_t n, int32_t oh,
+                                    int32_t cfirst, int32_t count, float* out, int32_t stride) {
+    const int32_t whole = count - count % MF_DW_LANES, last = cfirst + count;
+    float sums[MF_DW_LANES];
+    int32_t ilo, ihi;
+    valid_rows(p, xv->h, oh, &ilo, &ihi);
+    for (int32_t ow = 0; ow < yv->w; ow++) {
+        int32_t jlo, jhi;
+        valid_taps(p, xv->w, ow, &jlo, &jhi);
+        float* o = out + (size_t)ow * stride - cfirst;
+        for (int32_t c = cfirst; c < cfirst + whole; c += MF_DW_LANES) {
+            depthwise_lanes_f32(MF_DW_LANES, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi,
+                                c, sums);
+            mf_activate_row(sums, bias ? bias + c : NULL, act, MF_DW_LANES, o + c);
+        }
+        int32_t c = cfirst + whole;
+        if (last - c >= MF_DW_LANES / 2) {
+            depthwise_lanes_f32(MF_DW_LANES / 2, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo,
+                                jhi, c, sums);
+            mf_activate_row(sums, bias ? bias + c : NULL, act, MF_DW_LANES / 2, o + c);
+            c += MF_DW_LANES / 2;
+        }
+        if (c < last) {
+            depthwise_lanes_f32(last - c, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi, c,
+                                sums);
+            mf_activate_row(sums, bias ? bias + c : NULL, act, last - c, o + c);
+        }
+    }
+}
+
+static void depthwise_row_lanes_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                                   const int32_t* bias, const mf_view* yv, const mf_conv* p,
+                                   const mf_requant_s8* q, int32_t n, int32_t oh,
+                                   int32_t cfirst, int32_t count, int8_t* out, int32_t stride) {
+    const int32_t whole = count - count % MF_DW_LANES, last = cfirst + count;
+    int32_t sums[MF_DW_LANES];
+    int32_t ilo, ihi;
+    valid_rows(p, xv->h, oh, &ilo, &ihi);
+    for (int32_t ow = 0; ow < yv->w; ow++) {
+        int32_t jlo, jhi;
+        valid_taps(p, xv->w, ow, &jlo, &jhi);
+        int8_t* o = out + (size_t)ow * stride - cfirst;
+        for (int32_t c = cfirst; c < cfirst + whole; c += MF_DW_LANES) {
+            depthwise_lanes_s8(MF_DW_LANES, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi,
+                               c, q->input_offset, sums);
+            mf_requant_channels(sums, bias, q, c, MF_DW_LANES, o + c);
+        }
+        int32_t c = cfirst + whole;
+        if (last - c >= MF_DW_LANES / 2) {
+            depthwise_lanes_s8(MF_DW_LANES / 2, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo,
+                               jhi, c, q->input_offset, sums);
+            mf_requant_channels(sums, bias, q, c, MF_DW_LANES / 2, o + c);
+            c += MF_DW_LANES / 2;
+        }
+        if (c < last) {
+            depthwise_lanes_s8(last - c, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi, c,
+                               q->input_offset, sums);
+            mf_requant_channels(sums, bias, q, c, last - c, o + c);
+        }
+    }
+}
+
 /* Output row oh of batch n, channels [cfirst, cfirst + count), stored at
  * out[ow * stride + c - cfirst], in chunks of at most MF_DW_ROW accumulators. */
 static void depthwise_row_f32(const float* x, const mf_view* xv, const float* w,
@@ -578,6 +714,10 @@ static void depthwise_row_f32(const float* x, const mf_view* xv, const float* w,
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     float acc[MF_DW_ROW];
+    if (mult == 1) {
+        depthwise_row_lanes_f32(x, xv, w, bias, yv, p, act, n, oh, cfirst, count, out, stride);
+        return;
+    }
     depthwise_chunks(count, mult, &cb, &owb);
     for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
         const int32_t len = mf_min_i32(cb, cfirst + count - c0);
@@ -680,6 +820,10 @@ static void depthwise_row_s8(const int8_t* x, const mf_view* xv, const int8_t* w
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     int32_t acc[MF_DW_ROW];
+    if (mult == 1) {
+        depthwise_row_lanes_s8(x, xv, w, bias, yv, p, q, n, oh, cfirst, count, out, stride);
+        return;
+    }
     depthwise_chunks(count, mult, &cb, &owb);
     for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
         const int32_t len = mf_min_i32(cb, cfirst + count - c0);
@@ -720,11 +864,17 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
 }
 
 /* ---- depthwise in place -------------------------------------------------------------------
- * Channel by channel: the output plane of channel c (batch n) is accumulated row by row into
- * a row buffer, tap by tap over valid columns, and stored into `channel`; then `channel` is
- * copied to the output's channel-c positions. */
+ * Output channel c over input channel c (memfit.planning.storage), two ways, chosen by how
+ * many channels a block of the row ring (mf_inplace.c) can hold in the one-channel temporary:
+ *  - blocks of MF_DW_LANES channels (float: also MF_DW_LANES / 2), each row computed as above
+ *    and stored through the ring: contiguous vectors of channels;
+ *  - fewer (small maps with many channels, where the vectors would be a few lanes wide):
+ *    channel by channel, the output plane of channel c (batch n) accumulated row by row, tap by
+ *    tap over valid columns, into `channel`, then copied to the output's channel-c positions.
+ * Measured side by side: on ShuffleNet's 28x28x136 float maps the blocks are 2x faster than
+ * channel by channel; int8 blocks of 4 were slower than channel by channel (vww_int8). */
 
-void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
+static void depthwise_by_channel_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel) {
     const int32_t channels = yv->c, sw = p->stride_w;
@@ -769,7 +919,7 @@ void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const fl
     }
 }
 
-void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+static void depthwise_by_channel_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                                     const int32_t* bias, int8_t* y, const mf_view* yv,
                                     const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
     const int32_t channels = yv->c, sw = p->stride_w, offset = q->input_offset;
@@ -809,5 +959,59 @@ void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const in
                 }
             }
         }
+    }
+}
+
+typedef struct {
+    const void* x;
+    const mf_view* xv;
+    const void* w;
+    const void* bias;
+    const mf_view* yv;
+    const mf_conv* p;
+    const void* quantization; /* mf_range_f32 or mf_requant_s8 */
+} depthwise_context;
+
+static void depthwise_row_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t c0,
+                                      int32_t len, void* row) {
+    const depthwise_context* k = (const depthwise_context*)context;
+    depthwise_row_f32((const float*)k->x, k->xv, (const float*)k->w, (const float*)k->bias,
+                      k->yv, k->p, (const mf_range_f32*)k->quantization, n, oh, c0, len,
+                      (float*)row, len);
+}
+
+static void depthwise_row_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t c0,
+                                     int32_t len, void* row) {
+    const depthwise_context* k = (const depthwise_context*)context;
+    depthwise_row_s8((const int8_t*)k->x, k->xv, (const int8_t*)k->w, (const int32_t*)k->bias,
+                     k->yv, k->p, (const mf_requant_s8*)k->quantization, n, oh, c0, len,
+                     (int8_t*)row, len);
+}
+
+void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
+                                     const float* bias, float* y, const mf_view* yv,
+                                     const mf_conv* p, const mf_range_f32* act, float* channel) {
+    const depthwise_context context = {x, xv, w, bias, yv, p, act};
+    mf_inplace op = {xv, yv, sizeof(float), p->stride_h, p->pad_top, MF_DW_LANES,
+                     depthwise_row_inplace_f32, &context};
+    const int32_t most = mf_inplace_block_channels(&op, x, y);
+    if (most >= MF_DW_LANES / 2) {
+        op.lanes = most >= MF_DW_LANES ? MF_DW_LANES : MF_DW_LANES / 2;
+        mf_channelwise_inplace(&op, x, y, channel);
+    } else {
+        depthwise_by_channel_f32(x, xv, w, bias, y, yv, p, act, channel);
+    }
+}
+
+void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                                    const int32_t* bias, int8_t* y, const mf_view* yv,
+                                    const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
+    const depthwise_context context = {x, xv, w, bias, yv, p, q};
+    const mf_inplace op = {xv, yv, sizeof(int8_t), p->stride_h, p->pad_top, MF_DW_LANES,
+                           depthwise_row_inplace_s8, &context};
+    if (mf_inplace_block_channels(&op, x, y) >= MF_DW_LANES) {
+        mf_channelwise_inplace(&op, x, y, channel);
+    } else {
+        depthwise_by_channel_s8(x, xv, w, bias, y, yv, p, q, channel);
     }
 }
