@@ -325,27 +325,66 @@ static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv
     }
 }
 
-/* tile[MR][NR] = ap^T bp over K: MR broadcasts and one NR-wide row of B per step. */
-static void gemm_tile_f32(int32_t depth, const float* restrict ap, const float* restrict bp,
-                          float* restrict tile) {
+/* tile[MR][NR] = A B over K, columns [0, width), A's row i read as rows[i][k * kstep]: MR
+ * broadcasts and one row of B per step. kstep is MF_F32_MR (an im2col panel, rows[i] = ap + i)
+ * or 1 (a 1x1 convolution's pixels read in place, rows[i] = the pixel's channels) and width
+ * MF_F32_NR or MF_F32_NR / 2, constants in each caller: a panel holding a group's last few
+ * channels (34 output channels: 32 + 2) costs half a panel. (Quarter panels of 8 columns
+ * compiled to scalar code with GCC 12.) */
+MF_INLINE void gemm_columns_f32(int32_t width, int32_t kstep, int32_t depth,
+                                const float* const* rows, const float* restrict bp,
+                                float* restrict tile) {
     float acc[MF_F32_MR * MF_F32_NR];
-    for (int32_t t = 0; t < MF_F32_MR * MF_F32_NR; t++) {
+    for (int32_t t = 0; t < MF_F32_MR * width; t++) {
         acc[t] = 0.0f;
     }
     for (int32_t k = 0; k < depth; k++) {
-        const float* restrict a = ap + k * MF_F32_MR;
         const float* restrict b = bp + k * MF_F32_NR;
         MF_UNROLL
         for (int32_t i = 0; i < MF_F32_MR; i++) {
-            const float av = a[i];
-            for (int32_t j = 0; j < MF_F32_NR; j++) {
-                acc[i * MF_F32_NR + j] = MF_FMA(av, b[j], acc[i * MF_F32_NR + j]);
+            const float av = rows[i][k * kstep];
+            for (int32_t j = 0; j < width; j++) {
+                acc[i * width + j] = MF_FMA(av, b[j], acc[i * width + j]);
             }
         }
     }
-    for (int32_t t = 0; t < MF_F32_MR * MF_F32_NR; t++) {
-        tile[t] = acc[t];
+    for (int32_t i = 0; i < MF_F32_MR; i++) {
+        for (int32_t j = 0; j < width; j++) {
+            tile[i * MF_F32_NR + j] = acc[i * width + j];
+        }
     }
+}
+
+/* The tile of a panel's first `cols` channels (the rest of the panel is zero weights), A from
+ * the im2col panel ap. */
+static void gemm_panel_f32(int32_t cols, int32_t depth, const float* ap, const float* bp,
+                           float* tile) {
+    const float* rows[MF_F32_MR];
+    for (int32_t i = 0; i < MF_F32_MR; i++) {
+        rows[i] = ap + i;
+    }
+    if (cols <= MF_F32_NR / 2) {
+        gemm_columns_f32(MF_F32_NR / 2, MF_F32_MR, depth, rows, bp, tile);
+    } else {
+        gemm_columns_f32(MF_F32_NR, MF_F32_MR, depth, rows, bp, tile);
+    }
+}
+
+/* The same with A's rows read in place: rows[i] points at pixel i's first channel. */
+static void gemm_pixels_f32(int32_t cols, int32_t depth, const float* const* rows,
+                            const float* bp, float* tile) {
+    if (cols <= MF_F32_NR / 2) {
+        gemm_columns_f32(MF_F32_NR / 2, 1, depth, rows, bp, tile);
+    } else {
+        gemm_columns_f32(MF_F32_NR, 1, depth, rows, bp, tile);
+    }
+}
+
+/* A 1x1 convolution whose every output pixel reads an input pixel (no padding) needs no
+ * im2col: a pixel's channels are already a contiguous row of A. */
+static int32_t pixels_in_place(const mf_view* xv, const mf_view* yv, const mf_conv* p) {
+    return p->kh == 1 && p->kw == 1 && p->pad_top == 0 && p->pad_left == 0 &&
+           (yv->h - 1) * p->stride_h < xv->h && (yv->w - 1) * p->stride_w < xv->w;
 }
 
 /* conv2d (bias, act) or partial_conv2d (acc, no act): both store through the output view. */
@@ -362,26 +401,43 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
         direct_f32(x, xv, w_packed, bias, acc, accv, y, yv, p, act, ap);
         return;
     }
+    const int32_t in_place = pixels_in_place(xv, yv, p);
     for (int32_t m0 = 0; m0 < pixels; m0 += MF_F32_MR) {
         const int32_t rows = mf_min_i32(MF_F32_MR, pixels - m0);
+        int32_t offsets[MF_F32_MR], acc_offsets[MF_F32_MR], x_offsets[MF_F32_MR];
+        for (int32_t r = 0; r < MF_F32_MR; r++) {
+            int32_t n, oh, ow;
+            pixel_of(yv, m0 + mf_min_i32(r, rows - 1), &n, &oh, &ow);
+            offsets[r] = mf_view_offset(yv, n, oh, ow);
+            acc_offsets[r] = acc ? mf_view_offset(accv, n, oh, ow) : 0;
+            x_offsets[r] = mf_view_offset(xv, n, oh * p->stride_h, ow * p->stride_w);
+        }
         for (int32_t g = 0; g < groups; g++) {
-            pack_pixels_f32(x, xv, yv, p, g * cin, cin, m0, rows, ap);
+            /* In place, rows past the end repeat the last pixel (their sums are not stored). */
+            const float* pixel_rows[MF_F32_MR];
+            if (in_place) {
+                for (int32_t r = 0; r < MF_F32_MR; r++) {
+                    pixel_rows[r] = x + x_offsets[r] + g * cin;
+                }
+            } else {
+                pack_pixels_f32(x, xv, yv, p, g * cin, cin, m0, rows, ap);
+            }
             for (int32_t panel = 0; panel < panels; panel++) {
                 const float* bp = w_packed + ((size_t)g * panels + panel) * depth * MF_F32_NR;
-                gemm_tile_f32(depth, ap, bp, tile);
                 const int32_t o0 = g * og + panel * MF_F32_NR;
                 const int32_t cols = mf_min_i32(MF_F32_NR, og - panel * MF_F32_NR);
+                if (in_place) {
+                    gemm_pixels_f32(cols, depth, pixel_rows, bp, tile);
+                } else {
+                    gemm_panel_f32(cols, depth, ap, bp, tile);
+                }
                 for (int32_t r = 0; r < rows; r++) {
-                    int32_t n, oh, ow;
-                    pixel_of(yv, m0 + r, &n, &oh, &ow);
-                    float* out = y + mf_view_offset(yv, n, oh, ow) + o0;
+                    float* out = y + offsets[r] + o0;
                     const float* t = tile + r * MF_F32_NR;
                     if (act != NULL) {
-                        for (int32_t j = 0; j < cols; j++) {
-                            out[j] = mf_activate(t[j] + (bias ? bias[o0 + j] : 0.0f), act);
-                        }
+                        mf_activate_row(t, bias ? bias + o0 : NULL, act, cols, out);
                     } else if (acc != NULL) {
-                        const float* in = acc + mf_view_offset(accv, n, oh, ow) + o0;
+                        const float* in = acc + acc_offsets[r] + o0;
                         for (int32_t j = 0; j < cols; j++) {
                             out[j] = in[j] + t[j];
                         }
