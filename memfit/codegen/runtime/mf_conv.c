@@ -625,10 +625,12 @@ static void depthwise_chunks(int32_t channels, int32_t mult, int32_t* cb, int32_
 }
 
 
-/* Depth multiplier 1: pixel by pixel, MF_DW_LANES channels at a time, each of the window's
- * taps inside the input one multiply-add of MF_DW_LANES contiguous inputs and weights (loops
- * of constant length: one vector instruction each), the sums kept in registers until stored.
- * Channel blocks of the in-place kernels are multiples of MF_DW_LANES where they can be. */
+/* Depth multiplier 1: MF_DW_LANES channels at a time (then 4, then the rest), each of the
+ * window's taps inside the input one multiply-add of contiguous inputs and weights (loops of
+ * constant length: one vector instruction each). Interior pixels of a row go MF_DIRECT_R at a
+ * time: their sums are independent chains of multiply-adds, where one pixel's taps would wait
+ * on each other's latency. Channel blocks of the in-place kernels are multiples of
+ * MF_DW_LANES where they can be. */
 
 #define MF_DW_LANES 8
 
@@ -646,52 +648,142 @@ static void valid_rows(const mf_conv* p, int32_t height, int32_t oh, int32_t* il
     *ihi = b;
 }
 
-/* sums[l] = the window sum of channels c .. c + lanes - 1 at output pixel (n, oh, ow); lanes is
- * MF_DW_LANES (a constant) or the fewer channels left at the end of a row. */
-MF_INLINE void depthwise_lanes_f32(int32_t lanes, const float* x, const mf_view* xv,
-                                   const float* w, int32_t channels, const mf_conv* p,
-                                   int32_t n, int32_t oh, int32_t ow, int32_t ilo, int32_t ihi,
-                                   int32_t jlo, int32_t jhi, int32_t c, float* sums) {
-    float a[MF_DW_LANES] = {0.0f};
-    for (int32_t i = ilo; i < ihi; i++) {
-        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-        const int32_t iw = ow * p->stride_w - p->pad_left;
-        const float* row = x + mf_view_offset(xv, n, ih, iw) + c;
-        const float* wrow = w + i * p->kw * channels + c;
+/* Output columns [*lo, *hi) whose every tap column lies inside the input. */
+static void interior_columns(const mf_conv* p, int32_t width, int32_t out_width, int32_t* lo,
+                             int32_t* hi) {
+    int32_t a, b;
+    valid_columns(p, width, 0, 0, out_width, lo, hi);
+    valid_columns(p, width, p->kw - 1, 0, out_width, &a, &b);
+    *lo = mf_max_i32(*lo, a);
+    *hi = mf_max_i32(*lo, mf_min_i32(*hi, b));
+}
+
+/* The window of a depthwise output row: what the lanes kernels share. */
+typedef struct {
+    int32_t n, oh, ilo, ihi; /* the batch, the output row and its tap rows inside the input */
+    int32_t channels;        /* weights per tap */
+} depthwise_row;
+
+/* sums[r][l] = the window sum of channel c + l at output pixel ow + r (r < rows, l < lanes),
+ * over tap rows [ilo, ihi) and tap columns [jlo, jhi); rows and lanes are constants in each
+ * caller (rows 1 or MF_DIRECT_R, lanes MF_DW_LANES, 4, or the fewer left, at most 3). */
+MF_INLINE void depthwise_lanes_f32(int32_t rows, int32_t lanes, const float* x,
+                                   const mf_view* xv, const float* w, const mf_conv* p,
+                                   const depthwise_row* d, int32_t ow, int32_t jlo, int32_t jhi,
+                                   int32_t c, float sums[MF_DIRECT_R][MF_DW_LANES]) {
+    float a[MF_DIRECT_R][MF_DW_LANES] = {{0.0f}};
+    const int32_t step = p->stride_w * xv->sw;
+    for (int32_t i = d->ilo; i < d->ihi; i++) {
+        const int32_t ih = d->oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        const float* row = x + mf_view_offset(xv, d->n, ih, ow * p->stride_w - p->pad_left) + c;
+        const float* wrow = w + i * p->kw * d->channels + c;
         for (int32_t j = jlo; j < jhi; j++) {
             const float* restrict in = row + j * p->dilation_w * xv->sw;
-            const float* restrict wt = wrow + j * channels;
-            for (int32_t l = 0; l < lanes; l++) {
-                a[l] = MF_FMA(in[l], wt[l], a[l]);
+            const float* restrict wt = wrow + j * d->channels;
+            for (int32_t r = 0; r < rows; r++) {
+                for (int32_t l = 0; l < lanes; l++) {
+                    a[r][l] = MF_FMA(in[r * step + l], wt[l], a[r][l]);
+                }
             }
         }
     }
-    for (int32_t l = 0; l < lanes; l++) {
-        sums[l] = a[l];
+    for (int32_t r = 0; r < rows; r++) {
+        for (int32_t l = 0; l < lanes; l++) {
+            sums[r][l] = a[r][l];
+        }
     }
 }
 
-MF_INLINE void depthwise_lanes_s8(int32_t lanes, const int8_t* x, const mf_view* xv,
-                                  const int8_t* w, int32_t channels, const mf_conv* p,
-                                  int32_t n, int32_t oh, int32_t ow, int32_t ilo, int32_t ihi,
-                                  int32_t jlo, int32_t jhi, int32_t c, int32_t offset,
-                                  int32_t* sums) {
-    int32_t a[MF_DW_LANES] = {0};
-    for (int32_t i = ilo; i < ihi; i++) {
-        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-        const int32_t iw = ow * p->stride_w - p->pad_left;
-        const int8_t* row = x + mf_view_offset(xv, n, ih, iw) + c;
-        const int8_t* wrow = w + i * p->kw * channels + c;
+MF_INLINE void depthwise_lanes_s8(int32_t rows, int32_t lanes, const int8_t* x,
+                                  const mf_view* xv, const int8_t* w, const mf_conv* p,
+                                  const depthwise_row* d, int32_t ow, int32_t jlo, int32_t jhi,
+                                  int32_t c, int32_t offset,
+                                  int32_t sums[MF_DIRECT_R][MF_DW_LANES]) {
+    int32_t a[MF_DIRECT_R][MF_DW_LANES] = {{0}};
+    const int32_t step = p->stride_w * xv->sw;
+    for (int32_t i = d->ilo; i < d->ihi; i++) {
+        const int32_t ih = d->oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        const int8_t* row =
+            x + mf_view_offset(xv, d->n, ih, ow * p->stride_w - p->pad_left) + c;
+        const int8_t* wrow = w + i * p->kw * d->channels + c;
         for (int32_t j = jlo; j < jhi; j++) {
             const int8_t* restrict in = row + j * p->dilation_w * xv->sw;
-            const int8_t* restrict wt = wrow + j * channels;
-            for (int32_t l = 0; l < lanes; l++) {
-                a[l] += (int16_t)(in[l] + offset) * wt[l];
+            const int8_t* restrict wt = wrow + j * d->channels;
+            for (int32_t r = 0; r < rows; r++) {
+                for (int32_t l = 0; l < lanes; l++) {
+                    a[r][l] += (int16_t)(in[r * step + l] + offset) * wt[l];
+                }
             }
         }
     }
-    for (int32_t l = 0; l < lanes; l++) {
-        sums[l] = a[l];
+    for (int32_t r = 0; r < rows; r++) {
+        for (int32_t l = 0; l < lanes; l++) {
+            sums[r][l] = a[r][l];
+        }
+    }
+}
+
+/* Channels [cfirst, last) of output pixels ow .. ow + rows - 1, stored at
+ * out[r * stride + c - cfirst]; rows is a constant in each caller. */
+MF_INLINE void depthwise_pixels_f32(int32_t rows, const float* x, const mf_view* xv,
+                                    const float* w, const float* bias, const mf_conv* p,
+                                    const mf_range_f32* act, const depthwise_row* d,
+                                    int32_t ow, int32_t jlo, int32_t jhi, int32_t cfirst,
+                                    int32_t last, float* out, int32_t stride) {
+    float sums[MF_DIRECT_R][MF_DW_LANES];
+    int32_t c = cfirst;
+    for (; c + MF_DW_LANES <= last; c += MF_DW_LANES) {
+        depthwise_lanes_f32(rows, MF_DW_LANES, x, xv, w, p, d, ow, jlo, jhi, c, sums);
+        for (int32_t r = 0; r < rows; r++) {
+            mf_activate_row(sums[r], bias ? bias + c : NULL, act, MF_DW_LANES,
+                            out + (size_t)r * stride + (c - cfirst));
+        }
+    }
+    if (c + 4 <= last) {
+        depthwise_lanes_f32(rows, 4, x, xv, w, p, d, ow, jlo, jhi, c, sums);
+        for (int32_t r = 0; r < rows; r++) {
+            mf_activate_row(sums[r], bias ? bias + c : NULL, act, 4,
+                            out + (size_t)r * stride + (c - cfirst));
+        }
+        c += 4;
+    }
+    if (c < last) {
+        depthwise_lanes_f32(rows, last - c, x, xv, w, p, d, ow, jlo, jhi, c, sums);
+        for (int32_t r = 0; r < rows; r++) {
+            mf_activate_row(sums[r], bias ? bias + c : NULL, act, last - c,
+                            out + (size_t)r * stride + (c - cfirst));
+        }
+    }
+}
+
+MF_INLINE void depthwise_pixels_s8(int32_t rows, const int8_t* x, const mf_view* xv,
+                                   const int8_t* w, const int32_t* bias, const mf_conv* p,
+                                   const mf_requant_s8* q, const depthwise_row* d, int32_t ow,
+                                   int32_t jlo, int32_t jhi, int32_t cfirst, int32_t last,
+                                   int8_t* out, int32_t stride) {
+    int32_t sums[MF_DIRECT_R][MF_DW_LANES];
+    const int32_t offset = q->input_offset;
+    int32_t c = cfirst;
+    for (; c + MF_DW_LANES <= last; c += MF_DW_LANES) {
+        depthwise_lanes_s8(rows, MF_DW_LANES, x, xv, w, p, d, ow, jlo, jhi, c, offset, sums);
+        for (int32_t r = 0; r < rows; r++) {
+            mf_requant_channels(sums[r], bias, q, c, MF_DW_LANES,
+                                out + (size_t)r * stride + (c - cfirst));
+        }
+    }
+    if (c + 4 <= last) {
+        depthwise_lanes_s8(rows, 4, x, xv, w, p, d, ow, jlo, jhi, c, offset, sums);
+        for (int32_t r = 0; r < rows; r++) {
+            mf_requant_channels(sums[r], bias, q, c, 4, out + (size_t)r * stride + (c - cfirst));
+        }
+        c += 4;
+    }
+    if (c < last) {
+        depthwise_lanes_s8(rows, last - c, x, xv, w, p, d, ow, jlo, jhi, c, offset, sums);
+        for (int32_t r = 0; r < rows; r++) {
+            mf_requant_channels(sums[r], bias, q, c, last - c,
+                                out + (size_t)r * stride + (c - cfirst));
+        }
     }
 }
 
@@ -701,30 +793,23 @@ static void depthwise_row_lanes_f32(const float* x, const mf_view* xv, const flo
                                     const float* bias, const mf_view* yv, const mf_conv* p,
                                     const mf_range_f32* act, int32_t n, int32_t oh,
                                     int32_t cfirst, int32_t count, float* out, int32_t stride) {
-    const int32_t whole = count - count % MF_DW_LANES, last = cfirst + count;
-    float sums[MF_DW_LANES];
-    int32_t ilo, ihi;
-    valid_rows(p, xv->h, oh, &ilo, &ihi);
-    for (int32_t ow = 0; ow < yv->w; ow++) {
-        int32_t jlo, jhi;
-        valid_taps(p, xv->w, ow, &jlo, &jhi);
-        float* o = out + (size_t)ow * stride - cfirst;
-        for (int32_t c = cfirst; c < cfirst + whole; c += MF_DW_LANES) {
-            depthwise_lanes_f32(MF_DW_LANES, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi,
-                                c, sums);
-            mf_activate_row(sums, bias ? bias + c : NULL, act, MF_DW_LANES, o + c);
-        }
-        int32_t c = cfirst + whole;
-        if (last - c >= MF_DW_LANES / 2) {
-            depthwise_lanes_f32(MF_DW_LANES / 2, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo,
-                                jhi, c, sums);
-            mf_activate_row(sums, bias ? bias + c : NULL, act, MF_DW_LANES / 2, o + c);
-            c += MF_DW_LANES / 2;
-        }
-        if (c < last) {
-            depthwise_lanes_f32(last - c, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi, c,
-                                sums);
-            mf_activate_row(sums, bias ? bias + c : NULL, act, last - c, o + c);
+    depthwise_row d = {n, oh, 0, 0, yv->c};
+    int32_t ow_lo, ow_hi;
+    valid_rows(p, xv->h, oh, &d.ilo, &d.ihi);
+    interior_columns(p, xv->w, yv->w, &ow_lo, &ow_hi);
+    int32_t ow = 0;
+    while (ow < yv->w) {
+        float* o = out + (size_t)ow * stride;
+        if (ow >= ow_lo && ow + MF_DIRECT_R <= ow_hi) {
+            depthwise_pixels_f32(MF_DIRECT_R, x, xv, w, bias, p, act, &d, ow, 0, p->kw, cfirst,
+                                 cfirst + count, o, stride);
+            ow += MF_DIRECT_R;
+        } else {
+            int32_t jlo, jhi;
+            valid_taps(p, xv->w, ow, &jlo, &jhi);
+            depthwise_pixels_f32(1, x, xv, w, bias, p, act, &d, ow, jlo, jhi, cfirst,
+                                 cfirst + count, o, stride);
+            ow++;
         }
     }
 }
@@ -733,30 +818,23 @@ static void depthwise_row_lanes_s8(const int8_t* x, const mf_view* xv, const int
                                    const int32_t* bias, const mf_view* yv, const mf_conv* p,
                                    const mf_requant_s8* q, int32_t n, int32_t oh,
                                    int32_t cfirst, int32_t count, int8_t* out, int32_t stride) {
-    const int32_t whole = count - count % MF_DW_LANES, last = cfirst + count;
-    int32_t sums[MF_DW_LANES];
-    int32_t ilo, ihi;
-    valid_rows(p, xv->h, oh, &ilo, &ihi);
-    for (int32_t ow = 0; ow < yv->w; ow++) {
-        int32_t jlo, jhi;
-        valid_taps(p, xv->w, ow, &jlo, &jhi);
-        int8_t* o = out + (size_t)ow * stride - cfirst;
-        for (int32_t c = cfirst; c < cfirst + whole; c += MF_DW_LANES) {
-            depthwise_lanes_s8(MF_DW_LANES, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi,
-                               c, q->input_offset, sums);
-            mf_requant_channels(sums, bias, q, c, MF_DW_LANES, o + c);
-        }
-        int32_t c = cfirst + whole;
-        if (last - c >= MF_DW_LANES / 2) {
-            depthwise_lanes_s8(MF_DW_LANES / 2, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo,
-                               jhi, c, q->input_offset, sums);
-            mf_requant_channels(sums, bias, q, c, MF_DW_LANES / 2, o + c);
-            c += MF_DW_LANES / 2;
-        }
-        if (c < last) {
-            depthwise_lanes_s8(last - c, x, xv, w, yv->c, p, n, oh, ow, ilo, ihi, jlo, jhi, c,
-                               q->input_offset, sums);
-            mf_requant_channels(sums, bias, q, c, last - c, o + c);
+    depthwise_row d = {n, oh, 0, 0, yv->c};
+    int32_t ow_lo, ow_hi;
+    valid_rows(p, xv->h, oh, &d.ilo, &d.ihi);
+    interior_columns(p, xv->w, yv->w, &ow_lo, &ow_hi);
+    int32_t ow = 0;
+    while (ow < yv->w) {
+        int8_t* o = out + (size_t)ow * stride;
+        if (ow >= ow_lo && ow + MF_DIRECT_R <= ow_hi) {
+            depthwise_pixels_s8(MF_DIRECT_R, x, xv, w, bias, p, q, &d, ow, 0, p->kw, cfirst,
+                                cfirst + count, o, stride);
+            ow += MF_DIRECT_R;
+        } else {
+            int32_t jlo, jhi;
+            valid_taps(p, xv->w, ow, &jlo, &jhi);
+            depthwise_pixels_s8(1, x, xv, w, bias, p, q, &d, ow, jlo, jhi, cfirst,
+                                cfirst + count, o, stride);
+            ow++;
         }
     }
 }
