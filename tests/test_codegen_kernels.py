@@ -312,6 +312,9 @@ CONV_CASES = [
     (1, 5, 7, 36, 136, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 4),
     # 1x1 with padding: through the im2col panel
     (1, 6, 5, 8, 20, 1, 1, (2, 2), (1, 1), (1, 1, 0, 0), 1),
+    # interior windows read in place (kernel rows dilated), borders packed, in separate tiles
+    (2, 12, 13, 4, 20, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 11, 12, 5, 9, 3, 3, (1, 1), (2, 1), (2, 1, 2, 1), 1),
 ]
 
 

@@ -78,8 +78,10 @@ static void valid_taps(const mf_conv* p, int32_t width, int32_t ow, int32_t* jlo
 
 #if defined(__GNUC__)
 #define MF_INLINE static inline __attribute__((always_inline))
+#define MF_NOINLINE static __attribute__((noinline))
 #else
 #define MF_INLINE static inline
+#define MF_NOINLINE static
 #endif
 
 /* lanes[r][l] += a_r[k + l] * b[k + l] over whole groups of MF_F32_LANES (a_r = a + r * step),
@@ -172,7 +174,7 @@ MF_INLINE void window_s8(int32_t rows, const int8_t* x, const mf_view* xv, const
 
 /* Float conv2d / partial_conv2d with og <= MF_DIRECT_OG: the group's weights unpacked from
  * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels). */
-static void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
+MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
                        const float* bias, const float* acc, const mf_view* accv, float* y,
                        const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
                        float* workspace) {
@@ -293,8 +295,8 @@ static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const
  * Packed weights: per group, ceil(og / NR) panels of [K][NR] (channels past og are 0). */
 
 static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv,
-                            const mf_conv* p, int32_t c0, int32_t cin, int32_t m0, int32_t rows,
-                            float* ap) {
+                            const mf_conv* p, int32_t c0, int32_t cin, const int32_t* m,
+                            int32_t rows, float* ap) {
     const int32_t taps = p->kh * p->kw;
     for (int32_t r = 0; r < MF_F32_MR; r++) {
         int32_t n, oh, ow;
@@ -304,7 +306,7 @@ static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv
             }
             continue;
         }
-        pixel_of(yv, m0 + r, &n, &oh, &ow);
+        pixel_of(yv, m[r], &n, &oh, &ow);
         for (int32_t i = 0; i < p->kh; i++) {
             const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
             for (int32_t j = 0; j < p->kw; j++) {
@@ -325,26 +327,31 @@ static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv
     }
 }
 
-/* tile[MR][NR] = A B over K, columns [0, width), A's row i read as rows[i][k * kstep]: MR
- * broadcasts and one row of B per step. kstep is MF_F32_MR (an im2col panel, rows[i] = ap + i)
- * or 1 (a 1x1 convolution's pixels read in place, rows[i] = the pixel's channels) and width
- * MF_F32_NR or MF_F32_NR / 2, constants in each caller: a panel holding a group's last few
- * channels (34 output channels: 32 + 2) costs half a panel. (Quarter panels of 8 columns
- * compiled to scalar code with GCC 12.) */
-MF_INLINE void gemm_columns_f32(int32_t width, int32_t kstep, int32_t depth,
-                                const float* const* rows, const float* restrict bp,
+/* tile[MR][NR] = A B over K, columns [0, width). A's row i is `segments` runs of `run`
+ * elements, run s at rows[i] + s * gap, element kk of it at kk * kstep: an im2col panel is one
+ * run of K with kstep MF_F32_MR (rows[i] = ap + i); a pixel's window read in place is one run
+ * per kernel row (its taps' channels, contiguous in the input) with kstep 1. MR broadcasts and
+ * one row of B per step; width (MF_F32_NR or MF_F32_NR / 2) and kstep are constants in each
+ * caller, so that a panel holding a group's last few channels (34 output channels: 32 + 2)
+ * costs half a panel. (Quarter panels of 8 columns compiled to scalar code with GCC 12.) */
+MF_INLINE void gemm_columns_f32(int32_t width, int32_t kstep, int32_t segments, int32_t run,
+                                int32_t gap, const float* const* rows, const float* restrict bp,
                                 float* restrict tile) {
     float acc[MF_F32_MR * MF_F32_NR];
     for (int32_t t = 0; t < MF_F32_MR * width; t++) {
         acc[t] = 0.0f;
     }
-    for (int32_t k = 0; k < depth; k++) {
-        const float* restrict b = bp + k * MF_F32_NR;
-        MF_UNROLL
-        for (int32_t i = 0; i < MF_F32_MR; i++) {
-            const float av = rows[i][k * kstep];
-            for (int32_t j = 0; j < width; j++) {
-                acc[i * width + j] = MF_FMA(av, b[j], acc[i * width + j]);
+    for (int32_t s = 0; s < segments; s++) {
+        const float* restrict bs = bp + (size_t)s * run * MF_F32_NR;
+        const int32_t start = s * gap;
+        for (int32_t k = 0; k < run; k++) {
+            const float* restrict b = bs + k * MF_F32_NR;
+            MF_UNROLL
+            for (int32_t i = 0; i < MF_F32_MR; i++) {
+                const float av = rows[i][start + k * kstep];
+                for (int32_t j = 0; j < width; j++) {
+                    acc[i * width + j] = MF_FMA(av, b[j], acc[i * width + j]);
+                }
             }
         }
     }
@@ -364,87 +371,109 @@ static void gemm_panel_f32(int32_t cols, int32_t depth, const float* ap, const f
         rows[i] = ap + i;
     }
     if (cols <= MF_F32_NR / 2) {
-        gemm_columns_f32(MF_F32_NR / 2, MF_F32_MR, depth, rows, bp, tile);
+        gemm_columns_f32(MF_F32_NR / 2, MF_F32_MR, 1, depth, 0, rows, bp, tile);
     } else {
-        gemm_columns_f32(MF_F32_NR, MF_F32_MR, depth, rows, bp, tile);
+        gemm_columns_f32(MF_F32_NR, MF_F32_MR, 1, depth, 0, rows, bp, tile);
     }
 }
 
-/* The same with A's rows read in place: rows[i] points at pixel i's first channel. */
-static void gemm_pixels_f32(int32_t cols, int32_t depth, const float* const* rows,
-                            const float* bp, float* tile) {
+/* The same with A's rows read in place: rows[i] points at pixel i's window's first tap; its
+ * kernel rows are `segments` runs of `run` elements, `gap` elements apart. */
+static void gemm_pixels_f32(int32_t cols, int32_t segments, int32_t run, int32_t gap,
+                            const float* const* rows, const float* bp, float* tile) {
     if (cols <= MF_F32_NR / 2) {
-        gemm_columns_f32(MF_F32_NR / 2, 1, depth, rows, bp, tile);
+        gemm_columns_f32(MF_F32_NR / 2, 1, segments, run, gap, rows, bp, tile);
     } else {
-        gemm_columns_f32(MF_F32_NR, 1, depth, rows, bp, tile);
+        gemm_columns_f32(MF_F32_NR, 1, segments, run, gap, rows, bp, tile);
     }
 }
 
-/* A 1x1 convolution whose every output pixel reads an input pixel (no padding) needs no
- * im2col: a pixel's channels are already a contiguous row of A. */
-static int32_t pixels_in_place(const mf_view* xv, const mf_view* yv, const mf_conv* p) {
-    return p->kh == 1 && p->kw == 1 && p->pad_top == 0 && p->pad_left == 0 &&
-           (yv->h - 1) * p->stride_h < xv->h && (yv->w - 1) * p->stride_w < xv->w;
+/* Where a window can be read in place: a kernel row's taps are one contiguous run of the
+ * input (one tap, or dense pixels of one group's channels, dilation_w 1). */
+static int32_t rows_contiguous(const mf_view* xv, const mf_conv* p, int32_t cin) {
+    return p->kw == 1 || (p->dilation_w == 1 && xv->sw == cin);
 }
 
-/* conv2d (bias, act) or partial_conv2d (acc, no act): both store through the output view. */
-static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
-                     const float* acc, const mf_view* accv, float* y, const mf_view* yv,
-                     const mf_conv* p, const mf_range_f32* act, float* ap) {
-    const int32_t groups = p->groups;
-    const int32_t cin = xv->c / groups, og = yv->c / groups;
-    const int32_t depth = p->kh * p->kw * cin;
-    const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
-    const int32_t pixels = yv->n * yv->h * yv->w;
+/* Output rows [*lo, *hi) whose every tap row lies inside the input. */
+static void interior_rows(const mf_conv* p, int32_t height, int32_t out_height, int32_t* lo,
+                          int32_t* hi) {
+    int32_t a = 0, b = out_height;
+    while (a < b && a * p->stride_h - p->pad_top < 0) {
+        a++;
+    }
+    const int32_t reach = (p->kh - 1) * p->dilation_h - p->pad_top;
+    while (b > a && (b - 1) * p->stride_h + reach >= height) {
+        b--;
+    }
+    *lo = a;
+    *hi = b;
+}
+
+/* A float conv2d / partial_conv2d call, for its tiles. */
+typedef struct {
+    const float* x;
+    const mf_view* xv;
+    const float* w_packed;
+    const float* bias;
+    const float* acc;
+    const mf_view* accv;
+    float* y;
+    const mf_view* yv;
+    const mf_conv* p;
+    const mf_range_f32* act;
+    float* ap;
+    int32_t cin, og, depth, panels;
+} conv_f32_call;
+
+/* Output pixels m[0 .. rows) (flat over the output view), all channels: each group's windows
+ * read in place or packed into the panel, times each weight panel, stored as conv2d (bias,
+ * act) or partial_conv2d (acc, no act) through the output view. */
+static void tile_f32(const conv_f32_call* k, const int32_t* m, int32_t rows, int32_t in_place) {
+    const mf_conv* p = k->p;
+    const int32_t run = p->kw * k->cin, gap = p->dilation_h * k->xv->sh;
+    int32_t offsets[MF_F32_MR], acc_offsets[MF_F32_MR], x_offsets[MF_F32_MR];
     float tile[MF_F32_MR * MF_F32_NR];
-    if (og <= MF_DIRECT_OG) {
-        direct_f32(x, xv, w_packed, bias, acc, accv, y, yv, p, act, ap);
-        return;
+    for (int32_t r = 0; r < MF_F32_MR; r++) {
+        /* In place, rows past the end repeat the last pixel (their sums are not stored). */
+        int32_t n, oh, ow;
+        pixel_of(k->yv, m[mf_min_i32(r, rows - 1)], &n, &oh, &ow);
+        offsets[r] = mf_view_offset(k->yv, n, oh, ow);
+        acc_offsets[r] = k->acc ? mf_view_offset(k->accv, n, oh, ow) : 0;
+        x_offsets[r] = mf_view_offset(k->xv, n, oh * p->stride_h - p->pad_top,
+                                      ow * p->stride_w - p->pad_left);
     }
-    const int32_t in_place = pixels_in_place(xv, yv, p);
-    for (int32_t m0 = 0; m0 < pixels; m0 += MF_F32_MR) {
-        const int32_t rows = mf_min_i32(MF_F32_MR, pixels - m0);
-        int32_t offsets[MF_F32_MR], acc_offsets[MF_F32_MR], x_offsets[MF_F32_MR];
-        for (int32_t r = 0; r < MF_F32_MR; r++) {
-            int32_t n, oh, ow;
-            pixel_of(yv, m0 + mf_min_i32(r, rows - 1), &n, &oh, &ow);
-            offsets[r] = mf_view_offset(yv, n, oh, ow);
-            acc_offsets[r] = acc ? mf_view_offset(accv, n, oh, ow) : 0;
-            x_offsets[r] = mf_view_offset(xv, n, oh * p->stride_h, ow * p->stride_w);
-        }
-        for (int32_t g = 0; g < groups; g++) {
-            /* In place, rows past the end repeat the last pixel (their sums are not stored). */
-            const float* pixel_rows[MF_F32_MR];
-            if (in_place) {
-                for (int32_t r = 0; r < MF_F32_MR; r++) {
-                    pixel_rows[r] = x + x_offsets[r] + g * cin;
-                }
-            } else {
-                pack_pixels_f32(x, xv, yv, p, g * cin, cin, m0, rows, ap);
+    for (int32_t g = 0; g < p->groups; g++) {
+        const float* pixel_rows[MF_F32_MR];
+        if (in_place) {
+            for (int32_t r = 0; r < MF_F32_MR; r++) {
+                pixel_rows[r] = k->x + x_offsets[r] + g * k->cin;
             }
-            for (int32_t panel = 0; panel < panels; panel++) {
-                const float* bp = w_packed + ((size_t)g * panels + panel) * depth * MF_F32_NR;
-                const int32_t o0 = g * og + panel * MF_F32_NR;
-                const int32_t cols = mf_min_i32(MF_F32_NR, og - panel * MF_F32_NR);
-                if (in_place) {
-                    gemm_pixels_f32(cols, depth, pixel_rows, bp, tile);
+        } else {
+            pack_pixels_f32(k->x, k->xv, k->yv, p, g * k->cin, k->cin, m, rows, k->ap);
+        }
+        for (int32_t panel = 0; panel < k->panels; panel++) {
+            const float* bp =
+                k->w_packed + ((size_t)g * k->panels + panel) * k->depth * MF_F32_NR;
+            const int32_t o0 = g * k->og + panel * MF_F32_NR;
+            const int32_t cols = mf_min_i32(MF_F32_NR, k->og - panel * MF_F32_NR);
+            if (in_place) {
+                gemm_pixels_f32(cols, p->kh, run, gap, pixel_rows, bp, tile);
+            } else {
+                gemm_panel_f32(cols, k->depth, k->ap, bp, tile);
+            }
+            for (int32_t r = 0; r < rows; r++) {
+                float* out = k->y + offsets[r] + o0;
+                const float* t = tile + r * MF_F32_NR;
+                if (k->act != NULL) {
+                    mf_activate_row(t, k->bias ? k->bias + o0 : NULL, k->act, cols, out);
+                } else if (k->acc != NULL) {
+                    const float* in = k->acc + acc_offsets[r] + o0;
+                    for (int32_t j = 0; j < cols; j++) {
+                        out[j] = in[j] + t[j];
+                    }
                 } else {
-                    gemm_panel_f32(cols, depth, ap, bp, tile);
-                }
-                for (int32_t r = 0; r < rows; r++) {
-                    float* out = y + offsets[r] + o0;
-                    const float* t = tile + r * MF_F32_NR;
-                    if (act != NULL) {
-                        mf_activate_row(t, bias ? bias + o0 : NULL, act, cols, out);
-                    } else if (acc != NULL) {
-                        const float* in = acc + acc_offsets[r] + o0;
-                        for (int32_t j = 0; j < cols; j++) {
-                            out[j] = in[j] + t[j];
-                        }
-                    } else {
-                        for (int32_t j = 0; j < cols; j++) {
-                            out[j] = t[j];
-                        }
+                    for (int32_t j = 0; j < cols; j++) {
+                        out[j] = t[j];
                     }
                 }
             }
@@ -452,16 +481,65 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
     }
 }
 
+/* The output pixels in order, in tiles of MF_F32_MR: those whose windows lie inside the input
+ * read them in place (when a kernel row's taps are contiguous), the others (borders) are
+ * packed, each kind in its own tiles, so that one border pixel does not send a whole tile
+ * through im2col. */
+static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
+                     const float* acc, const mf_view* accv, float* y, const mf_view* yv,
+                     const mf_conv* p, const mf_range_f32* act, float* ap) {
+    const int32_t cin = xv->c / p->groups, og = yv->c / p->groups;
+    const conv_f32_call k = {x,  xv, w_packed, bias, acc, accv, y, yv, p, act, ap,
+                             cin, og, p->kh * p->kw * cin, (og + MF_F32_NR - 1) / MF_F32_NR};
+    const int32_t contiguous = rows_contiguous(xv, p, cin);
+    int32_t oh_lo, oh_hi, ow_lo, ow_hi, a, b;
+    interior_rows(p, xv->h, yv->h, &oh_lo, &oh_hi);
+    valid_columns(p, xv->w, 0, 0, yv->w, &ow_lo, &ow_hi);
+    valid_columns(p, xv->w, p->kw - 1, 0, yv->w, &a, &b);
+    ow_lo = mf_max_i32(ow_lo, a);
+    ow_hi = mf_max_i32(ow_lo, mf_min_i32(ow_hi, b));
+    int32_t queue[2][MF_F32_MR], queued[2] = {0, 0}; /* [0]: packed, [1]: in place */
+    int32_t m = 0;
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t oh = 0; oh < yv->h; oh++) {
+            for (int32_t ow = 0; ow < yv->w; ow++, m++) {
+                const int32_t q = contiguous && oh >= oh_lo && oh < oh_hi && ow >= ow_lo &&
+                                  ow < ow_hi;
+                queue[q][queued[q]++] = m;
+                if (queued[q] == MF_F32_MR) {
+                    tile_f32(&k, queue[q], MF_F32_MR, q);
+                    queued[q] = 0;
+                }
+            }
+        }
+    }
+    for (int32_t q = 0; q < 2; q++) {
+        if (queued[q] > 0) {
+            tile_f32(&k, queue[q], queued[q], q);
+        }
+    }
+}
+
+/* Few output channels per group go the direct way (never inlined: inlined into its callers,
+ * GCC 12 compiled its loops up to 2.5x slower, depending on the code around them). */
 void mf_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
                    float* y, const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
                    float* workspace) {
-    conv_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace);
+    if (yv->c / p->groups <= MF_DIRECT_OG) {
+        direct_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace);
+    } else {
+        conv_f32(x, xv, w_packed, bias, NULL, NULL, y, yv, p, act, workspace);
+    }
 }
 
 void mf_partial_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed,
                            const float* acc, const mf_view* accv, float* y, const mf_view* yv,
                            const mf_conv* p, float* workspace) {
-    conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
+    if (yv->c / p->groups <= MF_DIRECT_OG) {
+        direct_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
+    } else {
+        conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
+    }
 }
 
 /* ---- int8: int16 im2col rows, int32 dot-product GEMM on the weights as they are ------------
