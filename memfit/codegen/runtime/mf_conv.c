@@ -175,9 +175,9 @@ MF_INLINE void window_s8(int32_t rows, const int8_t* x, const mf_view* xv, const
 /* Float conv2d / partial_conv2d with og <= MF_DIRECT_OG: the group's weights unpacked from
  * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels). */
 MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
-                       const float* bias, const float* acc, const mf_view* accv, float* y,
-                       const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
-                       float* workspace) {
+                            const float* bias, const float* acc, const mf_view* accv, float* y,
+                            const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
+                            float* workspace) {
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, depth = d.depth;
     const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
@@ -235,11 +235,13 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
     }
 }
 
-/* int8 conv2d (y8, requantized) / partial_conv2d (y32 = acc + sums), og <= MF_DIRECT_OG. */
-static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const int32_t* bias,
-                      const int32_t* acc, const mf_view* accv, int8_t* y8, int32_t* y32,
-                      const mf_view* yv, const mf_conv* p, const mf_requant_s8* q,
-                      int32_t input_offset) {
+/* int8 conv2d (y8, requantized) / partial_conv2d (y32 = acc + sums), og <= MF_DIRECT_OG.
+ * Never inlined, like direct_f32 (inlined into conv_s8, 1.7x slower on micro_speech's FDT
+ * partitions). */
+MF_NOINLINE void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                           const int32_t* bias, const int32_t* acc, const mf_view* accv,
+                           int8_t* y8, int32_t* y32, const mf_view* yv, const mf_conv* p,
+                           const mf_requant_s8* q, int32_t input_offset) {
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, depth = d.depth;
     int32_t sums[MF_DIRECT_OG][MF_DIRECT_R];
@@ -294,9 +296,13 @@ static void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const
  * the weights' (KH, KW, I/groups) order; taps in the padding and pixels past the end are 0.
  * Packed weights: per group, ceil(og / NR) panels of [K][NR] (channels past og are 0). */
 
-static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv,
-                            const mf_conv* p, int32_t c0, int32_t cin, const int32_t* m,
-                            int32_t rows, float* ap) {
+/* An output pixel's coordinates. */
+typedef struct {
+    int32_t n, oh, ow;
+} conv_pixel;
+
+static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_conv* p, int32_t c0,
+                            int32_t cin, const conv_pixel* pixels, int32_t rows, float* ap) {
     const int32_t taps = p->kh * p->kw;
     for (int32_t r = 0; r < MF_F32_MR; r++) {
         int32_t n, oh, ow;
@@ -306,7 +312,9 @@ static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_view* yv
             }
             continue;
         }
-        pixel_of(yv, m[r], &n, &oh, &ow);
+        n = pixels[r].n;
+        oh = pixels[r].oh;
+        ow = pixels[r].ow;
         for (int32_t i = 0; i < p->kh; i++) {
             const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
             for (int32_t j = 0; j < p->kw; j++) {
@@ -425,18 +433,19 @@ typedef struct {
     int32_t cin, og, depth, panels;
 } conv_f32_call;
 
-/* Output pixels m[0 .. rows) (flat over the output view), all channels: each group's windows
+/* Output pixels[0 .. rows), all channels: each group's windows
  * read in place or packed into the panel, times each weight panel, stored as conv2d (bias,
  * act) or partial_conv2d (acc, no act) through the output view. */
-static void tile_f32(const conv_f32_call* k, const int32_t* m, int32_t rows, int32_t in_place) {
+static void tile_f32(const conv_f32_call* k, const conv_pixel* pixels, int32_t rows,
+                     int32_t in_place) {
     const mf_conv* p = k->p;
     const int32_t run = p->kw * k->cin, gap = p->dilation_h * k->xv->sh;
     int32_t offsets[MF_F32_MR], acc_offsets[MF_F32_MR], x_offsets[MF_F32_MR];
     float tile[MF_F32_MR * MF_F32_NR];
     for (int32_t r = 0; r < MF_F32_MR; r++) {
         /* In place, rows past the end repeat the last pixel (their sums are not stored). */
-        int32_t n, oh, ow;
-        pixel_of(k->yv, m[mf_min_i32(r, rows - 1)], &n, &oh, &ow);
+        const conv_pixel* q = &pixels[mf_min_i32(r, rows - 1)];
+        const int32_t n = q->n, oh = q->oh, ow = q->ow;
         offsets[r] = mf_view_offset(k->yv, n, oh, ow);
         acc_offsets[r] = k->acc ? mf_view_offset(k->accv, n, oh, ow) : 0;
         x_offsets[r] = mf_view_offset(k->xv, n, oh * p->stride_h - p->pad_top,
@@ -449,7 +458,7 @@ static void tile_f32(const conv_f32_call* k, const int32_t* m, int32_t rows, int
                 pixel_rows[r] = k->x + x_offsets[r] + g * k->cin;
             }
         } else {
-            pack_pixels_f32(k->x, k->xv, k->yv, p, g * k->cin, k->cin, m, rows, k->ap);
+            pack_pixels_f32(k->x, k->xv, p, g * k->cin, k->cin, pixels, rows, k->ap);
         }
         for (int32_t panel = 0; panel < k->panels; panel++) {
             const float* bp =
@@ -498,14 +507,15 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
     valid_columns(p, xv->w, p->kw - 1, 0, yv->w, &a, &b);
     ow_lo = mf_max_i32(ow_lo, a);
     ow_hi = mf_max_i32(ow_lo, mf_min_i32(ow_hi, b));
-    int32_t queue[2][MF_F32_MR], queued[2] = {0, 0}; /* [0]: packed, [1]: in place */
-    int32_t m = 0;
+    conv_pixel queue[2][MF_F32_MR]; /* [0]: packed, [1]: in place */
+    int32_t queued[2] = {0, 0};
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            for (int32_t ow = 0; ow < yv->w; ow++, m++) {
+            for (int32_t ow = 0; ow < yv->w; ow++) {
                 const int32_t q = contiguous && oh >= oh_lo && oh < oh_hi && ow >= ow_lo &&
                                   ow < ow_hi;
-                queue[q][queued[q]++] = m;
+                const conv_pixel pixel = {n, oh, ow};
+                queue[q][queued[q]++] = pixel;
                 if (queued[q] == MF_F32_MR) {
                     tile_f32(&k, queue[q], MF_F32_MR, q);
                     queued[q] = 0;

@@ -1,5 +1,5 @@
-/* Channel-wise ops in place (pooling, depthwise convolution), row by row through a ring of output rows in the
- * planner's one-channel temporary.
+/* Channel-wise ops in place (pooling, depthwise convolution), row by row through a ring of
+ * output rows in the planner's one-channel temporary.
  *
  * The planner lets output channel c overwrite input channel c (memfit.planning.storage):
  * storing output element (n, oh, ow, c) destroys an input element of channel c only. So a
