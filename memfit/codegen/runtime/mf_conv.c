@@ -713,12 +713,13 @@ static void depthwise_chunks(int32_t channels, int32_t mult, int32_t* cb, int32_
 }
 
 
-/* Depth multiplier 1: MF_DW_LANES channels at a time (then 4, then the rest), each of the
- * window's taps inside the input one multiply-add of contiguous inputs and weights (loops of
- * constant length: one vector instruction each). Interior pixels of a row go MF_DIRECT_R at a
- * time: their sums are independent chains of multiply-adds, where one pixel's taps would wait
- * on each other's latency. Channel blocks of the in-place kernels are multiples of
- * MF_DW_LANES where they can be. */
+/* Float, depth multiplier 1: MF_DW_LANES channels at a time (then 4, then the rest), each of
+ * the window's taps inside the input one multiply-add of contiguous inputs and weights (loops
+ * of constant length: one vector instruction each). Interior pixels of a row go MF_DIRECT_R at
+ * a time: their sums are independent chains of multiply-adds, where one pixel's taps would wait
+ * on each other's latency. Channel blocks of the in-place kernel are multiples of MF_DW_LANES
+ * where they can be. (The same for int8 was up to 9x slower than the chunked rows below on
+ * MobileNetV2's large maps with GCC 12, so int8 keeps them.) */
 
 #define MF_DW_LANES 8
 
@@ -782,35 +783,6 @@ MF_INLINE void depthwise_lanes_f32(int32_t rows, int32_t lanes, const float* x,
     }
 }
 
-MF_INLINE void depthwise_lanes_s8(int32_t rows, int32_t lanes, const int8_t* x,
-                                  const mf_view* xv, const int8_t* w, const mf_conv* p,
-                                  const depthwise_row* d, int32_t ow, int32_t jlo, int32_t jhi,
-                                  int32_t c, int32_t offset,
-                                  int32_t sums[MF_DIRECT_R][MF_DW_LANES]) {
-    int32_t a[MF_DIRECT_R][MF_DW_LANES] = {{0}};
-    const int32_t step = p->stride_w * xv->sw;
-    for (int32_t i = d->ilo; i < d->ihi; i++) {
-        const int32_t ih = d->oh * p->stride_h - p->pad_top + i * p->dilation_h;
-        const int8_t* row =
-            x + mf_view_offset(xv, d->n, ih, ow * p->stride_w - p->pad_left) + c;
-        const int8_t* wrow = w + i * p->kw * d->channels + c;
-        for (int32_t j = jlo; j < jhi; j++) {
-            const int8_t* restrict in = row + j * p->dilation_w * xv->sw;
-            const int8_t* restrict wt = wrow + j * d->channels;
-            for (int32_t r = 0; r < rows; r++) {
-                for (int32_t l = 0; l < lanes; l++) {
-                    a[r][l] += (int16_t)(in[r * step + l] + offset) * wt[l];
-                }
-            }
-        }
-    }
-    for (int32_t r = 0; r < rows; r++) {
-        for (int32_t l = 0; l < lanes; l++) {
-            sums[r][l] = a[r][l];
-        }
-    }
-}
-
 /* Channels [cfirst, last) of output pixels ow .. ow + rows - 1, stored at
  * out[r * stride + c - cfirst]; rows is a constant in each caller. */
 MF_INLINE void depthwise_pixels_f32(int32_t rows, const float* x, const mf_view* xv,
@@ -844,37 +816,6 @@ MF_INLINE void depthwise_pixels_f32(int32_t rows, const float* x, const mf_view*
     }
 }
 
-MF_INLINE void depthwise_pixels_s8(int32_t rows, const int8_t* x, const mf_view* xv,
-                                   const int8_t* w, const int32_t* bias, const mf_conv* p,
-                                   const mf_requant_s8* q, const depthwise_row* d, int32_t ow,
-                                   int32_t jlo, int32_t jhi, int32_t cfirst, int32_t last,
-                                   int8_t* out, int32_t stride) {
-    int32_t sums[MF_DIRECT_R][MF_DW_LANES];
-    const int32_t offset = q->input_offset;
-    int32_t c = cfirst;
-    for (; c + MF_DW_LANES <= last; c += MF_DW_LANES) {
-        depthwise_lanes_s8(rows, MF_DW_LANES, x, xv, w, p, d, ow, jlo, jhi, c, offset, sums);
-        for (int32_t r = 0; r < rows; r++) {
-            mf_requant_channels(sums[r], bias, q, c, MF_DW_LANES,
-                                out + (size_t)r * stride + (c - cfirst));
-        }
-    }
-    if (c + 4 <= last) {
-        depthwise_lanes_s8(rows, 4, x, xv, w, p, d, ow, jlo, jhi, c, offset, sums);
-        for (int32_t r = 0; r < rows; r++) {
-            mf_requant_channels(sums[r], bias, q, c, 4, out + (size_t)r * stride + (c - cfirst));
-        }
-        c += 4;
-    }
-    if (c < last) {
-        depthwise_lanes_s8(rows, last - c, x, xv, w, p, d, ow, jlo, jhi, c, offset, sums);
-        for (int32_t r = 0; r < rows; r++) {
-            mf_requant_channels(sums[r], bias, q, c, last - c,
-                                out + (size_t)r * stride + (c - cfirst));
-        }
-    }
-}
-
 /* Output row oh of batch n, channels [cfirst, cfirst + count), depth multiplier 1, stored at
  * out[ow * stride + c - cfirst]. */
 static void depthwise_row_lanes_f32(const float* x, const mf_view* xv, const float* w,
@@ -897,31 +838,6 @@ static void depthwise_row_lanes_f32(const float* x, const mf_view* xv, const flo
             valid_taps(p, xv->w, ow, &jlo, &jhi);
             depthwise_pixels_f32(1, x, xv, w, bias, p, act, &d, ow, jlo, jhi, cfirst,
                                  cfirst + count, o, stride);
-            ow++;
-        }
-    }
-}
-
-static void depthwise_row_lanes_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
-                                   const int32_t* bias, const mf_view* yv, const mf_conv* p,
-                                   const mf_requant_s8* q, int32_t n, int32_t oh,
-                                   int32_t cfirst, int32_t count, int8_t* out, int32_t stride) {
-    depthwise_row d = {n, oh, 0, 0, yv->c};
-    int32_t ow_lo, ow_hi;
-    valid_rows(p, xv->h, oh, &d.ilo, &d.ihi);
-    interior_columns(p, xv->w, yv->w, &ow_lo, &ow_hi);
-    int32_t ow = 0;
-    while (ow < yv->w) {
-        int8_t* o = out + (size_t)ow * stride;
-        if (ow >= ow_lo && ow + MF_DIRECT_R <= ow_hi) {
-            depthwise_pixels_s8(MF_DIRECT_R, x, xv, w, bias, p, q, &d, ow, 0, p->kw, cfirst,
-                                cfirst + count, o, stride);
-            ow += MF_DIRECT_R;
-        } else {
-            int32_t jlo, jhi;
-            valid_taps(p, xv->w, ow, &jlo, &jhi);
-            depthwise_pixels_s8(1, x, xv, w, bias, p, q, &d, ow, jlo, jhi, cfirst,
-                                cfirst + count, o, stride);
             ow++;
         }
     }
@@ -1042,10 +958,6 @@ static void depthwise_row_s8(const int8_t* x, const mf_view* xv, const int8_t* w
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     int32_t acc[MF_DW_ROW];
-    if (mult == 1) {
-        depthwise_row_lanes_s8(x, xv, w, bias, yv, p, q, n, oh, cfirst, count, out, stride);
-        return;
-    }
     depthwise_chunks(count, mult, &cb, &owb);
     for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
         const int32_t len = mf_min_i32(cb, cfirst + count - c0);
@@ -1086,15 +998,17 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
 }
 
 /* ---- depthwise in place -------------------------------------------------------------------
- * Output channel c over input channel c (memfit.planning.storage), two ways, chosen by how
- * many channels a block of the row ring (mf_inplace.c) can hold in the one-channel temporary:
- *  - blocks of MF_DW_LANES channels (float: also MF_DW_LANES / 2), each row computed as above
- *    and stored through the ring: contiguous vectors of channels;
+ * Output channel c over input channel c (memfit.planning.storage). Float, two ways, chosen by
+ * how many channels a block of the row ring (mf_inplace.c) can hold in the one-channel
+ * temporary:
+ *  - blocks of MF_DW_LANES or MF_DW_LANES / 2 channels, each row computed as above and stored
+ *    through the ring: contiguous vectors of channels;
  *  - fewer (small maps with many channels, where the vectors would be a few lanes wide):
  *    channel by channel, the output plane of channel c (batch n) accumulated row by row, tap by
  *    tap over valid columns, into `channel`, then copied to the output's channel-c positions.
+ * int8 always channel by channel (its row blocks were slower on MobileNetV2).
  * Measured side by side: on ShuffleNet's 28x28x136 float maps the blocks are 2x faster than
- * channel by channel; int8 blocks of 4 were slower than channel by channel (vww_int8). */
+ * channel by channel. */
 
 static void depthwise_by_channel_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
@@ -1202,14 +1116,6 @@ static void depthwise_row_inplace_f32(const void* context, int32_t n, int32_t oh
                       (float*)row, len);
 }
 
-static void depthwise_row_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t c0,
-                                     int32_t len, void* row) {
-    const depthwise_context* k = (const depthwise_context*)context;
-    depthwise_row_s8((const int8_t*)k->x, k->xv, (const int8_t*)k->w, (const int32_t*)k->bias,
-                     k->yv, k->p, (const mf_requant_s8*)k->quantization, n, oh, c0, len,
-                     (int8_t*)row, len);
-}
-
 void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel) {
@@ -1228,12 +1134,5 @@ void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const fl
 void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                                     const int32_t* bias, int8_t* y, const mf_view* yv,
                                     const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
-    const depthwise_context context = {x, xv, w, bias, yv, p, q};
-    const mf_inplace op = {xv, yv, sizeof(int8_t), p->stride_h, p->pad_top, MF_DW_LANES,
-                           depthwise_row_inplace_s8, &context};
-    if (mf_inplace_block_channels(&op, x, y) >= MF_DW_LANES) {
-        mf_channelwise_inplace(&op, x, y, channel);
-    } else {
-        depthwise_by_channel_s8(x, xv, w, bias, y, yv, p, q, channel);
-    }
+    depthwise_by_channel_s8(x, xv, w, bias, y, yv, p, q, channel);
 }

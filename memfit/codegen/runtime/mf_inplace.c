@@ -9,9 +9,10 @@
  * the ring needs room for the most rows that ever wait at once (`waiting`), which fixes how
  * many channels a block can hold in the temporary's Ho*Wo elements. With every row stored at
  * the end of its batch, as the planner assumes, blocks of one channel are the channel-by-
- * channel order the planner proved safe; wider blocks read whole cache lines. Depthwise
+ * channel order the planner proved safe; wider blocks read whole cache lines. Float depthwise
  * convolution in place comes here only when a block holds a vector of channels
- * (mf_inplace_block_channels), else it runs its own channel-by-channel kernels (mf_conv.c). */
+ * (mf_inplace_block_channels), else (and int8 always) it runs its own channel-by-channel
+ * kernels (mf_conv.c). */
 #include <string.h>
 
 #include "mf_internal.h"
