@@ -611,10 +611,10 @@ def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> Non
     assert_untouched(parent, y)
 
 
-# In place, rows are stored through a ring of output rows in blocks of channels
+# In place, float rows are stored through a ring of output rows in blocks of channels
 # (mf_inplace.c) when a block holds at least 4: one block of all channels (rows stored at once,
 # or one row later with "same" padding), blocks of 8 channels and a shorter last one, blocks of
-# 4; with fewer, channel by channel (small maps with many channels).
+# 4; with fewer (small maps with many channels), and int8 always, channel by channel.
 DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
     (1, 17, 17, 8, 1, 3, 3, (2, 2), (1, 1), (0, 0, 0, 0)),
     (2, 16, 15, 12, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
