@@ -309,6 +309,13 @@ CONV_CASES = [
     (1, 10, 9, 8, 8, 5, 4, (3, 2), (1, 1), (2, 1, 2, 2), 2),
     (1, 5, 6, 33, 64, 1, 1, (2, 2), (1, 1), (0, 0, 0, 0), 1),
     (3, 4, 4, 2, 3, 2, 2, (1, 1), (1, 1), (1, 1, 0, 0), 1),
+    # 1x1, pixels read in place: groups of 34 channels (a panel and a half panel), 35 pixels
+    (1, 5, 7, 36, 136, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 4),
+    # 1x1 with padding: through the im2col panel
+    (1, 6, 5, 8, 20, 1, 1, (2, 2), (1, 1), (1, 1, 0, 0), 1),
+    # interior windows read in place (kernel rows dilated), borders packed, in separate tiles
+    (2, 12, 13, 4, 20, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 11, 12, 5, 9, 3, 3, (1, 1), (2, 1), (2, 1, 2, 1), 1),
 ]
 
 
@@ -537,6 +544,7 @@ DEPTHWISE_CASES = [
     (2, 10, 7, 70, 1, 3, 3, (2, 2), (1, 1), (0, 0, 1, 1)),
     (1, 8, 9, 3, 2, 3, 2, (1, 2), (2, 1), (2, 1, 2, 0)),
     (1, 6, 6, 4, 3, 5, 5, (2, 1), (1, 1), (2, 2, 2, 2)),
+    (1, 7, 9, 14, 1, 3, 3, (1, 1), (1, 2), (2, 1, 2, 1)),
 ]
 
 
@@ -604,13 +612,18 @@ def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> Non
     assert_untouched(parent, y)
 
 
-# In place, rows are stored through a ring of output rows in blocks of channels
-# (mf_inplace.c): one block of all channels (rows stored at once, or one row later with "same"
-# padding), several blocks, and blocks of one channel.
+# In place, float rows are stored through a ring of output rows in blocks of channels
+# (mf_inplace.c) when a block holds at least 4: one block of all channels (rows stored at once,
+# or one row later with "same" padding), blocks of 8 channels and a shorter last one, blocks of
+# 4; with fewer (small maps with many channels), and int8 always, channel by channel.
 DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
     (1, 17, 17, 8, 1, 3, 3, (2, 2), (1, 1), (0, 0, 0, 0)),
     (2, 16, 15, 12, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
     (1, 12, 12, 40, 1, 5, 5, (1, 1), (1, 1), (2, 2, 2, 2)),
+    (1, 20, 19, 45, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (2, 10, 11, 30, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (1, 14, 13, 27, 1, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1)),
+    (1, 7, 7, 21, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
 ]
 
 
@@ -1360,7 +1373,14 @@ def test_quantize_and_dequantize(lib: ctypes.CDLL) -> None:
 @pytest.mark.parametrize("dtype", [np.float32, np.int8])
 @pytest.mark.parametrize(
     ("shape", "perm"),
-    [((2, 3, 4, 5), (0, 3, 1, 2)), ((1, 4, 4, 3, 6), (0, 1, 2, 4, 3)), ((5, 7), (1, 0))],
+    [
+        ((2, 3, 4, 5), (0, 3, 1, 2)),
+        ((1, 4, 4, 3, 6), (0, 1, 2, 4, 3)),
+        ((5, 7), (1, 0)),
+        ((1, 5, 6, 4, 7, 1), (0, 1, 2, 4, 3, 5)),  # a channel shuffle, as ONNX models lower it
+        ((3, 1, 4, 2, 1), (2, 1, 4, 0, 3)),
+        ((2, 6), (0, 1)),
+    ],
 )
 def test_transpose(lib: ctypes.CDLL, dtype: type, shape: tuple, perm: tuple) -> None:
     rng = generator("transpose", shape, perm, dtype)

@@ -199,9 +199,11 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                             const mf_requant_s8* q);
 
 /* Depthwise in place (depth multiplier 1, as memfit.planning.storage plans it): y may alias x
- * so that output channel c lies on input channel c's positions. Channel by channel (and batch
- * by batch) the output plane is computed into `channel` (Ho*Wo elements, the planner's
- * in-place scratch), then stored; no other channel is touched. */
+ * so that output channel c lies on input channel c's positions. `channel` is the planner's
+ * in-place scratch (Ho*Wo elements): float, a ring of output rows for blocks of channels (as
+ * pooling in place) where a block holds a vector of channels; else, and int8 always, one
+ * channel's output plane at a time (batch by batch), stored once computed; a block touches no
+ * other channel. */
 void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel);

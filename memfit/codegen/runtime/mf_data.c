@@ -50,32 +50,67 @@ static void copy_row(const char* src, int32_t xs, char* dst, int32_t ys, int32_t
     }
 }
 
+/* The same box with axes of one element dropped and neighbouring axes merged where both
+ * sides step over them as over one axis, so that the innermost rows are as long as they can be
+ * (a channel shuffle's [.., 4, 28, 1] -> [.., 28, 4, 1] moves rows of 4, not of 1). */
+static box simplified(const box* b) {
+    box s;
+    s.rank = 0;
+    for (int32_t d = 0; d < b->rank; d++) {
+        if (b->dims[d] == 1) {
+            continue;
+        }
+        const int32_t k = s.rank - 1;
+        if (k >= 0 && s.x_strides[k] == b->x_strides[d] * b->dims[d] &&
+            s.y_strides[k] == b->y_strides[d] * b->dims[d]) {
+            s.dims[k] *= b->dims[d];
+            s.x_strides[k] = b->x_strides[d];
+            s.y_strides[k] = b->y_strides[d];
+            continue;
+        }
+        s.dims[s.rank] = b->dims[d];
+        s.x_strides[s.rank] = b->x_strides[d];
+        s.y_strides[s.rank] = b->y_strides[d];
+        s.rank++;
+    }
+    return s;
+}
+
 /* y[i] = x[i] over the box; x and y point at the box's first element. */
-static void copy_box(const char* x, char* y, const box* b, int32_t elem) {
-    if (box_empty(b)) {
+static void copy_box(const char* x, char* y, const box* whole, int32_t elem) {
+    if (box_empty(whole)) {
         return;
     }
+    const box simple = simplified(whole);
+    const box* b = &simple;
     if (b->rank == 0) {
         memcpy(y, x, (size_t)elem);
         return;
     }
+    /* The odometer walks the axes before the last two; each step copies a plane of rows. */
     const int32_t last = b->rank - 1, len = b->dims[last];
     const int32_t xs = b->x_strides[last], ys = b->y_strides[last];
+    const int32_t outer = last - 1;
+    const int32_t rows = outer >= 0 ? b->dims[outer] : 1;
+    const ptrdiff_t xr = outer >= 0 ? (ptrdiff_t)b->x_strides[outer] * elem : 0;
+    const ptrdiff_t yr = outer >= 0 ? (ptrdiff_t)b->y_strides[outer] * elem : 0;
     int32_t index[MF_MAX_RANK] = {0};
     for (;;) {
         ptrdiff_t xo = 0, yo = 0;
-        for (int32_t d = 0; d < last; d++) {
+        for (int32_t d = 0; d < outer; d++) {
             xo += (ptrdiff_t)index[d] * b->x_strides[d];
             yo += (ptrdiff_t)index[d] * b->y_strides[d];
         }
         const char* src = x + xo * elem;
         char* dst = y + yo * elem;
-        if (xs == 1 && ys == 1) {
-            memcpy(dst, src, (size_t)len * (size_t)elem);
-        } else {
-            copy_row(src, xs, dst, ys, len, elem);
+        for (int32_t r = 0; r < rows; r++) {
+            if (xs == 1 && ys == 1) {
+                memcpy(dst + r * yr, src + r * xr, (size_t)len * (size_t)elem);
+            } else {
+                copy_row(src + r * xr, xs, dst + r * yr, ys, len, elem);
+            }
         }
-        int32_t d = last - 1;
+        int32_t d = outer - 1;
         while (d >= 0 && ++index[d] == b->dims[d]) {
             index[d--] = 0;
         }

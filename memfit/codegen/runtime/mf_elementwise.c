@@ -67,7 +67,13 @@ static void binary_f32(int32_t how, const float* a, const mf_view* av, const flo
                 float* out = y + mf_view_offset(yv, n, h, w);
                 binary_row_f32(how, a + operand_offset(&oa, n, h, w), oa.sc,
                                b + operand_offset(&ob, n, h, w), ob.sc, out, yv->c);
-                if (!plain) {
+                if (!plain && act->fn == MF_FN_NONE) { /* a clamp alone: vectorizable */
+                    const float lo = act->min, hi = act->max;
+                    for (int32_t c = 0; c < yv->c; c++) {
+                        const float v = out[c] < lo ? lo : out[c];
+                        out[c] = v > hi ? hi : v;
+                    }
+                } else if (!plain) {
                     for (int32_t c = 0; c < yv->c; c++) {
                         out[c] = mf_activate(out[c], act);
                     }

@@ -1,5 +1,5 @@
-/* Channel-wise ops in place (pooling), row by row through a ring of output rows in the
- * planner's one-channel temporary.
+/* Channel-wise ops in place (pooling, depthwise convolution), row by row through a ring of
+ * output rows in the planner's one-channel temporary.
  *
  * The planner lets output channel c overwrite input channel c (memfit.planning.storage):
  * storing output element (n, oh, ow, c) destroys an input element of channel c only. So a
@@ -9,9 +9,10 @@
  * the ring needs room for the most rows that ever wait at once (`waiting`), which fixes how
  * many channels a block can hold in the temporary's Ho*Wo elements. With every row stored at
  * the end of its batch, as the planner assumes, blocks of one channel are the channel-by-
- * channel order the planner proved safe; wider blocks read whole cache lines. (Depthwise
- * convolution in place keeps its own channel-by-channel kernels: on the small maps and few
- * channels of microcontroller models, blocks of a few channels were slower.) */
+ * channel order the planner proved safe; wider blocks read whole cache lines. Float depthwise
+ * convolution in place comes here only when a block holds a vector of channels
+ * (mf_inplace_block_channels), else (and int8 always) it runs its own channel-by-channel
+ * kernels (mf_conv.c). */
 #include <string.h>
 
 #include "mf_internal.h"
@@ -54,25 +55,43 @@ static void store_rows(const mf_inplace* op, ptrdiff_t x_minus_y, int32_t n, int
     }
 }
 
-void mf_channelwise_inplace(const mf_inplace* op, const void* x, void* y, void* scratch) {
-    const mf_view* yv = op->yv;
-    const ptrdiff_t x_minus_y = (const unsigned char*)x - (unsigned char*)y;
+/* Rows that wait in the ring at once: a dry run of the storing order (no ring, no stores). */
+static int32_t waiting_rows(const mf_inplace* op, ptrdiff_t x_minus_y) {
     int32_t waiting = 1;
-    if (yv->n <= 0 || yv->h <= 0 || yv->w <= 0 || yv->c <= 0) {
-        return;
-    }
-    /* A dry run of the storing order (no ring, no stores) counts the rows that wait. */
-    for (int32_t n = 0; n < yv->n; n++) {
+    for (int32_t n = 0; n < op->yv->n; n++) {
         int32_t oldest = 0;
-        for (int32_t oh = 0; oh < yv->h; oh++) {
+        for (int32_t oh = 0; oh < op->yv->h; oh++) {
             waiting = mf_max_i32(waiting, oh - oldest + 1);
             store_rows(op, x_minus_y, n, oh, &oldest, 0, 0, 1, NULL, NULL);
         }
     }
-    /* Channels per block: as many as the temporary holds for `waiting` rows, in equal blocks. */
-    const int32_t most = mf_max_i32(1, mf_min_i32(yv->c, yv->h / waiting));
+    return waiting;
+}
+
+int32_t mf_inplace_block_channels(const mf_inplace* op, const void* x, const void* y) {
+    const mf_view* yv = op->yv;
+    if (yv->n <= 0 || yv->h <= 0 || yv->w <= 0 || yv->c <= 0) {
+        return 0;
+    }
+    const int32_t waiting = waiting_rows(op, (const unsigned char*)x - (const unsigned char*)y);
+    return mf_max_i32(1, mf_min_i32(yv->c, yv->h / waiting));
+}
+
+void mf_channelwise_inplace(const mf_inplace* op, const void* x, void* y, void* scratch) {
+    const mf_view* yv = op->yv;
+    const ptrdiff_t x_minus_y = (const unsigned char*)x - (unsigned char*)y;
+    int32_t most = mf_inplace_block_channels(op, x, y);
+    if (most == 0) {
+        return;
+    }
+    const int32_t waiting = waiting_rows(op, x_minus_y);
+    /* Channels per block: as many as the temporary holds for `waiting` rows, a multiple of
+     * op->lanes when that many fit, else in equal blocks. */
+    if (most < yv->c && most >= op->lanes) {
+        most -= most % op->lanes;
+    }
     const int32_t blocks = (yv->c + most - 1) / most;
-    const int32_t width = (yv->c + blocks - 1) / blocks;
+    const int32_t width = most % op->lanes == 0 ? most : (yv->c + blocks - 1) / blocks;
     unsigned char* ring = (unsigned char*)scratch;
     const size_t size = (size_t)op->element_size;
     for (int32_t c0 = 0; c0 < yv->c; c0 += width) {

@@ -126,12 +126,15 @@ typedef struct {
     const mf_view* yv;
     int32_t element_size;
     int32_t stride_h, pad_top;   /* output row oh reads input rows from oh * stride_h - pad_top */
+    int32_t lanes;               /* blocks of a multiple of this many channels when they fit */
     mf_row_fn compute_row;
     const void* context;
 } mf_inplace;
 
 /* Runs op with y over x (output channel c over input channel c); scratch: Ho*Wo elements. */
 void mf_channelwise_inplace(const mf_inplace* op, const void* x, void* y, void* scratch);
+/* The most channels a block of mf_channelwise_inplace can hold (0 for an empty output). */
+int32_t mf_inplace_block_channels(const mf_inplace* op, const void* x, const void* y);
 
 /* out[j] = act(acc[j] + bias[j]) (bias may be NULL); a clamp loop compilers vectorize when the
  * activation is a clamp alone. */

@@ -332,7 +332,7 @@ static void pool_inplace(int32_t average, int32_t element_size, mf_row_fn row, c
                          const mf_view* xv, void* y, const mf_view* yv, const mf_pool* p,
                          const void* act, void* channel) {
     const pool_context context = {average, x, xv, yv, p, act};
-    const mf_inplace op = {xv, yv, element_size, p->stride_h, p->pad_top, row, &context};
+    const mf_inplace op = {xv, yv, element_size, p->stride_h, p->pad_top, 1, row, &context};
     mf_channelwise_inplace(&op, x, y, channel);
 }
 
