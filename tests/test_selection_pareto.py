@@ -98,7 +98,7 @@ def test_profile_is_cached(tmp_path: Path) -> None:
 def test_pareto_refuses_a_model_without_convolutions(tmp_path: Path) -> None:
     nodes = [helper.make_node("Relu", ["x"], ["y"])]
     model = save(make_model(nodes, {"x": (1, 4)}, ["y"]), tmp_path)
-    with pytest.raises(UnsupportedModelError, match="no float32 conv2d"):
+    with pytest.raises(UnsupportedModelError, match="no float32 or int8 conv2d"):
         run_pareto(str(model), quiet=True, cache=tmp_path / "c.json")
 
 

@@ -25,8 +25,8 @@ import pytest
 from memfit.codegen import params
 from memfit.codegen.program import CFLAGS
 from memfit.ir.builder import GraphBuilder
-from memfit.ir.dtypes import DType
 from memfit.ir.core import Op, Quantization
+from memfit.ir.dtypes import DType
 from memfit.runtime.kernels import run_kernel
 from memfit.selection import primitives
 from memfit.selection.primitives import NCHW, NHWC, Choice

@@ -188,8 +188,7 @@ def lower(context: OpContext) -> list[str]:
     function = primitives.PRIMITIVES[choice.primitive].c_function(choice.layout, int8)
     space = f"({'void' if int8 else 'float'}*)scratch" if workspace else "NULL"
     lines.append(
-        f"{function}({source}, {weights}, {context.pointer(bias)}, {destination}, &p, &q, "
-        f"{space});"
+        f"{function}({source}, {weights}, {context.pointer(bias)}, {destination}, &p, &q, {space});"
     )
     if output_bytes:
         lines.append(
