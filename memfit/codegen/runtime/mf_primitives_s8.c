@@ -20,7 +20,8 @@
 #define GEMM_NR 16
 
 typedef struct {
-    int32_t* acc;                /* int32 sink: acc[m * ld + n] += sums (when acc != NULL) */
+    int32_t* acc;                /* int32 sink: acc[m * ld + n] (+)= sums (when acc != NULL) */
+    int32_t accumulate;          /* int32 sink: add to acc (else overwrite it) */
     int8_t* y;                   /* int8 sink: y[m * ld + n] = requantized sums + bias */
     int32_t ld;
     const int32_t* bias;         /* may be NULL */
@@ -41,7 +42,7 @@ static void store_tile(const int32_t* tile, int32_t i0, int32_t j0, int32_t rows
         if (s->acc != NULL) {
             int32_t* restrict c = s->acc + at;
             for (int32_t j = 0; j < cols; j++) {
-                c[j] = add_wrap(c[j], t[j]);
+                c[j] = s->accumulate ? add_wrap(c[j], t[j]) : t[j];
             }
         } else if (s->channels_in_rows) {
             const int32_t o = s->channel0 + i0 + i;
@@ -264,7 +265,7 @@ MF_PRIMITIVE_S8(mf_prim_im2col_nchw_s8) {
                     }
                 }
             }
-            const gemm_sink sink = {NULL, y + ((size_t)n * p->m + g * og) * pixels, pixels, bias,
+            const gemm_sink sink = {NULL, 0, y + ((size_t)n * p->m + g * og) * pixels, pixels, bias,
                                     q, g * og, 1};
             gemm_s8(og, pixels, depth, w + (size_t)g * og * depth, depth, 0, cols, pixels,
                     q->input_offset, &sink);
@@ -299,7 +300,7 @@ MF_PRIMITIVE_S8(mf_prim_im2row_nhwc_s8) {
                     }
                 }
             }
-            const gemm_sink sink = {NULL, y + (size_t)n * pixels * p->y_pixel_stride + g * og,
+            const gemm_sink sink = {NULL, 0, y + (size_t)n * pixels * p->y_pixel_stride + g * og,
                                     p->y_pixel_stride, bias, q, g * og, 0};
             gemm_s8(pixels, og, depth, rows, depth, q->input_offset, w + (size_t)g * depth * og,
                     og, 0, &sink);
@@ -319,13 +320,11 @@ static void tap_product(const int8_t* x, const int8_t* w, const mf_prim_conv* p,
     const int32_t cin = p->c / p->groups, og = p->m / p->groups, pixels = p->h * p->w;
     const int8_t* wt = w + ((size_t)g * p->kh * p->kw + tap) * cin * og;
     if (nchw) {
-        memset(product, 0, sizeof(int32_t) * (size_t)og * pixels);
-        const gemm_sink sink = {product, NULL, pixels, NULL, q, 0, 0};
+        const gemm_sink sink = {product, 0, NULL, pixels, NULL, q, 0, 0};
         gemm_s8(og, pixels, cin, wt, cin, 0, x + ((size_t)n * p->c + g * cin) * pixels, pixels,
                 q->input_offset, &sink);
     } else {
-        memset(product, 0, sizeof(int32_t) * (size_t)og * pixels);
-        const gemm_sink sink = {product, NULL, og, NULL, q, 0, 0};
+        const gemm_sink sink = {product, 0, NULL, og, NULL, q, 0, 0};
         gemm_s8(pixels, og, cin, x + (size_t)n * pixels * p->x_pixel_stride + g * cin,
                 p->x_pixel_stride, q->input_offset, wt, og, 0, &sink);
     }
@@ -410,14 +409,14 @@ static void kn2row_acc_s8(const int8_t* x, const int8_t* w, const int32_t* bias,
                         }
                         const int32_t first = ih * p->w + lo + shift; /* input pixel of lo */
                         if (nchw) {
-                            const gemm_sink sink = {acc + oh * p->ow + lo, NULL, out_plane, NULL,
-                                                    q, 0, 0};
+                            const gemm_sink sink = {acc + oh * p->ow + lo, 1, NULL, out_plane,
+                                                    NULL, q, 0, 0};
                             gemm_s8(og, hi - lo, cin, wt, cin, 0,
                                     x + ((size_t)n * p->c + g * cin) * in_plane + first, in_plane,
                                     q->input_offset, &sink);
                         } else {
-                            const gemm_sink sink = {acc + (size_t)(oh * p->ow + lo) * og, NULL,
-                                                    og, NULL, q, 0, 0};
+                            const gemm_sink sink = {acc + (size_t)(oh * p->ow + lo) * og, 1,
+                                                    NULL, og, NULL, q, 0, 0};
                             gemm_s8(hi - lo, og, cin,
                                     x + ((size_t)n * in_plane + first) * p->x_pixel_stride +
                                         g * cin,
@@ -451,7 +450,7 @@ MF_PRIMITIVE_S8(mf_prim_gemm1x1_nhwc_s8) {
     const int32_t cin = p->c / p->groups, og = p->m / p->groups, pixels = p->h * p->w;
     for (int32_t n = 0; n < p->n; n++) {
         for (int32_t g = 0; g < p->groups; g++) {
-            const gemm_sink sink = {NULL, y + (size_t)n * pixels * p->y_pixel_stride + g * og,
+            const gemm_sink sink = {NULL, 0, y + (size_t)n * pixels * p->y_pixel_stride + g * og,
                                     p->y_pixel_stride, bias, q, g * og, 0};
             gemm_s8(pixels, og, cin, x + (size_t)n * pixels * p->x_pixel_stride + g * cin,
                     p->x_pixel_stride, q->input_offset, w + (size_t)g * cin * og, og, 0, &sink);
@@ -464,7 +463,7 @@ MF_PRIMITIVE_S8(mf_prim_gemm1x1_nchw_s8) {
     const int32_t cin = p->c / p->groups, og = p->m / p->groups, pixels = p->h * p->w;
     for (int32_t n = 0; n < p->n; n++) {
         for (int32_t g = 0; g < p->groups; g++) {
-            const gemm_sink sink = {NULL, y + ((size_t)n * p->m + g * og) * pixels, pixels, bias,
+            const gemm_sink sink = {NULL, 0, y + ((size_t)n * p->m + g * og) * pixels, pixels, bias,
                                     q, g * og, 1};
             gemm_s8(og, pixels, cin, w + (size_t)g * og * cin, cin, 0,
                     x + ((size_t)n * p->c + g * cin) * pixels, pixels, q->input_offset, &sink);
