@@ -177,3 +177,21 @@ def test_pareto_on_an_int8_model(tmp_path: Path) -> None:
         "default", "direct", "im2col", "im2row", "kn2row", "kn2row_acc"
     }  # fmt: skip
     assert data["front"][-1]["workspace_bytes"] == 0  # direct convolution everywhere
+
+
+def test_int8_layers_are_profiled_apart_from_float(tmp_path: Path) -> None:
+    """int8 layers are measured with the int8 primitives and int8 conversions, under keys of
+    their own (a float layer of the same shape costs something else)."""
+    from memfit.selection.profile import conv_job, conversion_job
+
+    graph = int8_chain()
+    costs = profile_graph(graph, CostCache(tmp_path / "costs.json"))
+    assert len(costs) == 3
+    for op in graph.ops:
+        layer = costs[op.name]
+        assert Choice("winograd", NCHW) not in layer.seconds
+        assert all(s > 0 for s in layer.seconds.values()) and layer.to_nchw_input > 0
+        assert all(conv_job(op, c).key.endswith(" s8") for c in layer.seconds)
+        assert conversion_job(op.output, "nchw_to_nhwc").key.endswith(" s8")
+    one_by_one = graph.ops[1]
+    assert Choice("gemm1x1", NCHW) in costs[one_by_one.name].seconds
