@@ -7,10 +7,10 @@ included when called inside ``memfit.codegen.plan.kernel_workspace``):
 - ``fdt`` / ``ffmt``: path discovery (``memfit.tiling.discovery``) with the methods allowed;
 - ``mafat``: several fused groups over the longest run of layers, each on its own grid
   (``memfit.tiling.mafat``), searched for the fastest configuration within the budget;
-- ``primitives``: on each of the above, the float convolutions' primitive and layout chosen by
-  the ILP of ``memfit.selection`` (TASO) from costs measured on this machine: the fastest
-  choice whose arena plus workspace fits the budget, the fastest overall, and the one with the
-  least workspace, each planned for real.
+- ``primitives``: on each of the above, the convolutions' (float32 or int8) primitive and
+  layout chosen by the ILP of ``memfit.selection`` (TASO) from costs measured on this machine:
+  the fastest choice whose arena plus workspace fits the budget, the fastest overall, and the
+  one with the least workspace, each planned for real.
 
 Every candidate's latency is predicted by the calibrated cost model on the graph and plan it
 really produces; for a primitive selection, the cost model's time of the selected layers is
@@ -38,7 +38,7 @@ from memfit.tiling.discovery import OptimizeResult, PeakBuffer, optimize, peak_b
 
 METHODS = (*DISCOVERY_METHODS, "mafat", "primitives")
 MAX_PROFILED_SHAPES = 48
-"""Primitive selection is tried on a candidate only when its float convolutions have at most
+"""Primitive selection is tried on a candidate only when its convolutions have at most
 this many distinct shapes (a fine grid's tiles would each be profiled)."""
 
 Progress = Callable[[str], None]
@@ -162,7 +162,7 @@ def _with_primitives(
     report: Progress,
     cache: Path | None,
 ) -> tuple[list[Candidate], str | None]:
-    """``base`` with its float convolutions' primitives chosen: the fastest within the budget,
+    """``base`` with its convolutions' primitives chosen: the fastest within the budget,
     the fastest, and the least workspace (each distinct selection once)."""
     from memfit.selection import lowering, pareto
     from memfit.selection.ilp import evaluate, solve
@@ -298,7 +298,9 @@ def choose(
             if note:
                 notes.append(note)
         if not _selectable_any(candidates):
-            notes.append("primitives: no float convolution with constant weights to choose for")
+            notes.append(
+                "primitives: no float32 or int8 convolution with constant weights to choose for"
+            )
         candidates += selected
     fitting = [c for c in candidates if budget is None or c.peak_bytes <= budget]
     if budget is not None and fitting:

@@ -88,12 +88,26 @@ def test_primitive_selection_within_a_budget_is_the_fastest_that_fits(graph):
     assert decision.chosen.predicted_latency_s == min(c.predicted_latency_s for c in fitting)
 
 
-def test_int8_models_have_nothing_to_select():
+def test_int8_models_get_primitive_selection():
+    """An int8 model's convolutions get their primitives chosen too (the int8 versions), and
+    the record replays."""
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.selection.lowering import choice_of
+    from memfit.tiling import apply_rewrites
     from memfit.zoo import build
 
-    decision = choose(build("resnet8-int8"), methods=("primitives",))
-    assert [c.source for c in decision.candidates] == ["untiled"]
-    assert any("no float convolution" in note for note in decision.notes)
+    graph = build("resnet8-int8")
+    with kernel_workspace():
+        decision = choose(graph, methods=("primitives",), cost_model=uncalibrated_cost_model())
+    assert {c.source for c in decision.candidates} == {"untiled", "untiled+primitives"}
+    chosen = decision.chosen
+    assert chosen.source == "untiled+primitives"
+    assert chosen.peak_bytes <= decision.untiled.peak_bytes
+    (record,) = chosen.rewrites
+    assert record["method"] == "primitives" and record["ops"]
+    replayed = apply_rewrites(graph.copy(), chosen.rewrites)
+    for op in replayed.ops:
+        assert choice_of(op) == choice_of(chosen.graph.op(op.name))
 
 
 @pytest.mark.parametrize(

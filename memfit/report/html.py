@@ -161,7 +161,7 @@ def _describe(record: dict[str, Any]) -> str:
         size = "grid " + size
     by = f" ({record['by']})" if record.get("by") else ""
     if record["method"] == "primitives":
-        return f"primitives: {size}"
+        return f"primitives {size}: {ops[0]} .. {ops[-1]} ({len(ops)} convolutions)"
     return f"{record['method'].upper()}{by} {size}: {ops[0]} .. {ops[-1]} ({len(ops)} ops)"
 
 

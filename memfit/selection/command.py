@@ -216,8 +216,8 @@ def run_pareto(
     ops = selectable_ops(graph)
     if not ops:
         raise UnsupportedModelError(
-            f"model {model!r} has no float32 conv2d layer with constant weights: primitive "
-            "selection has nothing to choose (int8 models are not supported by `pareto` yet)"
+            f"model {model!r} has no float32 or int8 conv2d layer with constant weights: "
+            "primitive selection has nothing to choose"
         )
 
     def say(message: str) -> None:
@@ -513,7 +513,7 @@ def add_pareto_parser(sub: Any) -> argparse.ArgumentParser:
         help="primitive selection (TASO): the memory/latency Pareto front, measured",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
     )
-    p.add_argument("model", help="a .onnx or .tflite file (float32), or zoo:NAME")
+    p.add_argument("model", help="a .onnx or .tflite file (float32 or int8), or zoo:NAME")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="FILE.png", help="plot peak memory against latency")
     p.add_argument("--points", type=int, default=5, help="front points to measure (default 5)")

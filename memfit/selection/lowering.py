@@ -21,6 +21,7 @@ from memfit.codegen import params
 from memfit.codegen.lowering import OpContext, unsupported
 from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op, Tensor
+from memfit.ir.dtypes import DType
 from memfit.selection import primitives
 from memfit.selection.primitives import NCHW, Choice
 
@@ -119,8 +120,8 @@ def _parts(op: Op) -> tuple[int, int, int]:
     x = op.inputs[0]
     assert x is not None
     converting = choice.layout == NCHW
-    input_bytes = primitives.conversion_bytes(x.shape)
-    output_bytes = primitives.conversion_bytes(op.output.shape)
+    input_bytes = primitives.conversion_bytes(x)
+    output_bytes = primitives.conversion_bytes(op.output)
     return (
         primitives.workspace_bytes(op, choice),
         input_bytes if converting and not op.attrs[INPUT_NCHW] else 0,
@@ -158,37 +159,40 @@ def lower(context: OpContext) -> list[str]:
     x_stride = g.c if nchw else _pixel_stride(context, x)
     y_stride = g.m if nchw else _pixel_stride(context, y)
     workspace, input_bytes, output_bytes = _parts(op)
-    scratch = context.scratch("float")
+    int8 = primitives.layer_dtype(op) is DType.INT8
+    element, suffix = ("int8_t", "s8") if int8 else ("float", "f32")
     weights = context.array(primitives.arrange_weights(op, choice), f"weights, {choice.label}")
-    act = params.initializer(params.float_activation(op), lambda f, d: context.array(d, f))
+    # int8: the requantization (its per-channel multipliers and shifts are constant arrays)
+    struct = params.requant(op) if int8 else params.float_activation(op)
+    initializer = params.initializer(struct, lambda field, data: context.array(data, field))
     fields = ", ".join(str(v) for v in (*vars(g).values(), x_stride, y_stride))
     lines = [
         f"const mf_prim_conv p = {{{fields}}};",
-        f"const mf_range_f32 act = {act};",
-        f"float* scratch = {scratch};",
+        f"const {struct.C_TYPE} q = {initializer};",
+        f"char* scratch = {context.scratch('char')};",
         "(void)scratch;",
-        f"const float* x = {context.pointer(x)};",
-        f"float* y = {context.pointer(y)};",
+        f"const {element}* x = {context.pointer(x)};",
+        f"{element}* y = {context.pointer(y)};",
     ]
     source, destination = "x", "y"
     if input_bytes:
-        lines.append(f"float* x_nchw = scratch + {workspace // 4};")
+        lines.append(f"{element}* x_nchw = ({element}*)(scratch + {workspace});")
         lines.append(
-            f"mf_nhwc_to_nchw_f32(x, {g.n}, {g.h}, {g.w}, {g.c}, {_pixel_stride(context, x)}, "
-            "x_nchw);"
+            f"mf_nhwc_to_nchw_{suffix}(x, {g.n}, {g.h}, {g.w}, {g.c}, "
+            f"{_pixel_stride(context, x)}, x_nchw);"
         )
         source = "x_nchw"
     if output_bytes:
-        lines.append(f"float* y_nchw = scratch + {(workspace + input_bytes) // 4};")
+        lines.append(f"{element}* y_nchw = ({element}*)(scratch + {workspace + input_bytes});")
         destination = "y_nchw"
-    function = primitives.PRIMITIVES[choice.primitive].c_function(choice.layout)
+    function = primitives.PRIMITIVES[choice.primitive].c_function(choice.layout, int8)
+    space = f"({'void' if int8 else 'float'}*)scratch" if workspace else "NULL"
     lines.append(
-        f"{function}({source}, {weights}, {context.pointer(bias)}, {destination}, &p, &act, "
-        f"{'scratch' if workspace else 'NULL'});"
+        f"{function}({source}, {weights}, {context.pointer(bias)}, {destination}, &p, &q, {space});"
     )
     if output_bytes:
         lines.append(
-            f"mf_nchw_to_nhwc_f32(y_nchw, {g.n}, {g.oh}, {g.ow}, {g.m}, y, "
+            f"mf_nchw_to_nhwc_{suffix}(y_nchw, {g.n}, {g.oh}, {g.ow}, {g.m}, y, "
             f"{_pixel_stride(context, y)});"
         )
     return lines

@@ -79,7 +79,8 @@ def check_graph(graph: Graph, config: Configuration, seed: int = 0) -> Graph:
     """The graph a configuration is checked on: the selected layers with seeded random weights
     and biases (a model zoo's stand-in weights may be constant, which would hide a permuted
     weight or channel), every selected layer's output that is stored NHWC a graph output, and
-    nothing after them."""
+    nothing after them. int8 layers get int8 weights over their whole range and small int32
+    biases (their scales stay the layer's)."""
     check = configure(graph, config.assignment, config.nchw_tensors)
     rng = np.random.default_rng(seed)
     outputs = []
@@ -87,7 +88,12 @@ def check_graph(graph: Graph, config: Configuration, seed: int = 0) -> Graph:
         op = check.op(name)
         for index in (1, 2):
             t = op.input(index)
-            if t is not None and t.data is not None:
+            if t is None or t.data is None:
+                continue
+            if np.issubdtype(t.data.dtype, np.integer):
+                limit = 127 if index == 1 else 1 << 10
+                t.data = rng.integers(-limit, limit + 1, t.data.shape).astype(t.data.dtype)
+            else:
                 fan_in = max(1, t.data.size // t.data.shape[0]) if index == 1 else 1
                 scale = 1.0 / np.sqrt(fan_in)
                 t.data = (rng.standard_normal(t.data.shape) * scale).astype(t.data.dtype)

@@ -61,8 +61,8 @@ def build_problem(
             Layer(
                 op.name,
                 {c: Option(s, primitives.workspace_bytes(op, c)) for c, s in cost.seconds.items()},
-                Option(cost.to_nchw_input, primitives.conversion_bytes(x.shape)),
-                Option(cost.to_nhwc_output, primitives.conversion_bytes(op.output.shape)),
+                Option(cost.to_nchw_input, primitives.conversion_bytes(x)),
+                Option(cost.to_nhwc_output, primitives.conversion_bytes(op.output)),
             )
         )
     return Problem(

@@ -38,6 +38,16 @@ static inline int32_t mf_clamp_i32(int32_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : x);
 }
 
+/* Output columns [lo, hi) whose input column ow * stride + offset lies in [0, width) (the
+ * convolution primitives' border handling). */
+static inline void mf_valid_columns(int32_t out_width, int32_t width, int32_t stride,
+                                    int32_t offset, int32_t* lo, int32_t* hi) {
+    int32_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
+    int32_t last = width - 1 - offset < 0 ? -1 : (width - 1 - offset) / stride;
+    *lo = mf_min_i32(first, out_width);
+    *hi = mf_max_i32(*lo, mf_min_i32(last + 1, out_width));
+}
+
 /* Two's-complement wrap of a 64-bit value to 32 bits (C's int32 arithmetic, without UB). */
 static inline int32_t mf_wrap32(int64_t x) { return (int32_t)(uint32_t)(uint64_t)x; }
 

@@ -125,15 +125,6 @@ static void finish_nchw(float* y, int32_t images, int32_t m, int32_t plane, cons
     }
 }
 
-/* Output columns [lo, hi) whose input column ow * stride + offset lies in [0, width). */
-static void valid_columns(int32_t out_width, int32_t width, int32_t stride, int32_t offset,
-                          int32_t* lo, int32_t* hi) {
-    int32_t first = offset >= 0 ? 0 : (-offset + stride - 1) / stride;
-    int32_t last = width - 1 - offset < 0 ? -1 : (width - 1 - offset) / stride;
-    *lo = mf_min_i32(first, out_width);
-    *hi = mf_max_i32(*lo, mf_min_i32(last + 1, out_width));
-}
-
 /* ---- direct ---------------------------------------------------------------------------------
  * NHWC weights [groups][KH][KW][C/groups][M/groups] (output channels innermost, vectorized);
  * NCHW weights [M][C/groups][KH][KW] (as ONNX), output columns innermost. */
@@ -196,7 +187,7 @@ MF_PRIMITIVE(mf_prim_direct_nchw_f32) {
                         const float wv = w[(((size_t)o * cin + c) * p->kh + i) * p->kw + j];
                         const int32_t offset = j * p->dilation_w - p->pad_left;
                         int32_t lo, hi;
-                        valid_columns(p->ow, p->w, p->stride_w, offset, &lo, &hi);
+                        mf_valid_columns(p->ow, p->w, p->stride_w, offset, &lo, &hi);
                         for (int32_t oh = 0; oh < p->oh; oh++) {
                             const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
                             if (ih < 0 || ih >= p->h) {
@@ -233,7 +224,7 @@ MF_PRIMITIVE(mf_prim_im2col_nchw_f32) {
                         float* col = workspace + ((size_t)(c * p->kh + i) * p->kw + j) * pixels;
                         const int32_t offset = j * p->dilation_w - p->pad_left;
                         int32_t lo, hi;
-                        valid_columns(p->ow, p->w, p->stride_w, offset, &lo, &hi);
+                        mf_valid_columns(p->ow, p->w, p->stride_w, offset, &lo, &hi);
                         for (int32_t oh = 0; oh < p->oh; oh++) {
                             float* out = col + (size_t)oh * p->ow;
                             const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
@@ -305,7 +296,7 @@ static void shift_add_nhwc(const float* t, int32_t og, const mf_prim_conv* p, in
                            int32_t j, float* out) {
     const int32_t offset = j * p->dilation_w - p->pad_left;
     int32_t lo, hi;
-    valid_columns(p->ow, p->w, 1, offset, &lo, &hi);
+    mf_valid_columns(p->ow, p->w, 1, offset, &lo, &hi);
     for (int32_t oh = 0; oh < p->oh; oh++) {
         const int32_t ih = oh - p->pad_top + i * p->dilation_h;
         if (ih < 0 || ih >= p->h) {
@@ -326,7 +317,7 @@ static void shift_add_nchw(const float* t, int32_t og, const mf_prim_conv* p, in
     const int32_t offset = j * p->dilation_w - p->pad_left;
     const size_t in_plane = (size_t)p->h * p->w, out_plane = (size_t)p->oh * p->ow;
     int32_t lo, hi;
-    valid_columns(p->ow, p->w, 1, offset, &lo, &hi);
+    mf_valid_columns(p->ow, p->w, 1, offset, &lo, &hi);
     for (int32_t o = 0; o < og; o++) {
         for (int32_t oh = 0; oh < p->oh; oh++) {
             const int32_t ih = oh - p->pad_top + i * p->dilation_h;
@@ -645,7 +636,7 @@ MF_PRIMITIVE(mf_prim_depthwise_nchw_f32) {
                     const float wv = w[((size_t)o * p->kh + i) * p->kw + j];
                     const int32_t offset = j * p->dilation_w - p->pad_left;
                     int32_t lo, hi;
-                    valid_columns(p->ow, p->w, p->stride_w, offset, &lo, &hi);
+                    mf_valid_columns(p->ow, p->w, p->stride_w, offset, &lo, &hi);
                     for (int32_t oh = 0; oh < p->oh; oh++) {
                         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
                         if (ih < 0 || ih >= p->h) {

@@ -16,6 +16,20 @@
  *    the tests fill it with a canary and check that the primitive touches all of it and not a
  *    byte more.
  *  - y must not alias x.
+ *
+ * The int8 primitives (those below with an _s8 twin) compute exactly what mf_conv2d_s8 and
+ * TensorFlow Lite Micro's int8 conv compute: int32 sums of (x + q->input_offset) * w over the
+ * taps inside the input (padding taps add nothing), plus bias, requantized per output channel
+ * (mf_requant_s8). Their signature:
+ *
+ *   void mf_prim_<primitive>_<layout>_s8(const int8_t* x, const int8_t* w,
+ *                                         const int32_t* bias, int8_t* y,
+ *                                         const mf_prim_conv* p, const mf_requant_s8* q,
+ *                                         void* workspace);
+ *
+ * with the same conventions; a workspace of int32 accumulators needs 4-byte alignment.
+ * Winograd has no int8 version: its transforms multiply by halves, so it cannot reproduce the
+ * integer sums exactly in int8/int32 without a different weight format and a narrower range.
  */
 #ifndef MF_PRIMITIVES_H
 #define MF_PRIMITIVES_H
@@ -68,11 +82,38 @@ MF_PRIMITIVE(mf_prim_gemm1x1_nchw_f32);
 MF_PRIMITIVE(mf_prim_depthwise_nhwc_f32);
 MF_PRIMITIVE(mf_prim_depthwise_nchw_f32);
 
+#define MF_PRIMITIVE_S8(name)                                                                \
+    void name(const int8_t* x, const int8_t* w, const int32_t* bias, int8_t* y,               \
+              const mf_prim_conv* p, const mf_requant_s8* q, void* workspace)
+
+/* int8 (mf_primitives_s8.c). Workspace bytes: */
+/* direct: none. */
+MF_PRIMITIVE_S8(mf_prim_direct_nhwc_s8);
+MF_PRIMITIVE_S8(mf_prim_direct_nchw_s8);
+/* im2col (NCHW) / im2row (NHWC) + GEMM: the int8 columns / rows, padding taps holding the input
+ * zero point: K*K*(C/groups)*OH*OW bytes. */
+MF_PRIMITIVE_S8(mf_prim_im2col_nchw_s8);
+MF_PRIMITIVE_S8(mf_prim_im2row_nhwc_s8);
+/* kn2row (stride 1): every tap's int32 product: 4*K*K*(M/groups)*H*W bytes. */
+MF_PRIMITIVE_S8(mf_prim_kn2row_nhwc_s8);
+MF_PRIMITIVE_S8(mf_prim_kn2row_nchw_s8);
+/* kn2row accumulating (stride 1): each tap's 1x1 GEMM adds, row of output pixels by row, into
+ * an int32 accumulator of the output, requantized at the end: 4*(M/groups)*OH*OW bytes. */
+MF_PRIMITIVE_S8(mf_prim_kn2row_acc_nhwc_s8);
+MF_PRIMITIVE_S8(mf_prim_kn2row_acc_nchw_s8);
+/* 1x1, stride 1, no padding: one GEMM per group, requantized as it goes: none. */
+MF_PRIMITIVE_S8(mf_prim_gemm1x1_nhwc_s8);
+MF_PRIMITIVE_S8(mf_prim_gemm1x1_nchw_s8);
+
 /* Layout conversions of an [n, h, w, c] activation. NHWC pixels are pixel_stride elements
  * apart (>= c); NCHW is dense. */
 void mf_nhwc_to_nchw_f32(const float* x, int32_t n, int32_t h, int32_t w, int32_t c,
                          int32_t pixel_stride, float* y);
 void mf_nchw_to_nhwc_f32(const float* x, int32_t n, int32_t h, int32_t w, int32_t c, float* y,
                          int32_t pixel_stride);
+void mf_nhwc_to_nchw_s8(const int8_t* x, int32_t n, int32_t h, int32_t w, int32_t c,
+                        int32_t pixel_stride, int8_t* y);
+void mf_nchw_to_nhwc_s8(const int8_t* x, int32_t n, int32_t h, int32_t w, int32_t c, int8_t* y,
+                        int32_t pixel_stride);
 
 #endif /* MF_PRIMITIVES_H */
