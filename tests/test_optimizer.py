@@ -124,3 +124,20 @@ def test_bad_selection_records_are_refused(graph, record, message):
 
     with pytest.raises(InputError, match=message):
         apply_rewrites(graph.copy(), [record])
+
+
+def test_layers_with_a_chosen_primitive_never_run_in_place():
+    """A pointwise convolution may run in place through memfit's own kernel only: once the
+    selection gives it a primitive, the plan keeps its output apart (the generated C of the
+    plan would refuse it otherwise)."""
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.zoo import build
+
+    with kernel_workspace():
+        decision = choose(build("ds-cnn-int8"), methods=("primitives",))
+    selected = [c for c in decision.candidates if c.source.endswith("+primitives")]
+    assert selected
+    for candidate in selected:
+        marked = [op.name for op in candidate.graph.ops if op.attrs.get("primitive")]
+        assert marked
+        assert not set(marked) & set(candidate.plan.storage.in_place)

@@ -556,6 +556,8 @@ def pointwise_input_offset(op: Op) -> int | None:
         return None
     if x.dtype is DType.FLOAT32 and w.dtype is not DType.FLOAT32:
         return None  # a hybrid layer: one scale from the whole batch item
+    if op.attrs.get("primitive") is not None:
+        return None  # a primitive chosen by memfit.selection: its C function has no blocks
     if any(op.attrs.get("pads", (0, 0, 0, 0))):
         return None
     n, h, w_in, cin = x.shape
