@@ -378,9 +378,6 @@ def _print_optimize(result, summary: dict[str, Any], output: str | None) -> None
     console.print(grid)
 
 
-REPORT_FRACTIONS = (0.5, 0.25)
-"""Budgets (fractions of the untiled peak) the report's front is drawn at, beside the untiled
-plan and the smallest peak."""
 REPORT_MAX_MAC_OVERHEAD = 0.2
 """Recompute the report's own plans may add (as a fraction of the model's MACs)."""
 
@@ -388,7 +385,7 @@ REPORT_MAX_MAC_OVERHEAD = 0.2
 def cmd_report(args: argparse.Namespace) -> int:
     from memfit.codegen.cost_model import default_cost_model
     from memfit.codegen.plan import kernel_workspace
-    from memfit.optimizer import choose
+    from memfit.optimizer import SWEEP_FRACTIONS, sweep
     from memfit.planning import tflm_greedy
     from memfit.report.html import FrontPoint, collect, render
 
@@ -401,34 +398,22 @@ def cmd_report(args: argparse.Namespace) -> int:
     cost_model = default_cost_model()
     notes = []
     with _progress(f"reporting on {graph.name}") as report, kernel_workspace():
-        if args.plan:
-            tiled, plan, rewrites = _apply_plan(graph, args.plan)
-            notes.append(f"plan from {args.plan}")
-        else:
-            decision = choose(graph, max_mac_overhead=REPORT_MAX_MAC_OVERHEAD, progress=report)
-            tiled, plan = decision.chosen.graph, decision.chosen.plan
-            rewrites = list(decision.chosen.rewrites)
-            notes.append(
-                "plan: memfit optimize --max-mac-overhead "
-                f"{REPORT_MAX_MAC_OVERHEAD} (the smallest peak with at most "
-                f"{REPORT_MAX_MAC_OVERHEAD:.0%} recomputed MACs)"
-            )
-        untiled_peak = None
+        # The front: memfit optimize without a budget (the smallest peak), then at budgets
+        # below the untiled peak; without --plan, the smallest peak is the report's plan.
         front = []
-        for fraction in (None, *REPORT_FRACTIONS):
-            budget = None if fraction is None else int(untiled_peak * fraction)  # type: ignore[operator]
-            report(f"front: budget {budget or 'none'}")
-            decision = choose(
-                graph,
-                budget=budget,
-                max_mac_overhead=REPORT_MAX_MAC_OVERHEAD,
-                progress=report,
-            )
-            untiled_peak = decision.untiled.peak_bytes
-            untiled = (decision.untiled.graph, decision.untiled.plan)
+        for fraction, budget, decision in sweep(
+            graph, max_mac_overhead=REPORT_MAX_MAC_OVERHEAD, progress=report
+        ):
             if fraction is None:
+                smallest = decision
+                untiled = (decision.untiled.graph, decision.untiled.plan)
                 front.append(
-                    FrontPoint(None, "untiled", untiled_peak, decision.untiled.predicted_latency_s)
+                    FrontPoint(
+                        None,
+                        "untiled",
+                        decision.untiled.peak_bytes,
+                        decision.untiled.predicted_latency_s,
+                    )
                 )
             for candidate in decision.candidates:
                 if candidate.source != "untiled":
@@ -440,7 +425,18 @@ def cmd_report(args: argparse.Namespace) -> int:
                             candidate.predicted_latency_s,
                         )
                     )
-        fractions = ", ".join(f"{f:.0%}" for f in REPORT_FRACTIONS)
+        if args.plan:
+            tiled, plan, rewrites = _apply_plan(graph, args.plan)
+            notes.append(f"plan from {args.plan}")
+        else:
+            tiled, plan = smallest.chosen.graph, smallest.chosen.plan
+            rewrites = list(smallest.chosen.rewrites)
+            notes.append(
+                "plan: memfit optimize --max-mac-overhead "
+                f"{REPORT_MAX_MAC_OVERHEAD} (the smallest peak with at most "
+                f"{REPORT_MAX_MAC_OVERHEAD:.0%} recomputed MACs)"
+            )
+        fractions = ", ".join(f"{f:.0%}" for f in SWEEP_FRACTIONS)
         notes.append(
             f"front: memfit optimize at budgets of {fractions} of the untiled peak and without "
             f"one, at most {REPORT_MAX_MAC_OVERHEAD:.0%} recomputed MACs"

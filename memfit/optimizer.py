@@ -23,7 +23,7 @@ smallest peak is returned and the caller reports it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -166,13 +166,14 @@ def _with_primitives(
     the fastest, and the least workspace (each distinct selection once)."""
     from memfit.selection import lowering, pareto
     from memfit.selection.ilp import evaluate, solve
-    from memfit.selection.problem import activation_arena_bytes, build_problem
+    from memfit.selection.problem import activation_plan, build_problem
     from memfit.selection.profile import CostCache, conv_job, profile_graph, selectable_ops
 
     ops = selectable_ops(base.graph)
     if not ops:
         return [], None
-    if budget is not None and activation_arena_bytes(base.graph) > budget:
+    activations = activation_plan(base.graph)
+    if budget is not None and activations.arena.size > budget:
         return [], None  # no choice of workspace brings it within the budget
     shapes = {conv_job(op, pareto.DEFAULT).key for op in ops}
     if len(shapes) > MAX_PROFILED_SHAPES:
@@ -185,7 +186,7 @@ def _with_primitives(
         report(f"profiling primitives for the {base.source} plan: {done}/{total}")
 
     costs = profile_graph(base.graph, CostCache(cache), profiled)
-    problem = build_problem(base.graph, costs)
+    problem = build_problem(base.graph, costs, plan=activations)
     default = evaluate(problem, {layer.name: pareto.DEFAULT for layer in problem.layers})
     layers_s = sum(cost_model.op_seconds(op) for op in ops)
     report(f"choosing primitives for the {base.source} plan ({len(problem.layers)} layers)")
@@ -317,3 +318,26 @@ def choose(
         evaluations=evaluations,
         notes=tuple(notes),
     )
+
+
+SWEEP_FRACTIONS = (0.5, 0.25)
+"""Budgets (fractions of the untiled peak) a sweep takes, after the smallest peak."""
+
+
+def sweep(
+    graph: Graph,
+    fractions: Sequence[float] = SWEEP_FRACTIONS,
+    *,
+    progress: Progress | None = None,
+    **options: Any,
+) -> Iterator[tuple[float | None, int | None, Decision]]:
+    """``choose`` without a budget (the smallest peak), then at each fraction of the untiled
+    peak: (fraction, budget, decision), fraction and budget None for the first."""
+    untiled_peak = 0
+    for fraction in (None, *fractions):
+        budget = None if fraction is None else int(untiled_peak * fraction)
+        if progress is not None:
+            progress(f"budget {budget or 'none (smallest peak)'}")
+        decision = choose(graph, budget=budget, progress=progress, **options)
+        untiled_peak = decision.untiled.peak_bytes
+        yield fraction, budget, decision

@@ -293,33 +293,23 @@ def run_pareto(
     )
 
 
-OPTIMIZER_FRACTIONS = (0.5, 0.25)
-"""Budgets (fractions of the untiled peak) the optimizer's plans are taken at, beside its
-smallest peak."""
 OPTIMIZER_MAX_MAC_OVERHEAD = 0.2
 
 
 def optimizer_plans(
     graph: Graph, say: Any, cache: Path | None = None
 ) -> list[tuple[PlanPoint, Any]]:
-    """``memfit optimize``'s chosen plan at budgets of the untiled peak's fractions and without
-    a budget (the smallest peak), each once: (point, candidate)."""
+    """``memfit optimize``'s chosen plan without a budget (the smallest peak) and at budgets of
+    the untiled peak's fractions (``memfit.optimizer.sweep``), each once: (point, candidate)."""
     from memfit.codegen.plan import kernel_workspace
-    from memfit.optimizer import choose
+    from memfit.optimizer import sweep
 
     found: dict[tuple[Any, ...], tuple[PlanPoint, Any]] = {}
-    untiled_peak: int | None = None
     with kernel_workspace():
-        for fraction in (None, *OPTIMIZER_FRACTIONS):
-            budget = None if fraction is None else int(untiled_peak * fraction)  # type: ignore[operator]
-            say(f"memfit optimize, budget {budget or 'none (smallest peak)'}")
-            decision = choose(
-                graph,
-                budget=budget,
-                max_mac_overhead=OPTIMIZER_MAX_MAC_OVERHEAD,
-                profile_cache=cache,
-            )
-            untiled_peak = decision.untiled.peak_bytes
+        say("memfit optimize: the smallest peak, then falling budgets")
+        for fraction, budget, decision in sweep(
+            graph, max_mac_overhead=OPTIMIZER_MAX_MAC_OVERHEAD, profile_cache=cache
+        ):
             chosen = decision.chosen
             if chosen.source == "untiled" or (budget is not None and not decision.fits_budget):
                 continue

@@ -7,25 +7,25 @@ from collections.abc import Mapping
 
 from memfit.codegen.plan import C_STORAGE
 from memfit.ir.core import Graph
-from memfit.planning import plan_memory
+from memfit.planning import MemoryPlan, plan_memory
 from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
 from memfit.selection.ilp import Layer, Link, Option, Problem
 from memfit.selection.profile import LayerCosts
 
 
-def activation_arena_bytes(graph: Graph) -> int:
-    """The arena memfit plans for ``graph``'s activations alone (no kernel workspace, even
+def activation_plan(graph: Graph) -> MemoryPlan:
+    """The plan memfit makes for ``graph``'s activations alone (no kernel workspace, even
     inside ``kernel_workspace``)."""
     with without_workspace():
-        return plan_memory(graph.copy(), storage=C_STORAGE).arena.size
+        return plan_memory(graph.copy(), storage=C_STORAGE)
 
 
-def links(graph: Graph, selectable: set[str]) -> tuple[Link, ...]:
+def links(graph: Graph, selectable: set[str], plan: MemoryPlan | None = None) -> tuple[Link, ...]:
     """Tensors one selectable layer writes and only selectable layers read (as their input),
-    stored densely and not a model output: they may stay NCHW."""
-    with without_workspace():
-        plan = plan_memory(graph.copy(), storage=C_STORAGE)
+    stored densely and not a model output: they may stay NCHW (``plan``: the graph's
+    ``activation_plan``, made when not given)."""
+    plan = plan or activation_plan(graph)
     outputs = {t.name for t in graph.outputs}
     found = []
     for op in graph.ops:
@@ -48,8 +48,13 @@ def links(graph: Graph, selectable: set[str]) -> tuple[Link, ...]:
 
 
 def build_problem(
-    graph: Graph, costs: Mapping[str, LayerCosts], other_seconds: float = 0.0
+    graph: Graph,
+    costs: Mapping[str, LayerCosts],
+    other_seconds: float = 0.0,
+    plan: MemoryPlan | None = None,
 ) -> Problem:
+    """The problem of ``graph`` (``plan``: its ``activation_plan``, made when not given)."""
+    plan = plan or activation_plan(graph)
     layers = []
     for op in graph.ops:
         cost = costs.get(op.name)
@@ -67,7 +72,7 @@ def build_problem(
         )
     return Problem(
         tuple(layers),
-        links(graph, set(costs)),
-        activation_arena_bytes(graph),
+        links(graph, set(costs), plan),
+        plan.arena.size,
         other_seconds,
     )
