@@ -15,7 +15,6 @@ without it (``memfit analyze -o``) is refused with the reason rather than run ou
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -44,12 +43,10 @@ def kernel_workspace() -> Iterator[None]:
 
 def plan_for_c(graph: Graph, **options: Any) -> MemoryPlan:
     """``plan_memory`` with the C kernels' workspace and the sharing C can run (the graph's
-    ops are put in the plan's order, as ``plan_memory`` does): a layer that runs a primitive
-    chosen by ``memfit.selection`` has no in-place form."""
-    chosen = frozenset(op.name for op in graph.ops if op.attrs.get("primitive") is not None)
-    storage = dataclasses.replace(C_STORAGE, not_in_place=C_STORAGE.not_in_place | chosen)
+    ops are put in the plan's order, as ``plan_memory`` does). A layer that runs a primitive
+    chosen by ``memfit.selection`` has no in-place form: the storage rules leave it out."""
     with kernel_workspace():
-        return plan_memory(graph, storage=storage, **options)
+        return plan_memory(graph, storage=C_STORAGE, **options)
 
 
 def restore_for_c(
