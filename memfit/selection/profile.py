@@ -4,12 +4,14 @@ machine by generated micro-benchmarks, cached.
 One C program is generated per batch of measurements not yet in the cache: a table of jobs
 (each a primitive call on one layer's shape, or a conversion of one activation shape), built
 with the generated code's compiler and flags (``memfit.codegen.program.CFLAGS``) against the
-runtime. Each job runs once to warm up, then until it has run ``MIN_REPEATS`` times and at least
-``MIN_SECONDS``; its cost is the fastest run (the machines are shared: the minimum is the
-estimate least disturbed by other work, and predictions are compared with the fastest
-end-to-end run). Results are cached in a JSON file keyed by the job's shape, the compiler, the
-flags and a digest of the runtime's sources (so a faster kernel is measured again), and progress
-is shown with rich while the program runs.
+runtime. The program goes through the whole table ``ROUNDS`` times; in each round a job runs
+once to warm up, then until it has run ``MIN_REPEATS`` times and at least ``MIN_SECONDS``. Its
+cost is its fastest run over all rounds: the machines are shared, the minimum is the estimate
+least disturbed by other work, and the rounds spread each job's runs over the whole program's
+time, so a burst of other work never covers all of one job's runs (predictions are compared
+with the fastest end-to-end run). Results are cached in a JSON file keyed by the job's shape,
+the compiler, the flags and a digest of the runtime's sources (so a faster kernel is measured
+again), and progress is shown with rich while the program runs.
 
 int8 jobs (layers of int8 models, and conversions of int8 activations) run the primitives'
 int8 versions on random int8 data with representative quantization parameters (a nonzero
@@ -37,13 +39,14 @@ from memfit.ir.dtypes import DType
 from memfit.selection import primitives
 from memfit.selection.primitives import Choice, Geometry
 
-MIN_REPEATS = 3
-MIN_SECONDS = 0.05
+ROUNDS = 3
+MIN_REPEATS = 2
+MIN_SECONDS = 0.02
 MAX_REPEATS = 25
 TO_NCHW, TO_NHWC = "nhwc_to_nchw", "nchw_to_nhwc"
 
 Progress = Callable[[int, int], None]
-"""Called with (jobs done, jobs in all) as measurements finish."""
+"""Called with (measurements done, measurements in all: jobs x rounds) as they finish."""
 
 
 def default_cache_path() -> Path:
@@ -140,17 +143,19 @@ def measure(
     """Seconds of every job (key -> seconds), measuring those the cache does not have."""
     unique = {job.key: job for job in jobs}
     missing = [job for job in unique.values() if cache.get(job) is None]
-    done = len(unique) - len(missing)
+    total = len(unique) * ROUNDS
+    done = (len(unique) - len(missing)) * ROUNDS
     if progress is not None:
-        progress(done, len(unique))
+        progress(done, total)
     if missing:
         with tempfile.TemporaryDirectory(prefix="memfit-profile-") as scratch:
             program = _build(missing, Path(scratch), cache.compiler)
             for job, seconds in _run(program, missing):
-                cache.put([(job, seconds)])
+                if job is not None and seconds is not None:  # its last round: its cost
+                    cache.put([(job, seconds)])
                 done += 1
                 if progress is not None:
-                    progress(done, len(unique))
+                    progress(done, total)
     return {key: cache.get(job) for key, job in unique.items()}  # type: ignore[misc]
 
 
@@ -270,17 +275,15 @@ static void run(const job* j, const void* x, const void* w, const void* bias, vo
     }
 }
 
-static int compare(const void* a, const void* b) {
-    const double x = *(const double*)a, y = *(const double*)b;
-    return (x > y) - (x < y);
-}
-
 int main(void) {
     const size_t count = sizeof jobs / sizeof jobs[0];
     for (int32_t o = 0; o < @CHANNELS@; o++) {
         multipliers[o] = 1518500250 + 7919 * o;
         shifts[o] = -8 - o % 3;
     }
+    static double best[sizeof jobs / sizeof jobs[0]];
+    for (size_t i = 0; i < count; i++) best[i] = INFINITY;
+    for (int pass = 0; pass < @ROUNDS@; pass++)
     for (size_t i = 0; i < count; i++) {
         const job* j = &jobs[i];
         const size_t size = j->int8 ? 1 : sizeof(float);
@@ -293,18 +296,22 @@ int main(void) {
             fprintf(stderr, "out of memory\n");
             return 2;
         }
-        double samples[@MAX@];
         int runs = 0;
         double total = 0.0;
         run(j, x, w, bias, y, ws); /* warm-up */
         while (runs < @MAX@ && (runs < @MIN@ || total < @SECONDS@)) {
             const double start = now();
             run(j, x, w, bias, y, ws);
-            samples[runs] = now() - start;
-            total += samples[runs++];
+            const double took = now() - start;
+            if (took < best[i]) best[i] = took;
+            total += took;
+            runs++;
         }
-        qsort(samples, (size_t)runs, sizeof samples[0], compare);
-        printf("job %zu %.9e\n", i, samples[0]);
+        if (pass + 1 < @ROUNDS@) {
+            printf("round %d job %zu\n", pass, i);
+        } else {
+            printf("job %zu %.9e\n", i, best[i]);
+        }
         fflush(stdout);
         free(x);
         free(w);
@@ -322,6 +329,7 @@ def _build(jobs: Sequence[Job], directory: Path, compiler: Compiler) -> Path:
     source = directory / "profile.c"
     text = _PROGRAM.replace("@JOBS@", "\n".join(entries)).replace("@MAX@", str(MAX_REPEATS))
     text = text.replace("@MIN@", str(MIN_REPEATS)).replace("@SECONDS@", repr(MIN_SECONDS))
+    text = text.replace("@ROUNDS@", str(ROUNDS))
     channels = max([j.geometry.m for j in jobs if isinstance(j, ConvJob)], default=1)
     text = text.replace("@CHANNELS@", str(channels))
     source.write_text(text)
@@ -332,7 +340,9 @@ def _build(jobs: Sequence[Job], directory: Path, compiler: Compiler) -> Path:
     return program
 
 
-def _run(program: Path, jobs: Sequence[Job]) -> Iterable[tuple[Job, float]]:
+def _run(program: Path, jobs: Sequence[Job]) -> Iterable[tuple[Job | None, float | None]]:
+    """(job, seconds) as each job's last round finishes, (None, None) as one of its earlier
+    rounds does."""
     with subprocess.Popen(
         [str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
@@ -341,6 +351,8 @@ def _run(program: Path, jobs: Sequence[Job]) -> Iterable[tuple[Job, float]]:
             fields = line.split()
             if fields[:1] == ["job"]:
                 yield jobs[int(fields[1])], float(fields[2])
+            elif fields[:1] == ["round"]:
+                yield None, None
         error = process.stderr.read() if process.stderr is not None else ""
         if process.wait() != 0:
             raise ProgramError(f"the primitive micro-benchmarks failed: {error.strip()}")
