@@ -466,11 +466,22 @@ def test_conv2d_direct(lib: ctypes.CDLL, case: tuple, strided: bool) -> None:
     assert_untouched(parent, y8)
 
 
-@pytest.mark.parametrize("case", [c for c in DIRECT_CASES if c[-1] == 1])
+# partial_conv2d reading at most 4 input channels into more than 4 outputs (FDT's LIP
+# partitions; float sums output rows tap by tap): panels of 16 and 32 channels and two panels,
+# column chunks (16 columns of a 32-wide panel), stride, dilation, padding on every side.
+FEW_INPUTS_CASES = [
+    (1, 32, 32, 1, 16, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 9, 13, 2, 7, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1), 1),
+    (2, 7, 11, 3, 40, 3, 2, (1, 2), (2, 1), (2, 0, 1, 1), 1),
+    (1, 5, 30, 4, 20, 1, 5, (1, 1), (1, 1), (0, 2, 0, 2), 1),
+]
+
+
+@pytest.mark.parametrize("case", [c for c in DIRECT_CASES if c[-1] == 1] + FEW_INPUTS_CASES)
 @pytest.mark.parametrize("quantized", [False, True])
 def test_partial_conv2d_direct(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
-    """partial_conv2d with at most 4 output channels, the first partition (no accumulator,
-    output strided) and a later one (accumulating in place)."""
+    """partial_conv2d with at most 4 output channels or at most 4 input channels, the first
+    partition (no accumulator, output strided) and a later one (accumulating in place)."""
     rng = generator("partial conv2d direct", case, quantized)
     n, h, w, cin, cout, kh, kw, *_ = case
     attrs = {k: v for k, v in conv_attrs(case, "none").items() if k not in ("groups", "activation")}
@@ -835,6 +846,29 @@ def test_accumulator_output_in_place(lib: ctypes.CDLL, quantized: bool) -> None:
         ref(args),
     )
     (assert_same if quantized else assert_close)(y, want)
+
+
+@pytest.mark.parametrize("activation", ["none", "relu6", "tanh"])
+def test_accumulator_output_f32_in_place(lib: ctypes.CDLL, activation: str) -> None:
+    """The float accumulator output over its own accumulator (as FDT plans it), against NumPy."""
+    rng = generator("accumulator output in place", activation)
+    acc, bias = floats(rng, (2, 5, 7, 19)), floats(rng, (19,))
+    op = single_op(
+        "accumulator_output", [(acc, None, False), (bias, None, True)], {"activation": activation}
+    )
+    want = expected(op, acc, bias)
+    y = acc.copy()
+    call(
+        lib,
+        params.kernel_name(op),
+        ptr(y),
+        ref(view(y)),
+        ptr(bias),
+        ptr(y),
+        ref(view(y)),
+        ref(struct(params.float_activation(op))),
+    )
+    assert_close(y, want)
 
 
 @pytest.mark.parametrize("quantized", [False, True])

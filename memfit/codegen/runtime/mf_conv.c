@@ -86,22 +86,28 @@ static void valid_taps(const mf_conv* p, int32_t width, int32_t ow, int32_t* jlo
 #endif
 
 /* lanes[r][l] += a_r[k + l] * b[k + l] over whole groups of MF_F32_LANES (a_r = a + r * step),
- * tail[r] += the rest; ROWS is 1 or MF_DIRECT_R, a constant in each caller. */
-#define MF_RUN_F32(ROWS)                                                                       \
-    do {                                                                                       \
-        for (int32_t r = 0; r < (ROWS); r++) {                                                 \
-            const float* restrict ar = a + r * step;                                           \
-            float* restrict lr = lanes[r];                                                     \
-            for (int32_t k = 0; k < whole; k += MF_F32_LANES) {                                \
-                for (int32_t l = 0; l < MF_F32_LANES; l++) {                                   \
-                    lr[l] = MF_FMA(ar[k + l], b[k + l], lr[l]);                                \
-                }                                                                              \
-            }                                                                                  \
-            for (int32_t k = whole; k < len; k++) {                                            \
-                tail[r] = MF_FMA(ar[k], b[k], tail[r]);                                        \
-            }                                                                                  \
-        }                                                                                      \
-    } while (0)
+ * tail[r] += the rest; rows is 1 or MF_DIRECT_R, a constant in each caller. The pixels are
+ * innermost, each weight loaded once for all of them: with the pixels outermost (one pass over
+ * the run per pixel), GCC 12 compiled the MF_DIRECT_R pixels' passes to scalar code. */
+MF_INLINE void run_f32(int32_t rows, const float* restrict a, int32_t step,
+                       const float* restrict b, int32_t whole, int32_t len,
+                       float lanes[MF_DIRECT_R][MF_F32_LANES], float tail[MF_DIRECT_R]) {
+    for (int32_t k = 0; k < whole; k += MF_F32_LANES) {
+        for (int32_t l = 0; l < MF_F32_LANES; l++) {
+            const float bv = b[k + l];
+            MF_UNROLL
+            for (int32_t r = 0; r < rows; r++) {
+                lanes[r][l] = MF_FMA(a[r * step + k + l], bv, lanes[r][l]);
+            }
+        }
+    }
+    for (int32_t k = whole; k < len; k++) {
+        MF_UNROLL
+        for (int32_t r = 0; r < rows; r++) {
+            tail[r] = MF_FMA(a[r * step + k], b[k], tail[r]);
+        }
+    }
+}
 
 /* out[r] = the window sum of output channel weights w (the layer's [KH][KW][cin] run) at pixel
  * (n, oh, ow0 + r), r < rows: rows == MF_DIRECT_R interior pixels (jlo = 0, jhi = kw), or
@@ -126,9 +132,9 @@ MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const
             const float* restrict a = row + t * p->dilation_w * xv->sw;
             const float* restrict b = w + (i * p->kw + jlo + t) * cin;
             if (rows == MF_DIRECT_R) {
-                MF_RUN_F32(MF_DIRECT_R);
+                run_f32(MF_DIRECT_R, a, step, b, whole, len, lanes, tail);
             } else {
-                MF_RUN_F32(1);
+                run_f32(1, a, step, b, whole, len, lanes, tail);
             }
         }
     }
@@ -139,6 +145,14 @@ MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const
         }
         out[r] = sum;
     }
+}
+
+/* window_f32 of one border pixel, compiled apart: inlined beside the interior pixels' copy,
+ * GCC 12 compiled one of the two to scalar code. */
+MF_NOINLINE void border_window_f32(const float* x, const mf_view* xv, const mf_conv* p,
+                                   const direct_geometry* d, int32_t n, int32_t oh, int32_t ow,
+                                   int32_t jlo, int32_t jhi, const float* w, float* out) {
+    window_f32(1, x, xv, p, d, n, oh, ow, jlo, jhi, w, out);
 }
 
 /* The same for int8: sums of (x + input_offset) * w in int32 over the valid taps. */
@@ -206,8 +220,8 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
                         int32_t jlo, jhi;
                         valid_taps(p, xv->w, ow, &jlo, &jhi);
                         for (int32_t o = 0; o < og; o++) {
-                            window_f32(1, xg, xv, p, &d, n, oh, ow, jlo, jhi,
-                                       workspace + o * depth, sums[o]);
+                            border_window_f32(xg, xv, p, &d, n, oh, ow, jlo, jhi,
+                                              workspace + o * depth, sums[o]);
                         }
                     }
                     for (int32_t r = 0; r < rows; r++) {
@@ -596,6 +610,118 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
     }
 }
 
+/* ---- float, few input channels per group: output channels as the vectors -----------------
+ * FDT's LIP convolution reads one partition's few channels into every output channel: its
+ * im2col panels would hold K = KH * KW * cin values per pixel (9 for a 3x3 kernel over one
+ * channel), too few to pay for packing them and setting up each GEMM tile (or, read in place,
+ * for a register tile's setup per MF_F32_MR pixels: measured no faster). Here an output row is
+ * accumulated the depthwise way: tap by tap over the columns whose input lies inside the image,
+ * each input value broadcast against the tap's row of the packed weights (the panel's
+ * [K][MF_F32_NR] as it is) into the row's sums, which are then stored in one pass. */
+
+#define MF_FEW_CIN 4    /* partial_conv2d this way when a group reads at most this many input
+                         * channels (conv2d not: 12% slower on VWW's 3-channel first layer) */
+#define MF_ROW_SUMS 512 /* sums of one chunk of an output row (columns x panel width) */
+
+/* out = in + sums over count channels. The accumulator is usually the output itself, added to
+ * through one pointer then: through two, the loop's overlap check sent it to scalar code. */
+MF_INLINE void accumulate_f32(const float* in, const float* restrict sums, int32_t count,
+                              float* out) {
+    if (in == out) {
+        for (int32_t j = 0; j < count; j++) {
+            out[j] += sums[j];
+        }
+    } else {
+        for (int32_t j = 0; j < count; j++) {
+            out[j] = in[j] + sums[j];
+        }
+    }
+}
+
+/* partial_conv2d's output columns [ow0, ow1) of row oh, batch n, group g, panel bp's first
+ * `cols` channels (o0 on); width (MF_F32_NR or MF_F32_NR / 2, at least cols) is a constant in
+ * each caller. (Unrolled, the loop over a sum's lanes was vectorized across columns instead,
+ * with permutes, 3x slower.) */
+MF_INLINE void few_inputs_chunk_f32(int32_t width, const conv_f32_call* k, const float* bp,
+                                    int32_t g, int32_t n, int32_t oh, int32_t ow0, int32_t ow1,
+                                    int32_t o0, int32_t cols) {
+    const mf_conv* p = k->p;
+    const mf_view* xv = k->xv;
+    const int32_t cin = k->cin, step = p->stride_w * xv->sw;
+    float sums[MF_ROW_SUMS];
+    for (int32_t t = 0; t < (ow1 - ow0) * width; t++) {
+        sums[t] = 0.0f;
+    }
+    for (int32_t i = 0; i < p->kh; i++) {
+        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        if (ih < 0 || ih >= xv->h) {
+            continue;
+        }
+        for (int32_t j = 0; j < p->kw; j++) {
+            int32_t lo, hi;
+            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
+            if (lo >= hi) {
+                continue;
+            }
+            const int32_t iw = lo * p->stride_w - p->pad_left + j * p->dilation_w;
+            const float* in = k->x + mf_view_offset(xv, n, ih, iw) + g * cin;
+            for (int32_t c = 0; c < cin; c++) {
+                const float* restrict b = bp + (size_t)((i * p->kw + j) * cin + c) * MF_F32_NR;
+                for (int32_t ow = lo; ow < hi; ow++) {
+                    const float v = in[(ow - lo) * step + c];
+                    float* restrict s = sums + (ow - ow0) * width;
+                    MF_NO_UNROLL
+                    for (int32_t l = 0; l < width; l++) {
+                        s[l] = MF_FMA(v, b[l], s[l]);
+                    }
+                }
+            }
+        }
+    }
+    for (int32_t ow = ow0; ow < ow1; ow++) {
+        const float* s = sums + (ow - ow0) * width;
+        float* out = k->y + mf_view_offset(k->yv, n, oh, ow) + o0;
+        if (k->acc != NULL) {
+            accumulate_f32(k->acc + mf_view_offset(k->accv, n, oh, ow) + o0, s, cols, out);
+        } else {
+            for (int32_t j = 0; j < cols; j++) {
+                out[j] = s[j];
+            }
+        }
+    }
+}
+
+MF_NOINLINE void few_inputs_f32(const float* x, const mf_view* xv, const float* w_packed,
+                                const float* acc, const mf_view* accv, float* y,
+                                const mf_view* yv, const mf_conv* p) {
+    const int32_t cin = xv->c / p->groups, og = yv->c / p->groups;
+    const int32_t depth = p->kh * p->kw * cin, panels = (og + MF_F32_NR - 1) / MF_F32_NR;
+    const conv_f32_call k = {x,  xv,    w_packed, NULL, acc, accv, y, yv, p, NULL, NULL, cin,
+                             og, depth, panels,   NULL};
+    for (int32_t g = 0; g < p->groups; g++) {
+        for (int32_t panel = 0; panel < panels; panel++) {
+            const float* bp = w_packed + ((size_t)g * panels + panel) * depth * MF_F32_NR;
+            const int32_t o0 = g * og + panel * MF_F32_NR;
+            const int32_t cols = mf_min_i32(MF_F32_NR, og - panel * MF_F32_NR);
+            const int32_t width = cols <= MF_F32_NR / 2 ? MF_F32_NR / 2 : MF_F32_NR;
+            const int32_t chunk = MF_ROW_SUMS / width;
+            for (int32_t n = 0; n < yv->n; n++) {
+                for (int32_t oh = 0; oh < yv->h; oh++) {
+                    for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
+                        const int32_t ow1 = mf_min_i32(ow0 + chunk, yv->w);
+                        if (width == MF_F32_NR) {
+                            few_inputs_chunk_f32(MF_F32_NR, &k, bp, g, n, oh, ow0, ow1, o0, cols);
+                        } else {
+                            few_inputs_chunk_f32(MF_F32_NR / 2, &k, bp, g, n, oh, ow0, ow1, o0,
+                                                 cols);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
 /* Few output channels per group go the direct way (never inlined: inlined into its callers,
  * GCC 12 compiled its loops up to 2.5x slower, depending on the code around them). */
 void mf_conv2d_f32(const float* x, const mf_view* xv, const float* w_packed, const float* bias,
@@ -619,6 +745,8 @@ void mf_partial_conv2d_f32(const float* x, const mf_view* xv, const float* w_pac
                            const mf_conv* p, float* workspace) {
     if (yv->c / p->groups <= MF_DIRECT_OG) {
         direct_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
+    } else if (xv->c / p->groups <= MF_FEW_CIN) {
+        few_inputs_f32(x, xv, w_packed, acc, accv, y, yv, p);
     } else {
         conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace, NULL);
     }

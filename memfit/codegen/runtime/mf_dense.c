@@ -162,13 +162,27 @@ void mf_partial_fully_connected_s8(const int8_t* x, const mf_view* xv, const int
     }
 }
 
+/* Usually in place (the accumulator is the output): there, with no tanh or sigmoid, the values
+ * go through one pointer, so that the loop vectorizes without an overlap check. */
 void mf_accumulator_output_f32(const float* acc, const mf_view* accv, const float* bias,
                                float* y, const mf_view* yv, const mf_range_f32* act) {
-    for (int32_t r = 0; r < rows_of(yv); r++) {
-        const float* in = acc + row_offset(accv, r);
-        float* out = y + row_offset(yv, r);
-        for (int32_t c = 0; c < yv->c; c++) {
-            out[c] = mf_activate(in[c] + (bias ? bias[c] : 0.0f), act);
+    const float lo = act->min, hi = act->max;
+    for (int32_t n = 0; n < yv->n; n++) {
+        for (int32_t h = 0; h < yv->h; h++) {
+            for (int32_t w = 0; w < yv->w; w++) {
+                const float* in = acc + mf_view_offset(accv, n, h, w);
+                float* out = y + mf_view_offset(yv, n, h, w);
+                if (in == out && act->fn == MF_FN_NONE) {
+                    for (int32_t c = 0; c < yv->c; c++) {
+                        const float v = out[c] + (bias ? bias[c] : 0.0f);
+                        out[c] = v < lo ? lo : (v > hi ? hi : v);
+                    }
+                } else {
+                    for (int32_t c = 0; c < yv->c; c++) {
+                        out[c] = mf_activate(in[c] + (bias ? bias[c] : 0.0f), act);
+                    }
+                }
+            }
         }
     }
 }

@@ -20,8 +20,10 @@
 /* Unrolling hint for the GEMM register tiles (GCC and Clang know it; others ignore it). */
 #if defined(__GNUC__)
 #define MF_UNROLL _Pragma("GCC unroll 32")
+#define MF_NO_UNROLL _Pragma("GCC unroll 1")
 #else
 #define MF_UNROLL
+#define MF_NO_UNROLL
 #endif
 
 /* A fused multiply-add where the target has one in hardware (fmaf would be a slow library
