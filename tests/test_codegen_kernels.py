@@ -1320,10 +1320,15 @@ def test_softmax_s8(lib: ctypes.CDLL, shape: tuple, out_dtype: DType, trial: int
     assert_same(y, want)
 
 
-def test_lrn_f32(lib: ctypes.CDLL) -> None:
-    rng = generator("lrn")
-    x = (floats(rng, (1, 5, 4, 19)) * 3).astype(np.float32)
-    attrs = {"radius": 2, "bias": 1.0, "alpha": float(np.float32(2e-4)), "beta": 0.75}
+@pytest.mark.parametrize(
+    ("radius", "channels", "beta"), [(2, 19, 0.75), (1, 3, 0.6), (3, 4, 0.75), (2, 1, 1.0)]
+)
+def test_lrn_f32(lib: ctypes.CDLL, radius: int, channels: int, beta: float) -> None:
+    """The running window sum and the square-root path of beta 0.75, also with fewer channels
+    than the window."""
+    rng = generator(f"lrn{radius}{channels}")
+    x = (floats(rng, (2, 5, 4, channels)) * 3).astype(np.float32)
+    attrs = {"radius": radius, "bias": 1.0, "alpha": float(np.float32(2e-4)), "beta": beta}
     op = single_op("lrn", [(x, None, False)], attrs)
     want = expected(op, x)
     parent, y = output_buffer(want.shape, np.float32, rng, True)
@@ -1334,10 +1339,10 @@ def test_lrn_f32(lib: ctypes.CDLL) -> None:
         ref(view(x)),
         ptr(y),
         ref(view(y)),
-        ctypes.c_int32(2),
+        ctypes.c_int32(radius),
         f32(1.0),
         f32(attrs["alpha"]),
-        f32(0.75),
+        f32(beta),
     )
     assert_close(y, want)
     assert_untouched(parent, y)

@@ -280,21 +280,41 @@ void mf_softmax_f32(const float* x, const mf_view* xv, float* y, const mf_view* 
 
 /* ---- LRN ----------------------------------------------------------------------------------- */
 
+/* LRN across channels: y = x / (bias + alpha * sum of x^2 over the 2*radius+1 nearest
+ * channels)^beta. Per pixel, a running sum (in double: adding and removing one square per
+ * channel) writes each channel's base into y; a second loop, which vectorizes, raises it to
+ * -beta and scales x. beta = 0.75 (AlexNet, GoogLeNet) is d^-3/4 = 1 / (sqrt(d) sqrt(sqrt(d))),
+ * square roots instead of pow. */
 void mf_lrn_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv, int32_t radius,
                 float bias, float alpha, float beta) {
+    const int32_t channels = yv->c;
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t h = 0; h < yv->h; h++) {
             for (int32_t w = 0; w < yv->w; w++) {
                 const float* in = x + mf_view_offset(xv, n, h, w);
                 float* out = y + mf_view_offset(yv, n, h, w);
-                for (int32_t c = 0; c < yv->c; c++) {
-                    const int32_t lo = mf_max_i32(c - radius, 0);
-                    const int32_t hi = mf_min_i32(c + radius, yv->c - 1);
-                    double sum = 0.0;
-                    for (int32_t k = lo; k <= hi; k++) {
-                        sum += (double)in[k] * in[k];
+                double sum = 0.0;
+                for (int32_t k = 0; k < radius && k < channels; k++) {
+                    sum += (double)in[k] * in[k];
+                }
+                for (int32_t c = 0; c < channels; c++) {
+                    if (c + radius < channels) {
+                        sum += (double)in[c + radius] * in[c + radius];
                     }
-                    out[c] = (float)(in[c] / pow((double)bias + (double)alpha * sum, beta));
+                    if (c - radius - 1 >= 0) {
+                        sum -= (double)in[c - radius - 1] * in[c - radius - 1];
+                    }
+                    out[c] = (float)((double)bias + (double)alpha * (sum > 0.0 ? sum : 0.0));
+                }
+                if (beta == 0.75f) {
+                    for (int32_t c = 0; c < channels; c++) {
+                        const float root = sqrtf(out[c]);
+                        out[c] = in[c] / (root * sqrtf(root));
+                    }
+                } else {
+                    for (int32_t c = 0; c < channels; c++) {
+                        out[c] = in[c] * powf(out[c], -beta);
+                    }
                 }
             }
         }
