@@ -501,12 +501,17 @@ class Run:
             for (r0, r1), (c0, c1) in itertools.product(row_spans, col_spans)
         ]
         row_bytes = [self._align((r1 - r0) * width * pixel) for r0, r1 in row_spans]
+        # The output and the chunks it copies are live together, and the first tile runs
+        # beside the input: no chunked layout is smaller, so none can beat in place then.
+        first = tiles[0]
+        if max(y_bytes + sum(row_bytes), x_bytes + max(first.window, first.before)) >= in_place:
+            return ways
         for separate in (False, True) if per_row > 1 else (True,):
             copies = {"@join"}
             if per_row > 1 and separate:
                 copies |= {f"@row{r}" for r in range(rows)}
             for peak, reserve, lift, exit in _chunk_layouts(
-                x_bytes, y_bytes, tiles, tile_bytes, row_bytes, per_row, separate
+                x_bytes, y_bytes, tiles, tile_bytes, row_bytes, per_row, separate, in_place
             ):
                 ways.append(_Way(peak, reserve, lift, peak, exit, frozenset(copies)))
         return ways
@@ -558,40 +563,52 @@ class _Ends:
     needs no more than ``peak`` for the same buffers (it searches far more layouts)."""
 
     def __init__(self, fixed: bool) -> None:
-        self.live: dict[object, tuple[bool, int, int]] = {}  # key -> (from the top, offset, size)
+        # Per end (bottom, top): live key -> (offset, size), and the extent.
+        self.ends: tuple[dict[object, tuple[int, int]], ...] = ({}, {})
+        self.extents = [0, 0]
+        self.where: dict[object, bool] = {}
         self.peak = 0
         self.fixed = fixed
 
     def add(self, key: object, size: int, top: bool, offset: int | None = None) -> None:
-        self.live[key] = (top, self._first_fit(size, top) if offset is None else offset, size)
+        self._put(key, size, top, self._first_fit(size, top) if offset is None else offset)
 
     def add_either(self, key: object, size: int, top: bool) -> None:
         """Add at the end where the two extents together grow least (``top`` on a tie), or
         at ``top`` when ``fixed``."""
-        here, there = self._first_fit(size, top), self._first_fit(size, not top)
-        grows_here = max(here + size - self.extent(top), 0)
-        if not self.fixed and max(there + size - self.extent(not top), 0) < grows_here:
-            top, here = not top, there
-        self.live[key] = (top, here, size)
+        here = self._first_fit(size, top)
+        if not self.fixed:
+            there = self._first_fit(size, not top)
+            grows_there = max(there + size - self.extents[not top], 0)
+            if grows_there < max(here + size - self.extents[top], 0):
+                top, here = not top, there
+        self._put(key, size, top, here)
+
+    def _put(self, key: object, size: int, top: bool, offset: int) -> None:
+        self.ends[top][key] = (offset, size)
+        self.where[key] = top
+        self.extents[top] = max(self.extents[top], offset + size)
 
     def _first_fit(self, size: int, top: bool) -> int:
         offset = 0
-        for start, there in sorted((o, n) for t, o, n in self.live.values() if t == top):
+        for start, there in sorted(self.ends[top].values()):
             if start - offset >= size:
                 break
             offset = max(offset, start + there)
         return offset
 
-    def extent(self, top: bool) -> int:
-        return max((o + n for t, o, n in self.live.values() if t == top), default=0)
+    def offset(self, key: object) -> int:
+        return self.ends[self.where[key]][key][0]
 
     def step(self) -> None:
         """One op runs: everything live now is live together."""
-        self.peak = max(self.peak, self.extent(False) + self.extent(True))
+        self.peak = max(self.peak, self.extents[0] + self.extents[1])
 
     def free(self, *keys: object) -> None:
         for key in keys:
-            del self.live[key]
+            top = self.where.pop(key)
+            del self.ends[top][key]
+            self.extents[top] = max((o + n for o, n in self.ends[top].values()), default=0)
 
 
 def _chunk_layouts(
@@ -602,22 +619,33 @@ def _chunk_layouts(
     row_bytes: Sequence[int],
     per_row: int,
     separate: bool,
+    limit: int,
 ) -> list[tuple[int, int, int, int]]:
-    """Layouts of a tiled group whose tiles' outputs are chunks (``Run._tiles_ways``), as
-    (peak, reserve, lift, exit): the group input at the bottom, where the output goes once the input
-    is dead, and the chunks from the top, or those written once the input is dead from the
-    bottom (then the output is ``lift`` bytes above them); or the chunks from the bottom, the
-    input right above the ones written while it lives (``reserve`` bytes from its end), and
-    the output from the top."""
-    args = (y_bytes, tiles, tile_bytes, row_bytes, per_row, separate)
+    """Layouts of a tiled group whose tiles' outputs are chunks (``Run._tiles_ways``) below
+    ``limit``, as (peak, reserve, lift, exit): the group input at the bottom, where the output
+    goes once the input is dead, and the chunks from the top, or those written once the input
+    is dead from the bottom (then the output is ``lift`` bytes above them); or the chunks from
+    the bottom, the input right above the ones written while it lives (``reserve`` bytes from
+    its end), and the output from the top."""
+    args = (y_bytes, tiles, tile_bytes, row_bytes, per_row, separate, limit)
     layouts = []
-    for late_below in (False, True):
-        peak, _, lift, exit = _chunk_layout(x_bytes, None, late_below, *args)
-        layouts.append((peak, 0, lift, exit))
-    reserve = _chunk_layout(0, None, False, *args)[1]
-    peak, _, lift, exit = _chunk_layout(x_bytes, reserve, False, *args)
-    layouts.append((peak, reserve, lift, exit))
+    try:
+        for late_below in (False, True):
+            peak, _, lift, exit = _chunk_layout(x_bytes, None, late_below, *args)
+            layouts.append((peak, 0, lift, exit))
+    except _TooLarge:
+        pass
+    try:
+        reserve = _chunk_layout(0, 0, False, *args)[1]  # where the input can go
+        peak, _, lift, exit = _chunk_layout(x_bytes, reserve, False, *args)
+        layouts.append((peak, reserve, lift, exit))
+    except _TooLarge:
+        pass
     return layouts
+
+
+class _TooLarge(Exception):
+    """A layout reached the limit it had to stay below."""
 
 
 def _chunk_layout(
@@ -630,6 +658,7 @@ def _chunk_layout(
     row_bytes: Sequence[int],
     per_row: int,
     separate: bool,
+    limit: int,
 ) -> tuple[int, int, int, int]:
     """One layout of a chunked group: the chunks from the top (with ``late_below``, those
     written once the input is dead from the bottom), the output from the bottom, the input at
@@ -653,8 +682,10 @@ def _chunk_layout(
     def measure() -> None:
         nonlocal reserved
         arena.step()
+        if arena.peak >= limit:
+            raise _TooLarge
         if x_live:
-            reserved = max(reserved, arena.extent(True))
+            reserved = max(reserved, arena.extents[True])
 
     def chunk(key: object, size: int) -> None:
         arena.add(key, size, top=not (late_below and not x_live))
@@ -691,7 +722,7 @@ def _chunk_layout(
             arena.free(*(("tile", j) for j in range(k - per_row + 1, k + 1)))
     arena.add("y", y_bytes, top=False)
     arena.step()
-    return arena.peak, reserved, arena.live["y"][1], arena.extent(False) + arena.extent(True)
+    return arena.peak, reserved, arena.offset("y"), sum(arena.extents)
 
 
 # ---- search --------------------------------------------------------------------------------
