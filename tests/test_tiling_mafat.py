@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 
 from memfit.codegen.cost_model import uncalibrated_cost_model
+from memfit.codegen.plan import kernel_workspace
+from memfit.frontends import load_model
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
 from memfit.runtime.executor import execute
 from memfit.tiling import mafat as M
 from memfit.zoo.yolov2 import yolov2_16
+from tests.helpers import SHARED_MODELS
 
 CONV = {"dilations": (1, 1), "groups": 1, "activation": "none"}
 
@@ -61,19 +64,47 @@ def test_untiled_prediction_is_the_planned_peak(run):
     assert run.score(run.untiled).memory == plan.arena.size
 
 
-def test_predictor_against_the_planner_on_every_visited_configuration(run):
-    """Never under the real plan's arena, at most 10% over, on every configuration the search
-    visits for a range of budgets."""
+def _visited(run: M.Run) -> dict[M.Configuration, int]:
+    """Every configuration the search visits from the untiled peak down to a twentieth of it,
+    with its predicted peak."""
     untiled = run.score(run.untiled).memory
     seen: dict[M.Configuration, int] = {}
-    for fraction in (None, 0.7, 0.5, 0.35, 0.25):
+    for fraction in (None, 0.7, 0.5, 0.35, 0.25, 0.1, 0.05):
         budget = None if fraction is None else int(untiled * fraction)
         for score in M.search(run, budget).visited:
             seen.setdefault(score.configuration, score.memory)
-    assert len(seen) > 50
+    return seen
+
+
+def _check_predictions(run: M.Run, minimum: int) -> None:
+    """Never under the real plan's arena, at most 10% over, on every visited configuration."""
+    seen = _visited(run)
+    assert len(seen) > minimum
+    wrong = []
     for config, predicted in seen.items():
         _, plan = M.real_plan(run, config)
-        assert plan.arena.size <= predicted <= 1.10 * plan.arena.size, config.describe(run)
+        if not plan.arena.size <= predicted <= 1.10 * plan.arena.size:
+            ratio = predicted / plan.arena.size
+            wrong.append(f"{ratio:.3f} ({predicted} / {plan.arena.size}) {config.describe(run)}")
+    assert not wrong, f"{len(wrong)} of {len(seen)}:\n" + "\n".join(wrong)
+
+
+def test_predictor_against_the_planner_on_every_visited_configuration(run):
+    _check_predictions(run, minimum=50)
+
+
+KWS = SHARED_MODELS / "mlperf_tiny_kws_int8.tflite"
+
+
+@pytest.mark.skipif(not KWS.exists(), reason="the shared models are not beside the checkout")
+def test_predictor_against_the_planner_with_kernel_workspace():
+    """With the C kernels' scratch, chunked tiles (outputs copied by the final concatenation)
+    cannot always be packed into the live bytes: kws int8 was planned up to 19% above the
+    prediction (one pointwise convolution on 2 strips: 19,840 bytes planned, 16,832 predicted)."""
+    with kernel_workspace():
+        graph = load_model(KWS)
+        run = M.Run(graph, M.find_run(graph), uncalibrated_cost_model())
+        _check_predictions(run, minimum=50)
 
 
 def test_search_fits_the_budget_and_exhaustive_is_no_faster(run):

@@ -205,6 +205,47 @@ class _OpInfo:
     features: OpFeatures
 
 
+@dataclass(frozen=True)
+class _Way:
+    """One way to run a group, laid out with its input and output at the ends of the arena or
+    near them: its peak; the input's and the output's distance from their end (``reserve``,
+    ``lift``: the groups before and after must leave that much free beside them); the bytes
+    live while the input is (``enter``) and while the output is (``exit``); the
+    concatenations it copies."""
+
+    peak: int
+    reserve: int
+    lift: int
+    enter: int
+    exit: int
+    copies: frozenset[str]
+
+    def after(self, before: _Way) -> int:
+        """The arena both ways need around the tensor ``before`` writes and this one reads,
+        put as far from its end as the farther of the two wants it: the other way moves it
+        there with everything beside it at that time."""
+        offset = max(before.lift, self.reserve)
+        return max(before.exit + offset - before.lift, self.enter + offset - self.reserve)
+
+
+_NO_WAY = (_Way(math.inf, 0, 0, math.inf, math.inf, frozenset()),)  # type: ignore[arg-type]
+"""The way of a group that cannot be tiled on its grid."""
+
+
+@dataclass(frozen=True)
+class _Tile:
+    """One tile's aligned bytes: the window it slices out of the group input; the largest live
+    set of its ops before the tail (the per-element ops in place over the tile's output) and
+    in the tail; per op, the new buffer it writes (0: it runs in place, or writes the tile's
+    output) and its scratch; the index of the op that writes the tile's output."""
+
+    window: int
+    before: int
+    at_last: int
+    steps: tuple[tuple[int, int], ...]
+    tail: int
+
+
 class Run:
     """A run of layers of a graph, with everything the predictions need."""
 
@@ -229,10 +270,8 @@ class Run:
         # A run input that other ops read too (a skip connection) outlives the run: it is
         # counted with the buffers live across the run, not as the first group's input.
         self.input_shared = len(run_input.consumers) > 1 or run_input in graph.outputs
-        self._group_cache: dict[Group, tuple[int, float]] = {}
-        self._copies: dict[Group, frozenset[str]] = {}
-        """Per tiled group: the concatenations its predicted peak copies (not in place)."""
-        self._outside, self._across = self._surroundings()
+        self._group_cache: dict[Group, tuple[tuple[_Way, ...], float]] = {}
+        self._outside, self._across, self._entry, self._leave = self._surroundings()
 
     def _info(self, op: Op) -> _OpInfo:
         x = op.activation_inputs[0]
@@ -252,9 +291,10 @@ class Run:
             features=op_features(op),
         )
 
-    def _surroundings(self) -> tuple[int, int]:
-        """Aligned live bytes at the steps outside the run (untiled, model order), and the
-        largest sum of buffers live across the run that are not the run's own."""
+    def _surroundings(self) -> tuple[int, int, _Way, _Way]:
+        """Aligned live bytes at the steps outside the run (untiled, model order), the largest
+        sum of buffers live across the run that are not the run's own, and the steps next to
+        the run as ways: the one that writes its input, the one after it."""
         order = [op.name for op in self.graph.ops]
         lifetimes = compute_lifetimes(self.graph, order, storage=self.storage)
         run_ops = {op.name for layer in self.layers for op in layer.ops}
@@ -275,7 +315,14 @@ class Run:
                 if buffer.name not in run_tensors and buffer.name not in scratch_names:
                     across[step] += size
         outside = max((live[i] for i in range(len(live)) if not first <= i <= last), default=0)
-        return outside, max(across[first : last + 1], default=0)
+        entry = live[first - 1] - across[first - 1] if first > 0 else 0
+        leave = live[last + 1] - across[last + 1] if last + 1 < len(live) else 0
+        return (
+            outside,
+            max(across[first : last + 1], default=0),
+            _Way(entry, 0, 0, entry, entry, frozenset()),
+            _Way(leave, 0, 0, leave, leave, frozenset()),
+        )
 
     # ---- predictions ---------------------------------------------------------------------
 
@@ -283,12 +330,40 @@ class Run:
         return align_up(size, self.alignment)
 
     def group(self, group: Group) -> tuple[int, float]:
-        """(peak bytes, seconds) of one group, cached."""
+        """(peak bytes, seconds) of one group, the lowest of its ways whatever runs before."""
+        ways, seconds = self._ways(group)
+        return min(way.peak for way in ways), seconds
+
+    def _ways(self, group: Group) -> tuple[tuple[_Way, ...], float]:
+        """The ways to run one group, and its seconds, cached."""
         cached = self._group_cache.get(group)
         if cached is None:
             cached = self._tiled(group) if group.tiled else self._untiled(group)
             self._group_cache[group] = cached
         return cached
+
+    def _chosen(self, configuration: Configuration) -> tuple[int, float, list[_Way]]:
+        """The configuration's peak, seconds and a way per group: the ways with the lowest
+        peak, groups and the steps around the run laid out together (a way that keeps an
+        input or output off its end needs room beside it from the neighbour)."""
+        seconds = 0.0
+        # Per way of the current group: the lowest peak up to it, and the ways that give it.
+        best: list[tuple[int, list[_Way]]] = [(0, [self._entry])]
+        for group in (*configuration.groups, None):
+            ways, group_seconds = self._ways(group) if group else ((self._leave,), 0.0)
+            seconds += group_seconds
+            best = [
+                min(
+                    (
+                        (max(peak, way.peak, way.after(chain[-1])), [*chain, way])
+                        for peak, chain in best
+                    ),
+                    key=lambda pc: pc[0],
+                )
+                for way in ways
+            ]
+        peak, chain = min(best, key=lambda pc: pc[0])
+        return peak, seconds, chain[1:-1]
 
     def _ops(self, group: Group) -> list[_OpInfo]:
         return [info for layer in self.infos[group.first : group.last + 1] for info in layer]
@@ -298,8 +373,8 @@ class Run:
         first = self.layers[0].ops[0].activation_inputs[0]
         return 0 if x is first and self.input_shared else self._align(x.nbytes)
 
-    def _untiled(self, group: Group) -> tuple[int, float]:
-        peak, seconds = 0, 0.0
+    def _untiled(self, group: Group) -> tuple[tuple[_Way, ...], float]:
+        peak, seconds, enter, exit = 0, 0.0, 0, 0
         for info in self._ops(group):
             x, y = info.op.activation_inputs[0], info.op.output
             x_bytes = self._input_bytes(x)
@@ -308,12 +383,16 @@ class Run:
                 if info.in_place
                 else x_bytes + self._align(y.nbytes)
             )
-            peak = max(peak, held + self._align(info.scratch) if info.scratch else held)
+            if info.scratch:
+                held += self._align(info.scratch)
+            peak = max(peak, held)
+            enter = enter or held  # the first op reads the group input
+            exit = max(exit, held) if info.in_place else held  # the group output is live
             if not self.storage.moves_no_data(info.op.name):
                 seconds += self.cost_model.op_seconds(info.op)
-        return peak, seconds
+        return (_Way(peak, 0, 0, enter, exit, frozenset()),), seconds
 
-    def _tiled(self, group: Group) -> tuple[int, float]:
+    def _tiled(self, group: Group) -> tuple[tuple[_Way, ...], float]:
         infos = self._ops(group)
         first, last = infos[0].op, infos[-1].op
         x, y = first.activation_inputs[0], last.output
@@ -322,7 +401,7 @@ class Run:
         try:
             row_spans, col_spans = split(height, rows), split(width, cols)
         except TilingError:
-            return math.inf, math.inf  # type: ignore[return-value]
+            return _NO_WAY, math.inf
         geometries = [i.geometry for i in infos]
         sizes = [i.input_size for i in infos]
         slice_key = f"strided_slice/{x.dtype}"
@@ -332,63 +411,74 @@ class Run:
         tail = len(infos) - 1
         while tail > 0 and infos[tail].in_place:
             tail -= 1
-        tiles: list[tuple[int, int, int]] = []  # per tile: its slice, peak before its tail, after
+        tiles: list[_Tile] = []
         for row_span, col_span in itertools.product(row_spans, col_spans):
             try:
                 windows = chain_windows(geometries, sizes, row_span, col_span)
             except TilingError:
-                return math.inf, math.inf  # type: ignore[return-value]
+                return _NO_WAY, math.inf
             pixels = [w.rows.size * w.cols.size for w in windows]
             pixels.append((row_span[1] - row_span[0]) * (col_span[1] - col_span[0]))
             window_bytes = pixels[0] * infos[0].in_pixel_bytes
             seconds += self.cost_model.seconds(OpFeatures(slice_key, 0, 2 * window_bytes))
             held_before, held_last = 0, 0
+            steps: list[tuple[int, int]] = []
             for i, info in enumerate(infos):
                 tile_in = 0 if i > tail else self._align(pixels[i] * info.in_pixel_bytes)
                 out_bytes = pixels[i + 1] * info.out_pixel_bytes
                 tile_out = 0 if i >= tail else self._align(out_bytes)
                 held = max(tile_in, tile_out) if info.in_place else tile_in + tile_out
-                if info.scratch:
-                    held += self._align(info.scratch)
+                scratch = self._align(info.scratch) if info.scratch else 0
+                held += scratch
                 if i >= tail:
                     held_last = max(held_last, held)
                 else:
                     held_before = max(held_before, held)
+                steps.append((0 if info.in_place or i >= tail else tile_out, scratch))
                 tile_macs = macs(info.op) * pixels[i + 1] // max(info.out_pixels, 1)
                 moved = pixels[i] * info.in_pixel_bytes + out_bytes + info.constant_bytes
                 tile = OpFeatures(info.features.key, tile_macs, moved)
                 seconds += self.cost_model.seconds(tile)
-            tiles.append((self._align(window_bytes), held_before, held_last))
-        peak, copies = self._tiles_peak(x, y, group.grid, row_spans, col_spans, tiles)
+            tiles.append(
+                _Tile(self._align(window_bytes), held_before, held_last, tuple(steps), tail)
+            )
         join = f"{last.name}@join"
-        self._copies[group] = frozenset(
-            join if name == "@join" else f"{y.name}{name}" for name in copies
+        ways = tuple(
+            dataclasses.replace(
+                way,
+                copies=frozenset(join if c == "@join" else f"{y.name}{c}" for c in way.copies),
+            )
+            for way in self._tiles_ways(x, y, group.grid, row_spans, col_spans, tiles)
         )
-        return peak, seconds
+        return ways, seconds
 
-    def _tiles_peak(
+    def _tiles_ways(
         self,
         x: Tensor,
         y: Tensor,
         grid: Grid,
         row_spans: Sequence[tuple[int, int]],
         col_spans: Sequence[tuple[int, int]],
-        tiles: Sequence[tuple[int, int, int]],
-    ) -> tuple[int, set[str]]:
-        """The peak while the tiles run, one after the other (rows, then columns in a row), and
-        the concatenations that copy to reach it (``@join``, ``@row<r>``).
+        tiles: Sequence[_Tile],
+    ) -> list[_Way]:
+        """The ways the tiles can run, one after the other (rows, then columns in a row), with
+        the concatenations each copies (``@join``, ``@row<r>``).
 
         The group input lives until the last tile's slice. The tiles' outputs reach the group
-        output in one of two ways, and the planner takes the lower:
+        output in one of three ways:
 
         - in place: the output is live from the first tile on and every tile writes into it;
+          the live bytes at each step can always be packed side by side (the input at one end
+          of the arena, the output at the other, the tile's buffers between them);
         - as chunks: each row of tiles (each tile of a strip) is a buffer of its own that a
-          final concatenation copies into the output. Within a row of a grid, the tiles either
-          write into the row's buffer (live from its first tile's last op) or are buffers of
-          their own that the row's concatenation copies; that choice touches only the row's
-          own steps, so the better one is taken row by row.
+          final concatenation copies into the output, and in a grid the tiles of a row write
+          into the row's buffer;
+        - as chunks of chunks: in a grid, the tiles are buffers of their own too, that each
+          row's concatenation copies.
 
-        The plan of the configuration makes the same choices (``Run.storage_options``).
+        A chunk must keep clear of the output and, while the input lives, of the input: the
+        live bytes cannot always be packed side by side, so the chunked ways are laid out
+        (``_chunk_layouts``), each in two layouts.
         """
         rows, cols = grid
         x_bytes, y_bytes = self._input_bytes(x), self._align(y.nbytes)
@@ -396,80 +486,49 @@ class Run:
         width = y.shape[2]
         last_tile = len(tiles) - 1
         in_place = 0
-        for k, (window, before, at_last) in enumerate(tiles):
+        for k, tile in enumerate(tiles):
             x_live = x_bytes if k < last_tile else 0
             in_place = max(
                 in_place,
-                x_bytes + window + y_bytes,
-                x_live + y_bytes + before,
-                x_live + y_bytes + at_last,
+                x_bytes + tile.window + y_bytes,
+                x_live + y_bytes + tile.before,
+                x_live + y_bytes + tile.at_last,
             )
-        sizes = [
+        ways = [_Way(in_place, 0, 0, in_place, in_place, frozenset())]
+        per_row = cols if rows > 1 and cols > 1 else 1
+        tile_bytes = [
             self._align((r1 - r0) * (c1 - c0) * pixel)
             for (r0, r1), (c0, c1) in itertools.product(row_spans, col_spans)
         ]
-        per_row = cols if rows > 1 and cols > 1 else 1
-        chunks = len(tiles) // per_row
-        copied, done = 0, 0
-        row_copies = set()
-        for chunk in range(chunks):
-            members = range(chunk * per_row, (chunk + 1) * per_row)
-            chunk_bytes = (
-                self._align((row_spans[chunk][1] - row_spans[chunk][0]) * width * pixel)
-                if per_row > 1
-                else sizes[chunk]
-            )
-            written, separate = 0, 0  # the row's peak with tiles written into it / copied
-            tiles_done = 0
-            for k in members:
-                window, before, at_last = tiles[k]
-                x_live = x_bytes if k < last_tile else 0
-                into = chunk_bytes if k > members[0] else 0
-                written = max(
-                    written,
-                    x_bytes + window + done + into,
-                    x_live + done + into + before,
-                    x_live + done + chunk_bytes + at_last,
-                )
-                separate = max(
-                    separate,
-                    x_bytes + window + done + tiles_done,
-                    x_live + done + tiles_done + before,
-                    x_live + done + tiles_done + sizes[k] + at_last,
-                )
-                tiles_done += sizes[k]
-            if per_row > 1:  # the row's concatenation of separate tiles
-                x_live = x_bytes if members[-1] < last_tile else 0
-                separate = max(separate, x_live + done + tiles_done + chunk_bytes)
-            if per_row > 1 and separate < written:
-                row_copies.add(f"@row{chunk}")
-                written = separate
-            copied = max(copied, written)
-            done += chunk_bytes
-        copied = max(copied, y_bytes + done)  # the final concatenation
-        if in_place <= copied:
-            return in_place, set()
-        return copied, {"@join", *row_copies}
+        row_bytes = [self._align((r1 - r0) * width * pixel) for r0, r1 in row_spans]
+        # The output and the chunks it copies are live together, and the first tile runs
+        # beside the input: no chunked layout is smaller, so none can beat in place then.
+        first = tiles[0]
+        if max(y_bytes + sum(row_bytes), x_bytes + max(first.window, first.before)) >= in_place:
+            return ways
+        for separate in (False, True) if per_row > 1 else (True,):
+            copies = {"@join"}
+            if per_row > 1 and separate:
+                copies |= {f"@row{r}" for r in range(rows)}
+            for peak, reserve, lift, exit in _chunk_layouts(
+                x_bytes, y_bytes, tiles, tile_bytes, row_bytes, per_row, separate, in_place
+            ):
+                ways.append(_Way(peak, reserve, lift, peak, exit, frozenset(copies)))
+        return ways
 
     def storage_options(self, configuration: Configuration) -> StorageOptions:
         """The byte sharing of the configuration's plan: MAFAT's, with the concatenations its
         prediction copies kept out of place."""
         copies: set[str] = set()
-        for group in configuration.groups:
-            if group.tiled:
-                self.group(group)
-                copies |= self._copies[group]
+        for way in self._chosen(configuration)[2]:
+            copies |= way.copies
         return dataclasses.replace(
             self.options, not_in_place=self.options.not_in_place | frozenset(copies)
         )
 
     def score(self, configuration: Configuration) -> Score:
-        memory, seconds = self._outside, 0.0
-        for group in configuration.groups:
-            peak, group_seconds = self.group(group)
-            memory = max(memory, peak + self._across)
-            seconds += group_seconds
-        return Score(configuration, memory, seconds)
+        peak, seconds, _ = self._chosen(configuration)
+        return Score(configuration, max(self._outside, peak + self._across), seconds)
 
     # ---- configurations ------------------------------------------------------------------
 
@@ -492,6 +551,178 @@ class Run:
     def apply(self, configuration: Configuration) -> Graph:
         """A copy of the graph with the configuration's groups tiled."""
         return apply_rewrites(self.graph.copy(), self.records(configuration))
+
+
+# ---- the layout of chunked tiles -------------------------------------------------------------
+
+
+class _Ends:
+    """Buffers laid out from both ends of an arena: a buffer goes at the lowest offset from its
+    end that the live buffers of that end leave free (first fit), and the arena is as large as
+    the two ends' extents together at the worst step. Any layout is a plan, so the planner
+    needs no more than ``peak`` for the same buffers (it searches far more layouts)."""
+
+    def __init__(self, fixed: bool) -> None:
+        # Per end (bottom, top): live key -> (offset, size), and the extent.
+        self.ends: tuple[dict[object, tuple[int, int]], ...] = ({}, {})
+        self.extents = [0, 0]
+        self.where: dict[object, bool] = {}
+        self.peak = 0
+        self.fixed = fixed
+
+    def add(self, key: object, size: int, top: bool, offset: int | None = None) -> None:
+        self._put(key, size, top, self._first_fit(size, top) if offset is None else offset)
+
+    def add_either(self, key: object, size: int, top: bool) -> None:
+        """Add at the end where the two extents together grow least (``top`` on a tie), or
+        at ``top`` when ``fixed``."""
+        here = self._first_fit(size, top)
+        if not self.fixed:
+            there = self._first_fit(size, not top)
+            grows_there = max(there + size - self.extents[not top], 0)
+            if grows_there < max(here + size - self.extents[top], 0):
+                top, here = not top, there
+        self._put(key, size, top, here)
+
+    def _put(self, key: object, size: int, top: bool, offset: int) -> None:
+        self.ends[top][key] = (offset, size)
+        self.where[key] = top
+        self.extents[top] = max(self.extents[top], offset + size)
+
+    def _first_fit(self, size: int, top: bool) -> int:
+        offset = 0
+        for start, there in sorted(self.ends[top].values()):
+            if start - offset >= size:
+                break
+            offset = max(offset, start + there)
+        return offset
+
+    def offset(self, key: object) -> int:
+        return self.ends[self.where[key]][key][0]
+
+    def step(self) -> None:
+        """One op runs: everything live now is live together."""
+        self.peak = max(self.peak, self.extents[0] + self.extents[1])
+
+    def free(self, *keys: object) -> None:
+        for key in keys:
+            top = self.where.pop(key)
+            del self.ends[top][key]
+            self.extents[top] = max((o + n for o, n in self.ends[top].values()), default=0)
+
+
+def _chunk_layouts(
+    x_bytes: int,
+    y_bytes: int,
+    tiles: Sequence[_Tile],
+    tile_bytes: Sequence[int],
+    row_bytes: Sequence[int],
+    per_row: int,
+    separate: bool,
+    limit: int,
+) -> list[tuple[int, int, int, int]]:
+    """Layouts of a tiled group whose tiles' outputs are chunks (``Run._tiles_ways``) below
+    ``limit``, as (peak, reserve, lift, exit): the group input at the bottom, where the output
+    goes once the input is dead, and the chunks from the top, or those written once the input
+    is dead from the bottom (then the output is ``lift`` bytes above them); or the chunks from
+    the bottom, the input right above the ones written while it lives (``reserve`` bytes from
+    its end), and the output from the top."""
+    args = (y_bytes, tiles, tile_bytes, row_bytes, per_row, separate, limit)
+    layouts = []
+    try:
+        for late_below in (False, True):
+            peak, _, lift, exit = _chunk_layout(x_bytes, None, late_below, *args)
+            layouts.append((peak, 0, lift, exit))
+    except _TooLarge:
+        pass
+    try:
+        reserve = _chunk_layout(0, 0, False, *args)[1]  # where the input can go
+        peak, _, lift, exit = _chunk_layout(x_bytes, reserve, False, *args)
+        layouts.append((peak, reserve, lift, exit))
+    except _TooLarge:
+        pass
+    return layouts
+
+
+class _TooLarge(Exception):
+    """A layout reached the limit it had to stay below."""
+
+
+def _chunk_layout(
+    x_bytes: int,
+    x_offset: int | None,
+    late_below: bool,
+    y_bytes: int,
+    tiles: Sequence[_Tile],
+    tile_bytes: Sequence[int],
+    row_bytes: Sequence[int],
+    per_row: int,
+    separate: bool,
+    limit: int,
+) -> tuple[int, int, int, int]:
+    """One layout of a chunked group: the chunks from the top (with ``late_below``, those
+    written once the input is dead from the bottom), the output from the bottom, the input at
+    the bottom (``x_offset`` None) or at ``x_offset`` from the top; each tile's buffers
+    alternate between the ends (the slice, then every op's new output) so that the one the
+    tile's last op reads is at the bottom, away from the chunk it writes. ``per_row`` tiles
+    make a row chunk (1: every tile is a chunk); with ``separate`` they are buffers of their
+    own that the row's concatenation copies, else they write into the row chunk.
+
+    Returns the peak, the largest extent of the top while the input lives, the output's
+    offset from the bottom and the arena at the final concatenation."""
+    # With the input off its end, the gap below it is the chunks' to come: nothing else may
+    # take it.
+    arena = _Ends(fixed=x_offset is not None)
+    x_live = True  # until the last tile's slice
+    if x_bytes:
+        arena.add("x", x_bytes, top=x_offset is not None, offset=x_offset or 0)
+    reserved = 0
+    last_tile = len(tiles) - 1
+
+    def measure() -> None:
+        nonlocal reserved
+        arena.step()
+        if arena.peak >= limit:
+            raise _TooLarge
+        if x_live:
+            reserved = max(reserved, arena.extents[True])
+
+    def chunk(key: object, size: int) -> None:
+        arena.add(key, size, top=not (late_below and not x_live))
+
+    for k, tile in enumerate(tiles):
+        row, position = divmod(k, per_row)
+        count = 1 + sum(1 for out, _ in tile.steps[: tile.tail] if out)
+        current = 0
+        arena.add_either(("buffer", current), tile.window, top=(count - 1) % 2 == 1)
+        measure()
+        if k == last_tile:
+            x_live = False
+            if x_bytes:
+                arena.free("x")
+        for i, (out, scratch) in enumerate(tile.steps):
+            if i == tile.tail:
+                if per_row == 1 or separate:
+                    chunk(("tile", k), tile_bytes[k])
+                elif position == 0:
+                    chunk(("row", row), row_bytes[row])
+            elif out:
+                arena.add_either(("buffer", current + 1), out, top=(count - 2 - current) % 2 == 1)
+            if scratch:
+                arena.add_either("scratch", scratch, top=False)
+            measure()
+            if scratch:
+                arena.free("scratch")
+            if i == tile.tail or (out and i < tile.tail):
+                arena.free(("buffer", current))
+                current += 1
+        if per_row > 1 and separate and position == per_row - 1:
+            chunk(("row", row), row_bytes[row])
+            measure()
+            arena.free(*(("tile", j) for j in range(k - per_row + 1, k + 1)))
+    arena.add("y", y_bytes, top=False)
+    arena.step()
+    return arena.peak, reserved, arena.offset("y"), sum(arena.extents)
 
 
 # ---- search --------------------------------------------------------------------------------
