@@ -112,6 +112,90 @@ def test_reshape_of_a_constant_gets_its_own_bytes():
     assert build_storage(g).root("shaped") == "shaped"
 
 
+# ---- slice views -----------------------------------------------------------------------------
+def _slice(b, x, begin, end, name, steps=None, shrink=()):
+    steps = steps or (1,) * len(begin)
+    attrs = {"begin": begin, "end": end, "strides": steps, "shrink_axes": shrink}
+    return b.op("strided_slice", [x], attrs, name=name)
+
+
+def _windows_graph():
+    """Two overlapping 2-D windows of a graph input, each through a 1x1 conv, concatenated."""
+    b = GraphBuilder()
+    x = b.input("x", (1, 5, 6, 3))
+    left = _slice(b, x, (0, 0, 0, 0), (1, 5, 4, 3), "left")
+    right = _slice(b, x, (0, 1, 2, 0), (1, 4, 6, 3), "right")
+    a = _conv(b, left, 2, "a")
+    c = _conv(b, right, 2, "c", seed=1)
+    flat_a = b.op("reshape", [a], shape=(1, 40), name="flat_a")
+    flat_c = b.op("reshape", [c], shape=(1, 24), name="flat_c")
+    return b.output(b.op("concat", [flat_a, flat_c], {"axis": 1, **NONE}, name="cat"))
+
+
+def test_slice_output_is_a_strided_view_of_its_input():
+    g = _windows_graph()
+    storage = build_storage(g, StorageOptions.only("slice_views"))
+    assert storage.refs["left"] == StorageRef("x", 0, (360, 72, 12, 4))
+    # (row 1, column 2): 1*18 + 2*3 floats in
+    assert storage.refs["right"] == StorageRef("x", (18 + 6) * 4, (360, 72, 12, 4))
+    assert storage.in_place["left"] == InPlace("slice", (0,), writes=False)
+    assert storage.moves_no_data("right")
+    assert build_storage(g, NO_SHARING).root("left") == "left"
+
+
+def test_slice_views_run_as_the_copies_did():
+    plan = _runs_identically(_windows_graph())
+    assert plan.storage.root("left") == plan.storage.root("right") == "x"
+
+
+def test_slice_of_a_view_composes_and_rows_stay_contiguous():
+    b = GraphBuilder()
+    x = b.input("x", (1, 6, 4, 2))
+    rows = _slice(b, b.op("relu", [x], name="r"), (0, 2, 0, 0), (1, 6, 4, 2), "rows")
+    inner = _slice(b, rows, (0, 1, 1, 0), (1, 3, 3, 2), "inner", steps=(1, 1, 1, 1))
+    g = b.output(b.op("relu", [inner], name="out"))
+    storage = build_storage(g, StorageOptions.only("slice_views"))
+    assert storage.refs["rows"] == StorageRef("r", 2 * 8 * 4)  # whole rows: contiguous
+    # (row 2+1, column 1) of r, under r's strides
+    assert storage.refs["inner"] == StorageRef("r", (3 * 8 + 2) * 4, (128, 32, 8, 4))
+    _runs_identically(g)
+
+
+@pytest.mark.parametrize(
+    ("steps", "shrink", "view"),
+    [
+        ((1, 2, 1, 1), (), True),  # every other row: a view with twice the row stride
+        ((1, 1, 1, 2), (), False),  # every other channel: kernels need channels contiguous
+        ((1, 1, 1, 1), (1,), True),  # one row, its axis dropped
+    ],
+)
+def test_slice_view_conditions(steps, shrink, view):
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 4, 4))
+    end = (1, 2, 4, 4) if shrink else (1, 4, 4, 4)
+    part = _slice(b, b.op("relu", [x], name="r"), (0, 1, 0, 0), end, "part", steps, shrink)
+    g = b.output(b.op("relu", [part], name="out"))
+    assert (build_storage(g).root("part") == "r") == view
+    _runs_identically(g)
+
+
+def test_slice_that_is_a_graph_output_is_copied():
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 4, 2))
+    g = b.output(_slice(b, b.op("relu", [x], name="r"), (0, 1, 1, 0), (1, 3, 3, 2), "part"))
+    assert build_storage(g).root("part") == "part"
+
+
+def test_elementwise_never_overwrites_a_window_of_a_larger_root():
+    b = GraphBuilder()
+    x = b.input("x", (1, 4, 4, 2))
+    r = b.op("relu", [x], name="r")
+    part = _slice(b, r, (0, 1, 1, 0), (1, 3, 3, 2), "part")
+    g = b.output(b.op("relu", [part], name="out"))
+    storage = build_storage(g)
+    assert storage.root("part") == "r" and storage.root("out") == "out"
+
+
 # ---- concat in place -------------------------------------------------------------------------
 def _two_branch_concat(axis, shape_a=(1, 2, 2, 3), shape_b=(1, 2, 2, 5)):
     b = GraphBuilder()

@@ -11,6 +11,13 @@ turn it off (``StorageOptions``):
   output is the root): the input's producer writes straight into the slice and the concat moves
   no data. Along the outermost axis that is not 1 a slice is contiguous; along an inner axis
   (channels in NHWC) it is a strided view. Nested concats compose.
+- **Slice views.** A ``strided_slice`` with positive steps, the last axis' step 1, is a view of
+  its input: its output is the box of the input's bytes it selects, under the input's strides
+  times the steps (the input's own strides when it is a view itself), and the slice moves no
+  data. FFMT's tiles read their windows of the chain input this way instead of copying each
+  into a buffer of its own. The view keeps the input's root live until the slice's last reader
+  (``memfit.planning.storage_choice`` switches it off where that raises the peak); an output
+  that is a graph output is copied as before.
 - **Elementwise in place.** An elementwise op (binary arithmetic, activations, int8
   requantization) writes its output over an input that dies there, element by element.
 - **Depthwise convolution and pooling in place** (as MCUNet's TinyEngine runs depthwise
@@ -127,6 +134,7 @@ class StorageOptions:
     that must not run in place although their kind may (``not_in_place``, op names)."""
 
     reshape_views: bool = True
+    slice_views: bool = True
     concat_in_place: bool = True
     elementwise_in_place: bool = True
     depthwise_in_place: bool = True
@@ -185,15 +193,15 @@ class StorageRef:
 class InPlace:
     """How an op shares bytes instead of writing a fresh buffer.
 
-    ``kind`` is "reshape" (its output is a view of input 0), "concat" (the inputs at positions
-    ``inputs`` are views of the output: their producers wrote them in place; the concat copies
-    only the others), or says how the output overwrites the input at position ``inputs[0]``:
-    "elementwise" (element i over element i, same size: accumulators included), "narrowing"
-    (element i over the start of the input's bytes, in ascending element order: the output's
-    elements are smaller), "depthwise" or "pool" (channel by channel through a one-channel
-    temporary), "pointwise" (output pixels block by block through a one-block temporary).
-    ``writes`` is False for an op that moves no data at all: a reshape view, a concat all of
-    whose inputs are views.
+    ``kind`` is "reshape" or "slice" (its output is a view of input 0), "concat" (the inputs at
+    positions ``inputs`` are views of the output: their producers wrote them in place; the
+    concat copies only the others), or says how the output overwrites the input at position
+    ``inputs[0]``: "elementwise" (element i over element i, same size: accumulators included),
+    "narrowing" (element i over the start of the input's bytes, in ascending element order: the
+    output's elements are smaller), "depthwise" or "pool" (channel by channel through a
+    one-channel temporary), "pointwise" (output pixels block by block through a one-block
+    temporary). ``writes`` is False for an op that moves no data at all: a reshape or slice
+    view, a concat all of whose inputs are views.
     """
 
     kind: str
@@ -233,7 +241,7 @@ class StorageMap:
 
     def moves_no_data(self, op_name: str) -> bool:
         """True when the op's output already holds its result once its inputs are written: a
-        reshape view, or a concat all of whose inputs were written in place."""
+        reshape or slice view, or a concat all of whose inputs were written in place."""
         entry = self.in_place.get(op_name)
         return entry is not None and not entry.writes
 
@@ -329,6 +337,8 @@ class _Builder:
             return
         if kind == "reshape" and options.reshape_views:
             self._reshape(op)
+        elif kind == "strided_slice" and options.slice_views:
+            self._slice(op)
         elif kind == "concat" and options.concat_in_place:
             self._concat(op)
         elif kind in ELEMENTWISE_KINDS and options.elementwise_in_place:
@@ -355,6 +365,40 @@ class _Builder:
             return  # a strided view has no contiguous reshape
         self._join(out, ref)
         self.in_place[op.name] = InPlace("reshape", (0,), writes=False)
+
+    def _slice(self, op: Op) -> None:
+        source, out = op.inputs[0], op.output
+        if source is None or source.is_constant or len(op.outputs) != 1 or out.name in self.io:
+            return
+        if source.dtype is not out.dtype or source.quant != out.quant or not source.shape:
+            return
+        if any(reader.attrs.get("primitive") is not None for reader in out.consumers):
+            return  # a primitive chosen by memfit.selection reads whole rows of pixels only
+        if source.name not in self.refs:
+            raise InternalError(
+                f"strided_slice {op.name} reads {source.name} before any op writes it"
+            )
+        ref = self.refs[source.name]
+        itemsize = source.dtype.itemsize
+        strides = ref.strides or contiguous_strides(source.shape, itemsize)
+        begin, steps = op.attrs["begin"], op.attrs["strides"]
+        shrink = set(op.attrs.get("shrink_axes", ()))
+        if any(s < 1 for s in steps) or (steps[-1] != 1 and source.shape[-1] > 1):
+            return  # a reversed or channel-strided selection is no view the kernels read
+        offset = ref.offset
+        kept: list[int] = []
+        for axis, (b, s, dim) in enumerate(zip(begin, steps, source.shape, strict=True)):
+            start = b + dim if b < 0 else b
+            if not 0 <= start < max(dim, 1):
+                return
+            offset += start * strides[axis]
+            if axis not in shrink:
+                kept.append(strides[axis] * s)
+        if len(kept) != len(out.shape):
+            return
+        view = StorageRef(ref.root, offset, _normalized(out.shape, kept, itemsize))
+        self._join(out, view)
+        self.in_place[op.name] = InPlace("slice", (0,), writes=False)
 
     def _elementwise(self, op: Op) -> None:
         out = op.output

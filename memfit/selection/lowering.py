@@ -19,6 +19,7 @@ from collections.abc import Mapping
 
 from memfit.codegen import params
 from memfit.codegen.lowering import OpContext, unsupported
+from memfit.codegen.views import View
 from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.dtypes import DType
@@ -134,16 +135,22 @@ def workspace_bytes(op: Op) -> int:
     return sum(_parts(op))
 
 
+def pixel_rows(view: View) -> bool:
+    """Is ``view`` whole rows of NHWC pixels, one pixel stride apart (what the primitives read
+    and write)? A window of a wider tensor (a 2-D tile's slice view or concat slot) is not."""
+    n, h, w, c = view.dims
+    sn, sh, sw = view.strides
+    return sw >= c and sh == w * sw and (n == 1 or sn == h * sh)
+
+
 def _pixel_stride(context: OpContext, tensor: Tensor) -> int:
     """Elements between consecutive NHWC pixels (the tensor must be rows of pixels)."""
     view = context.view(tensor)
-    n, h, w, c = view.dims
-    sn, sh, sw = view.strides
-    if sw < c or sh != w * sw or (n > 1 and sn != h * sh):
+    if not pixel_rows(view):
         raise unsupported(
             context.op, context.graph, f"{tensor.name} is not a box of whole pixel rows"
         )
-    return sw
+    return view.strides[2]
 
 
 def lower(context: OpContext) -> list[str]:

@@ -6,11 +6,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from memfit.codegen.plan import C_STORAGE
+from memfit.codegen.views import tensor_view
 from memfit.ir.core import Graph
 from memfit.planning import MemoryPlan, plan_memory
 from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
 from memfit.selection.ilp import Layer, Link, Option, Problem
+from memfit.selection.lowering import pixel_rows
+from memfit.selection.pareto import DEFAULT
 from memfit.selection.profile import LayerCosts
 
 
@@ -62,10 +65,14 @@ def build_problem(
             continue
         x = op.inputs[0]
         assert x is not None
+        seconds = dict(cost.seconds)
+        if not all(pixel_rows(tensor_view(t, plan.arena)) for t in (x, op.output)):
+            # a window of a wider tensor: only memfit's own kernel reads and writes it
+            seconds = {c: s for c, s in seconds.items() if c == DEFAULT}
         layers.append(
             Layer(
                 op.name,
-                {c: Option(s, primitives.workspace_bytes(op, c)) for c, s in cost.seconds.items()},
+                {c: Option(s, primitives.workspace_bytes(op, c)) for c, s in seconds.items()},
                 Option(cost.to_nchw_input, primitives.conversion_bytes(x)),
                 Option(cost.to_nhwc_output, primitives.conversion_bytes(op.output)),
             )
