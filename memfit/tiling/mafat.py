@@ -14,15 +14,16 @@ Two predictions score a configuration without rewriting the graph, fast enough f
 of configurations a second (group results are cached):
 
 - memory: per group, the group's input and output maps (live while its tiles run) plus the
-  largest live set inside one tile (the window sliced out of the input, each op's tile input
-  and output, its scratch), every buffer aligned; an untiled group is its ops' inputs, outputs
+  largest live set inside one tile (each op's tile input and output, its scratch; the window
+  the tile reads is a view of the group input, or a copy when slice views are off), every
+  buffer aligned; an untiled group is its ops' inputs, outputs
   and scratch; per-element ops that the planner runs in place count once. Buffers live across
   the run (skip connections) are added, and the steps outside the run keep their untiled
   bytes. ``validate`` compares this with the real planner.
 - latency: the calibrated cost model (``memfit.codegen.cost_model``: per op class, seconds =
   a + b * MACs + c * bytes) applied to every tile's copy of every op, with the MACs and bytes
   of the tile (so the halo's recomputation and the per-tile overhead ``a`` both count), plus
-  the slices that copy each tile's input window.
+  the slices that copy each tile's input window when slice views are off.
 
 ``search`` starts untiled. While over the budget it changes the group that sets the peak (a
 finer grid, fusing it with a neighbour, or moving one of its cuts), taking the change that
@@ -234,16 +235,20 @@ _NO_WAY = (_Way(math.inf, 0, 0, math.inf, math.inf, frozenset()),)  # type: igno
 
 @dataclass(frozen=True)
 class _Tile:
-    """One tile's aligned bytes: the window it slices out of the group input; the largest live
-    set of its ops before the tail (the per-element ops in place over the tile's output) and
-    in the tail; per op, the new buffer it writes (0: it runs in place, or writes the tile's
-    output) and its scratch; the index of the op that writes the tile's output."""
+    """One tile's aligned bytes: the window it slices out of the group input (0: the slice is
+    a view of the input, which then lives through the tile's first op); the live set of its
+    first op; the largest live set of its other ops before the tail (the per-element ops in
+    place over the tile's output) and in the tail; per op, the new buffer it writes (0: it runs
+    in place, or writes the tile's output) and its scratch; the index of the op that writes the
+    tile's output."""
 
     window: int
+    first: int
     before: int
     at_last: int
     steps: tuple[tuple[int, int], ...]
     tail: int
+    view: bool
 
 
 class Run:
@@ -405,6 +410,7 @@ class Run:
         geometries = [i.geometry for i in infos]
         sizes = [i.input_size for i in infos]
         slice_key = f"strided_slice/{x.dtype}"
+        views = self.options.slice_views
         seconds = 0.0
         # Per-element ops at the end run in place over the tile's output, which is part of
         # the group output (or its chunk): from ``tail`` on, nothing new is held.
@@ -419,28 +425,42 @@ class Run:
                 return _NO_WAY, math.inf
             pixels = [w.rows.size * w.cols.size for w in windows]
             pixels.append((row_span[1] - row_span[0]) * (col_span[1] - col_span[0]))
-            window_bytes = pixels[0] * infos[0].in_pixel_bytes
+            # a slice view reads its window in the group input: no bytes, no time
+            window_bytes = 0 if views else pixels[0] * infos[0].in_pixel_bytes
             seconds += self.cost_model.seconds(OpFeatures(slice_key, 0, 2 * window_bytes))
-            held_before, held_last = 0, 0
+            held_first, held_before, held_last = 0, 0, 0
             steps: list[tuple[int, int]] = []
             for i, info in enumerate(infos):
                 tile_in = 0 if i > tail else self._align(pixels[i] * info.in_pixel_bytes)
+                in_place = info.in_place
+                if i == 0 and views:  # the window is part of the input; never overwritten
+                    tile_in, in_place = 0, False
                 out_bytes = pixels[i + 1] * info.out_pixel_bytes
                 tile_out = 0 if i >= tail else self._align(out_bytes)
-                held = max(tile_in, tile_out) if info.in_place else tile_in + tile_out
+                held = max(tile_in, tile_out) if in_place else tile_in + tile_out
                 scratch = self._align(info.scratch) if info.scratch else 0
                 held += scratch
-                if i >= tail:
+                if i == 0:
+                    held_first = held
+                elif i >= tail:
                     held_last = max(held_last, held)
                 else:
                     held_before = max(held_before, held)
-                steps.append((0 if info.in_place or i >= tail else tile_out, scratch))
+                steps.append((0 if in_place or i >= tail else tile_out, scratch))
                 tile_macs = macs(info.op) * pixels[i + 1] // max(info.out_pixels, 1)
                 moved = pixels[i] * info.in_pixel_bytes + out_bytes + info.constant_bytes
                 tile = OpFeatures(info.features.key, tile_macs, moved)
                 seconds += self.cost_model.seconds(tile)
             tiles.append(
-                _Tile(self._align(window_bytes), held_before, held_last, tuple(steps), tail)
+                _Tile(
+                    self._align(window_bytes),
+                    held_first,
+                    held_before,
+                    held_last,
+                    tuple(steps),
+                    tail,
+                    views,
+                )
             )
         join = f"{last.name}@join"
         ways = tuple(
@@ -464,8 +484,8 @@ class Run:
         """The ways the tiles can run, one after the other (rows, then columns in a row), with
         the concatenations each copies (``@join``, ``@row<r>``).
 
-        The group input lives until the last tile's slice. The tiles' outputs reach the group
-        output in one of three ways:
+        The group input lives until the last tile's slice or, when the slices are views, until
+        its first op. The tiles' outputs reach the group output in one of three ways:
 
         - in place: the output is live from the first tile on and every tile writes into it;
           the live bytes at each step can always be packed side by side (the input at one end
@@ -488,9 +508,11 @@ class Run:
         in_place = 0
         for k, tile in enumerate(tiles):
             x_live = x_bytes if k < last_tile else 0
+            x_first = x_bytes if k < last_tile or tile.view else 0
             in_place = max(
                 in_place,
                 x_bytes + tile.window + y_bytes,
+                x_first + y_bytes + tile.first,
                 x_live + y_bytes + tile.before,
                 x_live + y_bytes + tile.at_last,
             )
@@ -504,7 +526,8 @@ class Run:
         # The output and the chunks it copies are live together, and the first tile runs
         # beside the input: no chunked layout is smaller, so none can beat in place then.
         first = tiles[0]
-        if max(y_bytes + sum(row_bytes), x_bytes + max(first.window, first.before)) >= in_place:
+        beside = x_bytes + max(first.window, first.first, first.before)
+        if max(y_bytes + sum(row_bytes), beside) >= in_place:
             return ways
         for separate in (False, True) if per_row > 1 else (True,):
             copies = {"@join"}
@@ -629,12 +652,12 @@ def _chunk_layouts(
     its end), and the output from the top."""
     args = (y_bytes, tiles, tile_bytes, row_bytes, per_row, separate, limit)
     layouts = []
-    try:
-        for late_below in (False, True):
+    for late_below in (False, True):
+        try:
             peak, _, lift, exit = _chunk_layout(x_bytes, None, late_below, *args)
-            layouts.append((peak, 0, lift, exit))
-    except _TooLarge:
-        pass
+        except _TooLarge:
+            continue
+        layouts.append((peak, 0, lift, exit))
     try:
         reserve = _chunk_layout(0, 0, False, *args)[1]  # where the input can go
         peak, _, lift, exit = _chunk_layout(x_bytes, reserve, False, *args)
@@ -673,7 +696,7 @@ def _chunk_layout(
     # With the input off its end, the gap below it is the chunks' to come: nothing else may
     # take it.
     arena = _Ends(fixed=x_offset is not None)
-    x_live = True  # until the last tile's slice
+    x_live = True  # until the last tile's slice, or its first op when the slice is a view
     if x_bytes:
         arena.add("x", x_bytes, top=x_offset is not None, offset=x_offset or 0)
     reserved = 0
@@ -696,7 +719,7 @@ def _chunk_layout(
         current = 0
         arena.add_either(("buffer", current), tile.window, top=(count - 1) % 2 == 1)
         measure()
-        if k == last_tile:
+        if k == last_tile and not tile.view:
             x_live = False
             if x_bytes:
                 arena.free("x")
@@ -713,6 +736,10 @@ def _chunk_layout(
             measure()
             if scratch:
                 arena.free("scratch")
+            if k == last_tile and tile.view and i == 0:
+                x_live = False
+                if x_bytes:
+                    arena.free("x")
             if i == tile.tail or (out and i < tile.tail):
                 arena.free(("buffer", current))
                 current += 1
