@@ -32,7 +32,15 @@ from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Op, Quantization
 from memfit.ir.dtypes import DType
 from memfit.runtime.kernels import run_kernel
-from memfit.runtime.kernels.lstm import sigmoid_int16, tanh_int16
+from memfit.runtime.kernels.lstm import GATES, sigmoid_int16, tanh_int16
+from tests.test_lstm import (
+    FLOAT_CASES,
+    FLOAT_VARIANT_CASES,
+    INT8_CASES,
+    _random_input,
+    _random_lstm,
+)
+from tests.test_lstm import _run as _run_lstm
 
 RUNTIME = Path(params.__file__).resolve().parent / "runtime"
 SANITIZED = os.environ.get("MEMFIT_KERNELS_SANITIZED") == "1"
@@ -1275,6 +1283,72 @@ def test_lstm_gate_functions_on_every_int16(lib: ctypes.CDLL, power: int | None)
     function.restype = ctypes.c_int16
     got = np.array([function(int(v), *arguments) for v in x], np.int16)
     assert_same(got, want)
+
+
+def lstm_weights(op: Op) -> ctypes.Structure:
+    """``mf_lstm_weights_f32`` / ``_s8`` of ``op``: per field, a pointer per gate (or one)."""
+    int8 = params.is_quantized(op)
+    per_gate = dict(params.LSTM_WEIGHTS)
+    if int8:
+        del per_gate["peephole"], per_gate["layer_norm"]
+    single = {} if int8 else params.LSTM_PROJECTION
+
+    def pointer(index: int | None) -> ctypes.c_void_p | None:
+        t = None if index is None else op.input(index)
+        return None if t is None else ptr(t.data)
+
+    fields = [(name, ctypes.c_void_p * len(GATES)) for name in per_gate]
+    fields += [(name, ctypes.c_void_p) for name in single]
+    mirror = type("MfLstmWeights", (ctypes.Structure,), {"_fields_": fields})()
+    for name, by_gate in per_gate.items():
+        setattr(
+            mirror, name, (ctypes.c_void_p * len(GATES))(*(pointer(by_gate.get(g)) for g in GATES))
+        )
+    for name, index in single.items():
+        setattr(mirror, name, pointer(index))
+    return mirror
+
+
+LSTM_KERNEL_CASES = {
+    **{f"int8 {case}": {**options, "int8": True} for case, options in INT8_CASES.items()},
+    **{
+        f"float {case}": options for case, options in {**FLOAT_CASES, **FLOAT_VARIANT_CASES}.items()
+    },
+}
+
+
+@pytest.mark.parametrize("case", LSTM_KERNEL_CASES)
+def test_lstm_touches_exactly_its_workspace(lib: ctypes.CDLL, case: str) -> None:
+    """Every LSTM variant against the NumPy kernel, on a strided output (the cell state may
+    wait in the output's next step), and writing exactly ``params.workspace_bytes`` bytes of
+    its workspace, with NULL for none (the bytes after it keep the canary)."""
+    rng = generator("lstm", case)
+    op = _random_lstm(rng, **LSTM_KERNEL_CASES[case])
+    int8 = params.is_quantized(op)
+    x = _random_input(rng, op)
+    want = _run_lstm(op, x)
+    size = params.workspace_bytes(op)
+    extents = []
+    for canary in (0x00, 0xA5):
+        parent, y = output_buffer(want.shape, want.dtype, rng, True)
+        space = np.full(size + 64, canary, np.uint8)
+        kernel_params = params.lstm_s8(op) if int8 else params.lstm_f32(op)
+        call(
+            lib,
+            f"mf_lstm_{'s8' if int8 else 'f32'}",
+            ptr(x),
+            ref(view(x)),
+            ref(lstm_weights(op)),
+            ptr(y),
+            ref(view(y)),
+            ref(struct(kernel_params)),
+            ptr(space) if size else None,
+        )
+        (assert_same if int8 else assert_close)(y, want)
+        assert_untouched(parent, y)
+        touched = np.flatnonzero(space != canary)
+        extents.append(int(touched[-1]) + 1 if touched.size else 0)
+    assert max(extents) == size
 
 
 # ---- softmax, LRN, quantize/dequantize --------------------------------------------------------

@@ -322,6 +322,7 @@ INT8_CASES = {
     "cell scale 2^-13 (rounding tanh shift)": {"cell_scale_power": -13, "cell_clip": 3.0},
     "cell scale 2^-9": {"cell_scale_power": -9},
     "long sequence": {"batch": 1, "steps": 40, "n_input": 16, "n_cell": 12},
+    "one step": {"steps": 1, "batch": 3},
 }
 
 
@@ -339,6 +340,7 @@ FLOAT_CASES = {
     "standard": {},
     "time-major": {"time_major": True, "batch": 3},
     "cell clip": {"cell_clip": 0.5},
+    "one step": {"steps": 1, "batch": 3},
 }
 # Variants TFLite Micro refuses (or, for activations other than tanh, runs without the
 # activation); LiteRT, the full TFLite runtime, is their reference.
@@ -351,6 +353,10 @@ FLOAT_VARIANT_CASES = {
     "layer norm": {"layer_norm": True},
     "projection": {"n_output": 4},
     "projection + bias + clip": {"n_output": 4, "projection_bias": True, "proj_clip": 0.3},
+    "projection wider than the cells": {"n_output": 9, "peephole": True},
+    "projection, one step": {"n_output": 4, "steps": 1},
+    "layer norm + peephole + projection": {"layer_norm": True, "peephole": True, "n_output": 4},
+    "layer norm + CIFG, projection wider": {"layer_norm": True, "cifg": True, "n_output": 8},
     "all, time-major": {
         "cifg": True,
         "peephole": True,

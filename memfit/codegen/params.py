@@ -436,16 +436,14 @@ def workspace_bytes(op: Op) -> int:
     ``S8_MR`` x K int16 values, with K = KH * KW * (input channels / groups); a hybrid conv2d
     also holds one batch item of its input quantized to int8.
 
-    lstm: one batch row's state: four gates and the cell state, n_cell floats each (float), or
-    the int16 cell state alone (int8: the gates are computed a few cells at a time).
+    lstm: see ``lstm_workspace_bytes``.
     """
     if op.attrs.get("primitive") is not None:  # chosen by memfit.selection
         from memfit.selection.lowering import workspace_bytes as primitive_workspace
 
         return primitive_workspace(op)
     if op.kind == "lstm":
-        n_cell = _lstm_cells(op)
-        return n_cell * 2 if is_quantized(op) else 5 * n_cell * 4
+        return lstm_workspace_bytes(op)
     if op.kind not in ("conv2d", "partial_conv2d"):
         return 0
     x, w = op.inputs[0], _constant(op, 1)
@@ -500,6 +498,36 @@ LSTM_PROJECTION = {
 
 def _lstm_cells(op: Op) -> int:
     return _constant(op, lstm_kernel._W["f"]).shape[0]
+
+
+def lstm_workspace_bytes(op: Op) -> int:
+    """What ``mf_lstm_f32`` / ``mf_lstm_s8`` keep in their workspace (see mf_lstm.c).
+
+    The gates are computed a block of cells at a time on the stack and the previous hidden
+    state is read from the output, so the workspace holds at most:
+
+    - the cell state (n_cell float or int16), only while another step follows (sequences of
+      more than one step), and only when it does not fit in the next step's slot of the output
+      (n_output elements of the output's type): int8 always, float only when a projection
+      makes n_output < n_cell;
+    - for float layer normalization, which needs a gate of every cell at once, two rows of
+      n_cell floats; for a float projection without it, one (the unprojected hidden state).
+    """
+    n_cell = _lstm_cells(op)
+    out = op.output
+    steps = out.shape[0] if op.attrs.get("time_major", False) else out.shape[1]
+    cell_bytes = n_cell * (2 if is_quantized(op) else 4)
+    slot_bytes = out.shape[-1] * out.dtype.itemsize
+    cell = cell_bytes if steps > 1 and slot_bytes < cell_bytes else 0
+    if is_quantized(op):
+        return cell
+    if op.input(lstm_kernel._LAYER_NORM["f"]) is not None:
+        rows = 2
+    elif op.input(lstm_kernel._PROJECTION_W) is not None:
+        rows = 1
+    else:
+        rows = 0
+    return rows * n_cell * 4 + cell
 
 
 def lstm_f32(op: Op) -> LstmF32:

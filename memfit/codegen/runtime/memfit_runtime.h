@@ -306,10 +306,14 @@ typedef struct {
     int32_t cell_clip;                    /* quantized; 0: no clipping */
 } mf_lstm_s8_params;
 
-/* Workspace: 5 * n_cell floats (four gates and the cell state). */
+/* Workspace (params.lstm_workspace_bytes): two rows of n_cell floats with layer normalization,
+ * one with a projection, none otherwise; plus the cell state (n_cell floats) when a projection
+ * makes n_output < n_cell and the sequence has more than one step (else it waits in the next
+ * step's slot of y). NULL when that is nothing. */
 void mf_lstm_f32(const float* x, const mf_view* xv, const mf_lstm_weights_f32* w, float* y,
                  const mf_view* yv, const mf_lstm_f32_params* p, float* workspace);
-/* Workspace: the cell state, n_cell int16 (the gates are computed a few cells at a time). */
+/* Workspace: the cell state, n_cell int16, for a sequence of more than one step; else none
+ * (NULL). The gates are computed a few cells at a time on the stack. */
 void mf_lstm_s8(const int8_t* x, const mf_view* xv, const mf_lstm_weights_s8* w, int8_t* y,
                 const mf_view* yv, const mf_lstm_s8_params* p, int16_t* workspace);
 

@@ -122,22 +122,36 @@ void mf_fully_connected_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
     }
 }
 
+void mf_dot_rows_f32(const float* x, int32_t depth, const float* w, int32_t rows,
+                     const float* prior, float* out) {
+    float sums[MF_FC_ROWS];
+    for (int32_t j0 = 0; j0 < rows; j0 += MF_FC_ROWS) {
+        const int32_t count = mf_min_i32(MF_FC_ROWS, rows - j0);
+        dots_f32(depth, count, x, w + (size_t)j0 * depth, sums);
+        for (int32_t j = 0; j < count; j++) {
+            out[j0 + j] = prior ? prior[j0 + j] + sums[j] : sums[j];
+        }
+    }
+}
+
+void mf_dot_rows_s8(const int8_t* x, int32_t depth, int32_t x_offset, const int8_t* w,
+                    int32_t w_offset, int32_t rows, const int32_t* prior, int32_t* out) {
+    int32_t sums[MF_FC_ROWS];
+    for (int32_t j0 = 0; j0 < rows; j0 += MF_FC_ROWS) {
+        const int32_t count = mf_min_i32(MF_FC_ROWS, rows - j0);
+        dots_s8(depth, count, x, x_offset, w + (size_t)j0 * depth, w_offset, sums);
+        for (int32_t j = 0; j < count; j++) {
+            out[j0 + j] = prior ? mf_wrap32((int64_t)prior[j0 + j] + sums[j]) : sums[j];
+        }
+    }
+}
+
 void mf_partial_fully_connected_f32(const float* x, const mf_view* xv, const float* w,
                                     const float* acc, const mf_view* accv, float* y,
                                     const mf_view* yv) {
-    const int32_t depth = xv->c, units = yv->c;
-    float sums[MF_FC_ROWS];
     for (int32_t r = 0; r < rows_of(xv); r++) {
-        const float* in = x + row_offset(xv, r);
-        const float* prior = acc ? acc + row_offset(accv, r) : NULL;
-        float* out = y + row_offset(yv, r);
-        for (int32_t j0 = 0; j0 < units; j0 += MF_FC_ROWS) {
-            const int32_t count = mf_min_i32(MF_FC_ROWS, units - j0);
-            dots_f32(depth, count, in, w + (size_t)j0 * depth, sums);
-            for (int32_t j = 0; j < count; j++) {
-                out[j0 + j] = prior ? prior[j0 + j] + sums[j] : sums[j];
-            }
-        }
+        mf_dot_rows_f32(x + row_offset(xv, r), xv->c, w, yv->c,
+                        acc ? acc + row_offset(accv, r) : NULL, y + row_offset(yv, r));
     }
 }
 
@@ -145,20 +159,9 @@ void mf_partial_fully_connected_s8(const int8_t* x, const mf_view* xv, const int
                                    const int32_t* acc, const mf_view* accv, int32_t* y,
                                    const mf_view* yv, int32_t input_offset,
                                    int32_t weights_offset) {
-    const int32_t depth = xv->c, units = yv->c;
-    int32_t sums[MF_FC_ROWS];
     for (int32_t r = 0; r < rows_of(xv); r++) {
-        const int8_t* in = x + row_offset(xv, r);
-        const int32_t* prior = acc ? acc + row_offset(accv, r) : NULL;
-        int32_t* out = y + row_offset(yv, r);
-        for (int32_t j0 = 0; j0 < units; j0 += MF_FC_ROWS) {
-            const int32_t count = mf_min_i32(MF_FC_ROWS, units - j0);
-            dots_s8(depth, count, in, input_offset, w + (size_t)j0 * depth, weights_offset,
-                    sums);
-            for (int32_t j = 0; j < count; j++) {
-                out[j0 + j] = prior ? mf_wrap32((int64_t)prior[j0 + j] + sums[j]) : sums[j];
-            }
-        }
+        mf_dot_rows_s8(x + row_offset(xv, r), xv->c, input_offset, w, weights_offset, yv->c,
+                       acc ? acc + row_offset(accv, r) : NULL, y + row_offset(yv, r));
     }
 }
 

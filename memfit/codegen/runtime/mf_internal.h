@@ -107,6 +107,15 @@ static inline void mf_requant_channels(const int32_t* restrict acc, const int32_
     }
 }
 
+/* One row of a partial dense layer without views (mf_dense.c): out[j] = prior[j] (if not NULL;
+ * int8 wrapping) + dot(x, w[j]) over `depth` values for the first `rows` rows of w, int8 with
+ * the offsets added to x and w. The partial dense layers run it per row, the LSTM per block of
+ * cells. `out` may be `prior`. */
+void mf_dot_rows_f32(const float* x, int32_t depth, const float* w, int32_t rows,
+                     const float* prior, float* out);
+void mf_dot_rows_s8(const int8_t* x, int32_t depth, int32_t x_offset, const int8_t* w,
+                    int32_t w_offset, int32_t rows, const int32_t* prior, int32_t* out);
+
 /* The LSTM's integer gate functions (mf_lstm.c), exactly as TFLite's int16 LOGISTIC and TANH:
  * int16 in at scale 2^-12 (sigmoid) or 2^power (tanh), Q0.15 out. */
 int16_t mf_sigmoid_s16(int32_t x);
