@@ -423,7 +423,9 @@ def test_conv2d_s8(lib: ctypes.CDLL, case: tuple, activation: str, strided: bool
 
 # Few output channels per group (at most 4): the direct path, without im2col, of conv2d and
 # partial_conv2d (FDT's output-channel partitions). Border and interior pixels, blocks of 4
-# interior pixels and their leftovers, whole-row runs (dense input, dilation 1) and per-tap runs.
+# interior pixels and their leftovers, whole-row runs (dense input, dilation 1) and per-tap runs;
+# int8 runs of at most 16 values (all but the 37-channel case, and the 16-channel 3x3 only
+# strided) go tap by tap over chunks of output pixels instead.
 # (n, h, w, cin, cout, kh, kw, stride, dilation, pads, groups)
 DIRECT_CASES = [
     (1, 9, 13, 16, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
@@ -434,6 +436,10 @@ DIRECT_CASES = [
     (1, 6, 17, 37, 4, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
     (1, 5, 5, 3, 1, 7, 7, (1, 1), (1, 1), (3, 3, 3, 3), 1),
     (1, 8, 8, 4, 2, 3, 3, (1, 1), (1, 1), (0, 0, 0, 0), 2),
+    # short window runs (int8 sums output pixels tap by tap): rows longer than a chunk of 64
+    # pixels, a 1x1 over 8 channels, stride 2 with a leftover column and padding on every side
+    (2, 3, 70, 8, 2, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    (1, 9, 141, 1, 3, 3, 4, (2, 2), (1, 1), (1, 1, 2, 2), 1),
 ]
 
 
