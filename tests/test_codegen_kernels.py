@@ -541,6 +541,12 @@ DEPTHWISE_CASES = [
     (1, 8, 9, 3, 2, 3, 2, (1, 2), (2, 1), (2, 1, 2, 0)),
     (1, 6, 6, 4, 3, 5, 5, (2, 1), (1, 1), (2, 2, 2, 2)),
     (1, 7, 9, 14, 1, 3, 3, (1, 1), (1, 2), (2, 1, 2, 1)),
+    # maps one pixel wide (int8 planes convolved along H as if it were W), batch 2, stride,
+    # dilation, padding above and below; a row wider than a chunk of 64 pixels
+    (2, 28, 1, 16, 1, 5, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
+    (1, 31, 1, 20, 1, 10, 1, (2, 1), (1, 1), (3, 0, 2, 0)),
+    (1, 30, 1, 6, 1, 3, 1, (1, 1), (2, 1), (2, 0, 2, 0)),
+    (2, 5, 67, 3, 1, 3, 3, (1, 2), (1, 1), (1, 1, 1, 1)),
 ]
 
 
@@ -611,7 +617,8 @@ def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> Non
 # In place, float rows are stored through a ring of output rows in blocks of channels
 # (mf_inplace.c) when a block holds at least 4: one block of all channels (rows stored at once,
 # or one row later with "same" padding), blocks of 8 channels and a shorter last one, blocks of
-# 4; with fewer (small maps with many channels), and int8 always, channel by channel.
+# 4; with fewer (small maps with many channels), and int8 always, channel by channel (int8 with
+# depth multiplier 1 plane by plane through the temporary).
 DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
     (1, 17, 17, 8, 1, 3, 3, (2, 2), (1, 1), (0, 0, 0, 0)),
     (2, 16, 15, 12, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
