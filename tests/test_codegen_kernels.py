@@ -431,7 +431,9 @@ def test_conv2d_s8(lib: ctypes.CDLL, case: tuple, activation: str, strided: bool
 
 # Few output channels per group (at most 4): the direct path, without im2col, of conv2d and
 # partial_conv2d (FDT's output-channel partitions). Border and interior pixels, blocks of 4
-# interior pixels and their leftovers, whole-row runs (dense input, dilation 1) and per-tap runs.
+# interior pixels and their leftovers, whole-row runs (dense input, dilation 1) and per-tap runs;
+# int8 runs of at most 16 values (all but the 37-channel case, and the 16-channel 3x3 only
+# strided) go tap by tap over chunks of output pixels instead.
 # (n, h, w, cin, cout, kh, kw, stride, dilation, pads, groups)
 DIRECT_CASES = [
     (1, 9, 13, 16, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
@@ -442,6 +444,10 @@ DIRECT_CASES = [
     (1, 6, 17, 37, 4, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
     (1, 5, 5, 3, 1, 7, 7, (1, 1), (1, 1), (3, 3, 3, 3), 1),
     (1, 8, 8, 4, 2, 3, 3, (1, 1), (1, 1), (0, 0, 0, 0), 2),
+    # short window runs (int8 sums output pixels tap by tap): rows longer than a chunk of 64
+    # pixels, a 1x1 over 8 channels, stride 2 with a leftover column and padding on every side
+    (2, 3, 70, 8, 2, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
+    (1, 9, 141, 1, 3, 3, 4, (2, 2), (1, 1), (1, 1, 2, 2), 1),
 ]
 
 
@@ -543,6 +549,12 @@ DEPTHWISE_CASES = [
     (1, 8, 9, 3, 2, 3, 2, (1, 2), (2, 1), (2, 1, 2, 0)),
     (1, 6, 6, 4, 3, 5, 5, (2, 1), (1, 1), (2, 2, 2, 2)),
     (1, 7, 9, 14, 1, 3, 3, (1, 1), (1, 2), (2, 1, 2, 1)),
+    # maps one pixel wide (int8 planes convolved along H as if it were W), batch 2, stride,
+    # dilation, padding above and below; a row wider than a chunk of 64 pixels
+    (2, 28, 1, 16, 1, 5, 1, (1, 1), (1, 1), (0, 0, 0, 0)),
+    (1, 31, 1, 20, 1, 10, 1, (2, 1), (1, 1), (3, 0, 2, 0)),
+    (1, 30, 1, 6, 1, 3, 1, (1, 1), (2, 1), (2, 0, 2, 0)),
+    (2, 5, 67, 3, 1, 3, 3, (1, 2), (1, 1), (1, 1, 1, 1)),
 ]
 
 
@@ -613,7 +625,8 @@ def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> Non
 # In place, float rows are stored through a ring of output rows in blocks of channels
 # (mf_inplace.c) when a block holds at least 4: one block of all channels (rows stored at once,
 # or one row later with "same" padding), blocks of 8 channels and a shorter last one, blocks of
-# 4; with fewer (small maps with many channels), and int8 always, channel by channel.
+# 4; with fewer (small maps with many channels), and int8 always, channel by channel (int8 with
+# depth multiplier 1 plane by plane through the temporary).
 DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
     (1, 17, 17, 8, 1, 3, 3, (2, 2), (1, 1), (0, 0, 0, 0)),
     (2, 16, 15, 12, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),

@@ -347,6 +347,172 @@ MF_NOINLINE void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
     }
 }
 
+/* ---- int8 direct, short window runs: output pixels as the vectors --------------------------
+ * When a window's runs are a few int8 values (micro_speech's FDT partitions: a 10x8 kernel
+ * over one channel; person_detect's: 1x1 over 8 channels), the dot products along them are
+ * shorter than a vector and compile to scalar code, whichever way the pixels are blocked.
+ * Here a chunk of an output row is accumulated tap by tap instead, each tap (j, c) one
+ * multiply-add over the chunk's pixels: every tap row's input span is first copied (offset
+ * added, int16, zeros in the padding, which TFLite skips) into a stack buffer laid out by
+ * channel, then by column modulo the stride, so that a tap's inputs for consecutive output
+ * pixels are consecutive values. The sums are requantized a channel at a time across the
+ * chunk's pixels (one multiplier: a loop compilers vectorize). */
+
+#define MF_SHORT_RUN 16     /* direct convolutions with window runs of at most this many values */
+#define MF_SPAN_VALUES 2048 /* int16 values of a tap row's span */
+#define MF_SPAN_PIXELS 64   /* output pixels per chunk */
+#define MF_SPAN_LANES 16    /* chunks are computed in whole multiples of this many pixels */
+
+/* Output pixels per chunk for the short-runs path (a multiple of MF_SPAN_LANES), 0 when the
+ * span of MF_SPAN_LANES pixels would not fit. */
+static int32_t short_runs_chunk(const mf_conv* p, int32_t cin) {
+    const int32_t s = p->stride_w, reach = (p->kw - 1) * p->dilation_w;
+    /* a chunk of `pixels` spans cin * s * (pixels - 1 + ceil((reach + 1) / s)) values */
+    const int32_t pixels = MF_SPAN_VALUES / (cin * s) - (reach + s) / s + 1;
+    return mf_min_i32(pixels - pixels % MF_SPAN_LANES, MF_SPAN_PIXELS);
+}
+
+/* Output pixels ow0 .. ow0 + cols - 1 of row oh, channels [o0, o0 + og): channel o0 + o's
+ * sums at sums[o * MF_SPAN_PIXELS + r]. */
+static void store_chunk_s8(const s8_sink* s, int32_t n, int32_t oh, int32_t ow0, int32_t cols,
+                           int32_t o0, int32_t og, const int32_t* sums) {
+    if (s->y8 == NULL) {
+        for (int32_t r = 0; r < cols; r++) {
+            store_s8(s, pixel_at(s, n, oh, ow0 + r), o0, og, sums + r, MF_SPAN_PIXELS);
+        }
+        return;
+    }
+    const mf_requant_s8* q = s->q;
+    const int32_t offset = q->output_offset, lo = q->act.min, hi = q->act.max;
+    int8_t values[MF_DIRECT_OG][MF_SPAN_PIXELS];
+    for (int32_t o = 0; o < og; o++) {
+        const int32_t* restrict a = sums + o * MF_SPAN_PIXELS;
+        const uint32_t b = (uint32_t)(s->bias != NULL ? s->bias[o0 + o] : 0);
+        const int32_t multiplier = q->multiplier[o0 + o], shift = q->shift[o0 + o];
+        int8_t* restrict v = values[o];
+        for (int32_t r = 0; r < cols; r++) {
+            const int32_t total = (int32_t)((uint32_t)a[r] + b);
+            v[r] = (int8_t)mf_clamp_i32(mf_mbqm(total, multiplier, shift) + offset, lo, hi);
+        }
+    }
+    const int32_t step = s->yv->sw;
+    int8_t* restrict y = s->y8 + mf_view_offset(s->yv, n, oh, ow0) + o0;
+    for (int32_t r = 0; r < cols; r++) {
+        for (int32_t o = 0; o < og; o++) {
+            y[r * step + o] = values[o][r];
+        }
+    }
+}
+
+/* Tap columns t in [0, width) of the span whose input column iw0 + t lies in [0, in_width):
+ * of phase `phase` (t = k * s + phase), k in [*klo, *khi). */
+static void span_phase(int32_t iw0, int32_t in_width, int32_t width, int32_t s, int32_t phase,
+                       int32_t* klo, int32_t* khi) {
+    const int32_t tlo = mf_clamp_i32(-iw0, 0, width);
+    const int32_t thi = mf_clamp_i32(in_width - iw0, tlo, width);
+    *klo = tlo <= phase ? 0 : (tlo - phase + s - 1) / s;
+    *khi = mf_max_i32(*klo, thi <= phase ? 0 : (thi - phase + s - 1) / s);
+}
+
+/* dst[k] = src[k * step] + offset, k in [lo, hi); step is a constant in the callers that
+ * compilers can vectorize (1, 2, 4, 8: strides of dense one-, two-, four-, eight-channel
+ * inputs and of stride 2 over them), else a runtime value. */
+MF_INLINE void widen_strided(int32_t step, int16_t* restrict dst, const int8_t* restrict src,
+                             int32_t lo, int32_t hi, int32_t offset) {
+    for (int32_t k = lo; k < hi; k++) {
+        dst[k] = (int16_t)(src[k * step] + offset);
+    }
+}
+
+/* The sums of output channel o's tap (i, j, c) weight w[(o * depth + (i * kw + j) * cin + c) *
+ * w_step] (w_step: 1 for conv2d, the channel count for one depthwise channel). */
+MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                               int32_t w_step, const s8_sink* out, const mf_conv* p,
+                               int32_t input_offset, int32_t chunk) {
+    const mf_view* yv = out->yv;
+    const int32_t cin = xv->c / p->groups, og = yv->c / p->groups;
+    const int32_t depth = p->kh * p->kw * cin, s = p->stride_w, xsw = xv->sw;
+    const int32_t reach = (p->kw - 1) * p->dilation_w;
+    int16_t span[MF_SPAN_VALUES];
+    int32_t sums[MF_DIRECT_OG * MF_SPAN_PIXELS];
+    for (int32_t g = 0; g < p->groups; g++) {
+        const int8_t* wg = w + (size_t)g * og * depth * w_step;
+        for (int32_t n = 0; n < yv->n; n++) {
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
+                    const int32_t cols = mf_min_i32(chunk, yv->w - ow0);
+                    /* whole lanes: the pixels past cols are computed from zeros, not stored */
+                    const int32_t lanes = (cols + MF_SPAN_LANES - 1) / MF_SPAN_LANES * MF_SPAN_LANES;
+                    const int32_t width = (lanes - 1) * s + reach + 1; /* input columns */
+                    const int32_t phase_len = lanes - 1 + (reach + s) / s;
+                    const int32_t iw0 = ow0 * s - p->pad_left;
+                    for (int32_t t = 0; t < og * MF_SPAN_PIXELS; t++) {
+                        sums[t] = 0;
+                    }
+                    for (int32_t i = 0; i < p->kh; i++) {
+                        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                        if (ih < 0 || ih >= xv->h) {
+                            continue;
+                        }
+                        /* span[(c * s + phase) * phase_len + k] = input column iw0 + k * s +
+                         * phase, channel c (0 outside the input) */
+                        const int8_t* row = x + mf_view_offset(xv, n, ih, iw0) + g * cin;
+                        for (int32_t phase = 0; phase < s; phase++) {
+                            int32_t klo, khi;
+                            span_phase(iw0, xv->w, width, s, phase, &klo, &khi);
+                            for (int32_t c = 0; c < cin; c++) {
+                                int16_t* restrict dst = span + (c * s + phase) * phase_len;
+                                const int8_t* restrict src = row + phase * xsw + c;
+                                for (int32_t k = 0; k < klo; k++) {
+                                    dst[k] = 0;
+                                }
+                                switch (s * xsw) {
+                                case 1:
+                                    widen_strided(1, dst, src, klo, khi, input_offset);
+                                    break;
+                                case 2:
+                                    widen_strided(2, dst, src, klo, khi, input_offset);
+                                    break;
+                                case 4:
+                                    widen_strided(4, dst, src, klo, khi, input_offset);
+                                    break;
+                                case 8:
+                                    widen_strided(8, dst, src, klo, khi, input_offset);
+                                    break;
+                                default:
+                                    widen_strided(s * xsw, dst, src, klo, khi, input_offset);
+                                }
+                                for (int32_t k = khi; k < phase_len; k++) {
+                                    dst[k] = 0;
+                                }
+                            }
+                        }
+                        int32_t phase = 0, k0 = 0; /* of tap column j * dilation_w */
+                        for (int32_t j = 0; j < p->kw; j++) {
+                            const int16_t* tap = span + phase * phase_len + k0;
+                            for (int32_t c = 0; c < cin; c++) {
+                                const int16_t* restrict a = tap + c * s * phase_len;
+                                for (int32_t o = 0; o < og; o++) {
+                                    const int32_t wv =
+                                        wg[(o * depth + (i * p->kw + j) * cin + c) * w_step];
+                                    int32_t* restrict acc = sums + o * MF_SPAN_PIXELS;
+                                    for (int32_t r = 0; r < lanes; r++) {
+                                        acc[r] += a[r] * wv;
+                                    }
+                                }
+                            }
+                            phase += p->dilation_w;
+                            k0 += phase / s;
+                            phase %= s;
+                        }
+                    }
+                    store_chunk_s8(out, n, oh, ow0, cols, g * og, og, sums);
+                }
+            }
+        }
+    }
+}
+
 /* ---- float: im2col into a panel, GEMM on packed weights ------------------------------------
  * The panel holds MF_F32_MR output pixels of one group as ap[k][MF_F32_MR], k = (i, j, c) in
  * the weights' (KH, KW, I/groups) order; taps in the padding and pixels past the end are 0.
@@ -843,7 +1009,13 @@ static void conv_s8(const int8_t* x, const mf_view* xv, const int8_t* w, const s
     const s8_sink* sink = &staged;
     int32_t tile[MF_S8_MR * MF_S8_NR];
     if (og <= MF_DIRECT_OG && block == NULL) {
-        direct_s8(x, xv, w, out, p, input_offset);
+        const direct_geometry d = direct_setup(xv, yv, p);
+        const int32_t chunk = short_runs_chunk(p, cin);
+        if ((d.merged ? p->kw * cin : cin) <= MF_SHORT_RUN && chunk >= MF_SPAN_LANES) {
+            short_runs_s8(x, xv, w, 1, out, p, input_offset, chunk);
+        } else {
+            direct_s8(x, xv, w, out, p, input_offset);
+        }
         return;
     }
     for (int32_t m0 = 0; m0 < pixels; m0 += MF_S8_MR) {
@@ -1260,9 +1432,103 @@ static void depthwise_row_s8(const int8_t* x, const mf_view* xv, const int8_t* w
     }
 }
 
+/* ---- int8 depthwise, channel by channel: each channel's plane a one-channel convolution ----
+ * With few channels (FDT's depthwise partitions) the chunked rows above are vectors of a few
+ * channels with a row's setup paid for every few multiplies; in place, the channels go one by
+ * one anyway. Depth multiplier 1 then goes plane by plane instead: each channel's plane is a
+ * one-channel convolution summed the short-runs way (output pixels as the vectors, weights
+ * read at a stride of the channel count), maps one pixel wide (1-D convolutions along H, as in
+ * audio models) convolved along H as if it were W. In place, batch item n of channel c is
+ * computed into the one-channel temporary (Ho*Wo), then stored over input channel c: the
+ * channel-by-channel order the planner proved safe. */
+
+#define MF_PLANE_CHANNELS 16  /* out of place plane by plane with at most this many channels */
+#define MF_PLANE_MIN_WIDTH 32 /* in place plane by plane on maps at least this wide (or 1) */
+
+/* A one-channel convolution's geometry for the planes of depthwise p (H as W when the map is
+ * one pixel wide: *along_h); its short-runs chunk, 0 when it has none. */
+static int32_t plane_geometry(const mf_view* xv, const mf_view* yv, const mf_conv* p,
+                              mf_conv* plane, int32_t* along_h) {
+    *plane = *p;
+    plane->groups = 1;
+    plane->depth_multiplier = 1;
+    *along_h = xv->w == 1 && yv->w == 1 && p->kw == 1 && p->pad_left == 0;
+    if (*along_h) {
+        plane->kh = 1;
+        plane->kw = p->kh;
+        plane->stride_h = 1;
+        plane->stride_w = p->stride_h;
+        plane->dilation_h = 1;
+        plane->dilation_w = p->dilation_h;
+        plane->pad_top = 0;
+        plane->pad_left = p->pad_top;
+    }
+    if (p->depth_multiplier != 1) {
+        return 0;
+    }
+    const int32_t chunk = short_runs_chunk(plane, 1);
+    return chunk >= MF_SPAN_LANES ? chunk : 0;
+}
+
+/* Channel 0 of v, its H as W when along_h. */
+static mf_view plane_view(const mf_view* v, int32_t along_h) {
+    mf_view plane = *v;
+    plane.c = 1;
+    if (along_h) {
+        plane.h = 1;
+        plane.w = v->h;
+        plane.sw = v->sh;
+        plane.sh = v->h * v->sh;
+    }
+    return plane;
+}
+
+/* Every channel plane by plane, into y, or with `channel` (in place) through it. */
+static void depthwise_planes_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                                const int32_t* bias, int8_t* y, const mf_view* yv,
+                                const mf_conv* plane, int32_t along_h, int32_t chunk,
+                                const mf_requant_s8* q, int8_t* channel) {
+    const mf_view xp = plane_view(xv, along_h), yp = plane_view(yv, along_h);
+    mf_view item = xp; /* in place: batch item n of a channel */
+    item.n = 1;
+    const mf_view dense = {1, yp.h, yp.w, 1, yp.h * yp.w, yp.w, 1};
+    for (int32_t c = 0; c < yv->c; c++) {
+        mf_requant_s8 qc = *q;
+        qc.multiplier += c;
+        qc.shift += c;
+        s8_sink out = {0};
+        out.bias = bias != NULL ? bias + c : NULL;
+        out.q = &qc;
+        if (channel == NULL) {
+            out.yv = &yp;
+            out.y8 = y + c;
+            short_runs_s8(x + c, &xp, w + c, yv->c, &out, plane, q->input_offset, chunk);
+            continue;
+        }
+        out.yv = &dense;
+        out.y8 = channel;
+        for (int32_t n = 0; n < yv->n; n++) {
+            short_runs_s8(x + (size_t)n * xv->sn + c, &item, w + c, yv->c, &out, plane,
+                          q->input_offset, chunk);
+            for (int32_t oh = 0; oh < yv->h; oh++) {
+                for (int32_t ow = 0; ow < yv->w; ow++) {
+                    y[mf_view_offset(yv, n, oh, ow) + c] = channel[oh * yv->w + ow];
+                }
+            }
+        }
+    }
+}
+
 void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                             const int32_t* bias, int8_t* y, const mf_view* yv, const mf_conv* p,
                             const mf_requant_s8* q) {
+    mf_conv plane;
+    int32_t along_h;
+    const int32_t chunk = plane_geometry(xv, yv, p, &plane, &along_h);
+    if (chunk > 0 && yv->c <= MF_PLANE_CHANNELS) {
+        depthwise_planes_s8(x, xv, w, bias, y, yv, &plane, along_h, chunk, q, NULL);
+        return;
+    }
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
             depthwise_row_s8(x, xv, w, bias, yv, p, q, n, oh, 0, yv->c,
@@ -1280,7 +1546,8 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
  *  - fewer (small maps with many channels, where the vectors would be a few lanes wide):
  *    channel by channel, the output plane of channel c (batch n) accumulated row by row, tap by
  *    tap over valid columns, into `channel`, then copied to the output's channel-c positions.
- * int8 always channel by channel (its row blocks were slower on MobileNetV2).
+ * int8 always channel by channel (its row blocks were slower on MobileNetV2): plane by plane
+ * (above) with depth multiplier 1, else the way below.
  * Measured side by side: on ShuffleNet's 28x28x136 float maps the blocks are 2x faster than
  * channel by channel. */
 
@@ -1408,5 +1675,14 @@ void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const fl
 void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                                     const int32_t* bias, int8_t* y, const mf_view* yv,
                                     const mf_conv* p, const mf_requant_s8* q, int8_t* channel) {
-    depthwise_by_channel_s8(x, xv, w, bias, y, yv, p, q, channel);
+    mf_conv plane;
+    int32_t along_h;
+    const int32_t chunk = plane_geometry(xv, yv, p, &plane, &along_h);
+    /* planes pay a call's setup per channel: on person_detect's maps 24 pixels wide and less
+     * (64 to 256 channels) up to 1.5x slower than rows; one pixel wide, 6x faster */
+    if (chunk > 0 && (along_h || yv->w >= MF_PLANE_MIN_WIDTH)) {
+        depthwise_planes_s8(x, xv, w, bias, y, yv, &plane, along_h, chunk, q, channel);
+    } else {
+        depthwise_by_channel_s8(x, xv, w, bias, y, yv, p, q, channel);
+    }
 }
