@@ -8,9 +8,23 @@ import numpy as np
 
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph
+from memfit.ir.dtypes import DType
 
 SHARED_MODELS = Path(__file__).resolve().parents[2] / "shared" / "models" / "tflite"
 """The shared reference models (``../shared`` beside the checkout)."""
+
+
+def graph_inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded random inputs for every graph input: int8 over its whole range, float32 normal."""
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for t in graph.inputs:
+        if t.dtype is DType.INT8:
+            inputs[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
+        else:
+            inputs[t.name] = rng.standard_normal(t.shape).astype(np.float32)
+    return inputs
+
 
 CONV = {"strides": (1, 1), "dilations": (1, 1), "pads": (1, 1, 1, 1), "groups": 1}
 

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 from memfit.codegen import params
 from memfit.ir.builder import GraphBuilder
 from memfit.ir.core import Graph, Quantization
-from memfit.ir.dtypes import DType
 from memfit.planning import NO_SHARING, StorageOptions, plan_memory
 from memfit.planning.arena import ArenaPlan, Placement, separate_plan
 from memfit.planning.lifetimes import compute_lifetimes
@@ -21,20 +20,10 @@ from memfit.planning.scratch import pointwise_block_pixels
 from memfit.planning.storage import InPlace, StorageRef, build_storage, pointwise_input_offset
 from memfit.planning.storage_choice import resizing
 from memfit.runtime.executor import execute
+from tests.helpers import graph_inputs
 from tests.test_tiling_ffmt import ChainBuilder
 
 POINTWISE = StorageOptions.only("pointwise_in_place")
-
-
-def _inputs(graph: Graph, seed: int = 0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    inputs = {}
-    for t in graph.inputs:
-        if t.dtype is DType.INT8:
-            inputs[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
-        else:
-            inputs[t.name] = rng.standard_normal(t.shape).astype(np.float32)
-    return inputs
 
 
 def _pointwise_chain(
@@ -54,7 +43,7 @@ def _pointwise_chain(
 
 
 def _same_outputs(graph: Graph, arena: ArenaPlan) -> bool:
-    inputs = _inputs(graph)
+    inputs = graph_inputs(graph)
     expected = execute(graph, inputs, separate_plan(graph))
     got = execute(graph, inputs, arena)
     return all(np.array_equal(got[name], value) for name, value in expected.items())

@@ -21,7 +21,7 @@ from memfit.planning.storage import (
 )
 from memfit.runtime.executor import execute
 from memfit.runtime.kernels import run_kernel
-from tests.helpers import CONV, residual_block, small_cnn
+from tests.helpers import CONV, graph_inputs, residual_block, small_cnn
 from tests.test_planning_strategies import (
     accumulating_graph,
     executable_dags,
@@ -653,13 +653,7 @@ def test_accumulator_output_with_wider_elements_is_not_in_place():
 
 def _runs_identically_typed(graph):
     """``_runs_identically`` for float and int8 inputs."""
-    rng = np.random.default_rng(0)
-    inputs = {}
-    for t in graph.inputs:
-        if t.dtype is DType.INT8:
-            inputs[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
-        else:
-            inputs[t.name] = rng.standard_normal(t.shape).astype(np.float32)
+    inputs = graph_inputs(graph)
     expected = execute(graph, inputs, separate_plan(graph))
     plan = plan_memory(graph, exact_time_limit=0)
     got = execute(graph, inputs, plan.arena)

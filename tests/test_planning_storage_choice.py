@@ -16,6 +16,7 @@ from memfit.planning.storage import NO_SHARING, StorageOptions, build_storage
 from memfit.planning.storage_choice import choose_storage
 from memfit.runtime.executor import execute
 from memfit.tiling.fdt import apply_fdt
+from tests.helpers import graph_inputs
 from tests.test_planning_strategies import accumulating_graph, executable_dags
 
 NONE = {"activation": "none"}
@@ -165,13 +166,7 @@ def test_narrowing_output_that_lives_long_is_written_apart():
 
 
 def _runs_identically(graph):
-    rng = np.random.default_rng(0)
-    inputs = {}
-    for t in graph.inputs:
-        if t.dtype is DType.INT8:
-            inputs[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
-        else:
-            inputs[t.name] = rng.standard_normal(t.shape).astype(np.float32)
+    inputs = graph_inputs(graph)
     expected = execute(graph, inputs, separate_plan(graph))
     got = execute(graph, inputs, plan_memory(graph, exact_time_limit=0).arena)
     for name, value in expected.items():

@@ -15,26 +15,16 @@ from memfit.runtime.executor import execute
 from memfit.tiling.chain import TilingError
 from memfit.tiling.fdt import apply_fdt
 from memfit.tiling.ffmt import apply_ffmt
+from tests.helpers import graph_inputs
 from tests.test_tiling_fdt import ENDS, MIDDLE, build
 from tests.test_tiling_ffmt import _build_random, chain_specs
-
-
-def _random_inputs(graph: Graph) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(1)
-    inputs = {}
-    for t in graph.inputs:
-        if t.dtype is DType.INT8:
-            inputs[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
-        else:
-            inputs[t.name] = rng.standard_normal(t.shape).astype(np.float32)
-    return inputs
 
 
 def _plans_and_runs_exactly(graph: Graph, twice: bool):
     """Plan ``graph`` (``twice``: and a copy, which must get the same plan unless the time limit
     was hit) and run it in the plan: the outputs must be those of every tensor apart, bit for
     bit."""
-    inputs = _random_inputs(graph)
+    inputs = graph_inputs(graph, seed=1)
     expected = execute(graph, inputs, separate_plan(graph))
     again = plan_memory(graph.copy(), exact_time_limit=0) if twice else None
     plan = plan_memory(graph, exact_time_limit=0)

@@ -21,7 +21,7 @@ from memfit.runtime.executor import execute
 from memfit.tiling import apply_rewrites
 from memfit.tiling.chain import TilingError
 from memfit.tiling.fdt import apply_fdt
-from tests.helpers import SHARED_MODELS
+from tests.helpers import SHARED_MODELS, graph_inputs
 
 CONV = {"strides": (1, 1), "dilations": (1, 1), "pads": (1, 1, 1, 1), "groups": 1}
 POOL = {"kernel": (2, 2), "strides": (1, 1), "pads": (0, 0, 1, 1)}
@@ -226,17 +226,6 @@ def build(
     return chain.b.output(y), chain.names
 
 
-def _inputs(graph: Graph, seed: int = 1) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    out = {}
-    for t in graph.inputs:
-        if t.dtype is DType.INT8:
-            out[t.name] = rng.integers(-128, 128, t.shape).astype(np.int8)
-        else:
-            out[t.name] = rng.standard_normal(t.shape).astype(np.float32)
-    return out
-
-
 def _assert_same(tiled: dict[str, np.ndarray], reference: dict[str, np.ndarray]) -> None:
     assert tiled.keys() == reference.keys()
     for name, expected in reference.items():
@@ -254,7 +243,7 @@ def _check_rewrite(graph: Graph, names: list[str], partitions: int, reorder: boo
     ``reorder=False`` keeps the rewrite's op order (partition after partition) instead of
     searching for a better one, which takes seconds on a hundred ops.
     """
-    inputs = _inputs(graph)
+    inputs = graph_inputs(graph, seed=1)
     reference = execute(graph, inputs)
     tiled = graph.copy()
     result = apply_fdt(tiled, names, partitions)
