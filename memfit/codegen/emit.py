@@ -159,11 +159,9 @@ class _Emitter:
         summary = f"{op.kind} {op.name}"
         if self.plan.storage.moves_no_data(op.name):
             self.no_ops.append(op.name)
-            what = (
-                "a view of its input"
-                if op.kind in ("reshape", "strided_slice")
-                else "written in place"
-            )
+            assert in_place is not None
+            view = in_place.kind in ("reshape", "slice")
+            what = "a view of its input" if view else "written in place"
             return [f"    /* {c_comment(summary)}: {what}, no code */"]
         lowering = LOWERINGS.get(op.kind)
         if lowering is None:
