@@ -425,9 +425,10 @@ class Run:
                 return _NO_WAY, math.inf
             pixels = [w.rows.size * w.cols.size for w in windows]
             pixels.append((row_span[1] - row_span[0]) * (col_span[1] - col_span[0]))
-            # a slice view reads its window in the group input: no bytes, no time
+            # a slice view reads its window in the group input: no bytes, no code
             window_bytes = 0 if views else pixels[0] * infos[0].in_pixel_bytes
-            seconds += self.cost_model.seconds(OpFeatures(slice_key, 0, 2 * window_bytes))
+            if not views:
+                seconds += self.cost_model.seconds(OpFeatures(slice_key, 0, 2 * window_bytes))
             held_first, held_before, held_last = 0, 0, 0
             steps: list[tuple[int, int]] = []
             for i, info in enumerate(infos):
