@@ -513,7 +513,7 @@ def test_ops_that_mix_positions_cannot_be_inside(kind, attrs, shape, reason):
     _refused(chain.finish(), chain.names, (2, 1), f"'{kind}1' \\({kind}.*{reason}")
 
 
-def test_dense_layer_and_two_activation_ops_cannot_be_inside():
+def test_dense_layer_cannot_be_inside():
     chain = ChainBuilder((1, 4, 4, 2))
     chain.conv(3)
     dense = chain.b.constant("dense_w", np.ones((5, 3), np.float32))
@@ -522,20 +522,35 @@ def test_dense_layer_and_two_activation_ops_cannot_be_inside():
     )
     _refused(chain.finish(), chain.names, (2, 1), "every output reads every position")
 
-    b = GraphBuilder("residual")
+
+def test_regions_must_have_one_input_and_one_output():
+    b = GraphBuilder("branches")
     x = b.input("x", (1, 6, 6, 2))
+    w = b.input("w", (1, 6, 6, 2))
     y = b.op("relu", [x], name="relu")
-    y = b.op("add", [x, y], {"activation": "none"}, name="add")
-    z = b.op("concat", [y, y], {"axis": 3, "activation": "none"}, name="concat")
-    graph = b.output(z)
-    _refused(graph, ["relu", "add"], (2, 1), "'add'.*reads 2 activations")
-    _refused(graph, ["concat"], (2, 1), "reads 2 activations")
+    z = b.op("add", [y, w], {"activation": "none"}, name="add")
+    u = b.op("tanh", [z], name="tanh")
+    v = b.op("relu6", [u], name="relu6")
+    s = b.op("concat", [u, u], {"axis": 1, "activation": "none"}, name="rows")
+    graph = b.output(s, v)
+    _refused(graph, ["relu", "add"], (2, 1), "two activations from outside, x and w")
+    _refused(graph, ["tanh", "add"], (2, 1), "'tanh'.* reads add before the chain computes it")
+    _refused(graph, ["tanh", "relu6"], (2, 1), "tanh, the output of .*'tanh'.* also read by rows")
+    _refused(graph, ["rows"], (2, 1), "'rows'.*along a spatial axis")
+
+
+def test_broadcasting_between_activations_is_refused():
+    b = GraphBuilder("broadcast")
+    x = b.input("x", (1, 6, 6, 2))
+    m = b.op("max_pool2d", [x], {"kernel": (6, 6), "strides": (6, 6), "pads": (0,) * 4}, name="m")
+    y = b.op("mul", [x, m], {"activation": "none"}, name="mul")
+    _refused(b.output(y), ["m", "mul"], (2, 1), "'mul'.*differ in shape")
 
 
 def test_ops_must_form_a_chain():
     chain = _conv_relu()
     graph = chain.graph
-    _refused(graph, ["relu1", "conv2d0"], (2, 1), "not the output")
+    _refused(graph, ["relu1", "conv2d0"], (2, 1), "reads conv2d0 before the chain computes it")
     _refused(graph, ["conv2d0", "nope"], (2, 1), "'nope'.* not in graph")
     _refused(graph, [], (2, 1), "empty chain")
     graph.outputs.append(graph.tensors["conv2d0"])
@@ -579,3 +594,107 @@ def test_hybrid_layers_are_refused():
     first = graph.ops[0]
     assert first.kind == "conv2d" and first.inputs[1].dtype is DType.INT8
     _refused(graph, [first.name], (2, 1), "hybrid layer")
+
+
+# ---- regions: branches that split and join again ------------------------------------------
+
+
+def _residual(quantized: bool, stride: int = 1, projection: bool = False) -> ChainBuilder:
+    """conv -> (conv -> conv) + shortcut, the shortcut the first conv's output or a 1x1
+    projection of it (strided like the block, as in ResNet)."""
+    chain = ChainBuilder((1, 14, 12, 3), quantized)
+    x = chain.conv(4, activation="relu")
+    pads = (0, 0, 1, 1) if stride == 2 else None
+    chain.conv(4, stride=stride, pads=pads, activation="relu")
+    y = chain.conv(4)
+    if projection or stride != 1:
+        chain.x = x
+        shortcut = chain.conv(4, kernel=1, stride=stride)
+    else:
+        shortcut = x
+    quant = chain._out_quant(3 * chain._real_spread())
+    chain._add("add", [shortcut, y], {"activation": "relu"}, quant)
+    chain.finish()
+    return chain
+
+
+def _inception(quantized: bool) -> ChainBuilder:
+    """Three branches of one input joined along channels: 1x1, 3x3, max pool then 1x1."""
+    chain = ChainBuilder((1, 12, 10, 3), quantized)
+    x = chain.conv(4, activation="relu")
+    branches = []
+    for build in (
+        lambda: chain.conv(2, kernel=1),
+        lambda: chain.conv(3, kernel=3),
+        lambda: (chain.pool("max_pool2d", 3, 1, (1, 1, 1, 1)), chain.conv(2, kernel=1))[1],
+    ):
+        chain.x = x
+        branches.append(build())
+    quant = branches[0].quant
+    if quantized:  # a TFLite concat keeps its inputs' parameters: give every branch the same
+        for t in branches:
+            t.quant = quant
+    chain._add("concat", branches, {"axis": 3, "activation": "none"}, quant)
+    chain.finish()
+    return chain
+
+
+REGIONS = {
+    "residual": lambda q: _residual(q),
+    "residual_projection": lambda q: _residual(q, projection=True),
+    "residual_strided": lambda q: _residual(q, stride=2),
+    "inception": _inception,
+}
+
+
+@pytest.mark.parametrize("case", sorted(REGIONS))
+@pytest.mark.parametrize("grid", [(3, 1), (2, 2), (1, 3), (4, 4)])
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_regions_compute_the_same(case, grid, quantized):
+    chain = REGIONS[case](quantized)
+    if quantized:
+        _skip_without_int8_kernels(chain.graph)
+    tiled, result, _ = _tile_and_compare(chain, grid)
+    assert result.extra_macs > 0  # the 3x3 branches recompute their halo
+    assert not set(chain.names) & {op.name for op in tiled.ops}
+
+
+def test_a_shortcut_reads_its_window_out_of_the_tile_computed_for_the_wider_branch():
+    chain = _residual(False)
+    tiled, _, _ = _tile_and_compare(chain, (2, 1), ops=chain.names[1:])
+    ops = {op.name: op for op in tiled.ops}
+    block_input = tiled.tensors["conv2d0"]
+    # the top tile: rows [0, 9) of the block input for two 3x3 convs, rows [0, 7) of it for
+    # the shortcut, each a window of the block input
+    for reader, rows in (("conv2d1@t0x0", 9), ("add3@t0x0", 7)):
+        window = ops[reader].activation_inputs[0]
+        assert window.shape[1] == rows
+        assert window.producer.kind == "strided_slice"
+        assert window.producer.inputs[0] is block_input
+    # inside the tile, the middle map is computed once for rows [0, 8) and read whole
+    assert ops["conv2d2@t0x0"].inputs[0] is ops["conv2d1@t0x0"].output
+
+
+def test_an_inner_map_read_by_two_windows_is_computed_once_for_both():
+    chain = _residual(False)
+    tiled, _, _ = _tile_and_compare(chain, (2, 1))
+    ops = {op.name: op for op in tiled.ops}
+    first = ops["conv2d0@t0x0"].output  # rows [0, 9): the 3x3 branch's window
+    assert first.shape[1] == 9
+    shortcut = ops["add3@t0x0"].activation_inputs[0]
+    assert shortcut.shape[1] == 7 and shortcut.producer.inputs[0] is first
+
+
+def test_a_tiled_residual_block_lowers_the_peak():
+    chain = ChainBuilder((1, 32, 32, 3))
+    x = chain.conv(16, activation="relu")
+    chain.conv(16, activation="relu")
+    y = chain.conv(16)
+    chain._add("add", [x, y], {"activation": "relu"})
+    graph = chain.finish()
+    before = _quick_plan(graph.copy()).arena.size
+    tiled = graph.copy()
+    apply_ffmt(tiled, chain.names, (8, 1))
+    after = _quick_plan(tiled).arena.size
+    # untiled: the shortcut, the middle map and the sum; tiled: input, sum and one tile
+    assert after < 0.75 * before

@@ -40,6 +40,7 @@ same op order.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import math
 import time
@@ -48,7 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from memfit.errors import UsageError
-from memfit.ir.core import Graph, Op
+from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.dtypes import DType
 from memfit.ir.ops import macs
 from memfit.planning import (
@@ -66,7 +67,7 @@ from memfit.planning.arena import align_up
 from memfit.planning.storage import StorageBuilder
 from memfit.planning.storage_choice import all_resizing
 from memfit.tiling import TilingResult, apply_rewrites
-from memfit.tiling.chain import TilingError
+from memfit.tiling.chain import TilingError, region_input
 from memfit.tiling.fdt import apply_fdt
 from memfit.tiling.ffmt import apply_ffmt
 
@@ -568,41 +569,42 @@ class _Search:
         best_after = [0] * (len(plan.live) + 1)  # max live bytes from step s on
         for s in reversed(range(len(plan.live))):
             best_after[s] = max(best_after[s + 1], plan.live[s])
-        groups = []
+        spans: list[tuple[Sequence[Op], Tensor]] = []
         for i in range(at + 1):
-            start = run[i].activation_inputs[0]
-            if start.nbytes > limit:
-                continue
             for j in range(max(at, i + 1), len(run)):
-                end = run[j].output
-                if end.nbytes > limit:
-                    continue
-                chain = run[i : j + 1]
-                names = tuple(op.name for op in chain)
-                first = min(steps[n] for n in names)
-                last = max(steps[n] for n in names)
-                ends = {storage.root(start.name), storage.root(end.name)}
-                through = sum(
-                    align_up(b.size, self.alignment)
-                    for b in plan.lifetimes.buffers
-                    if b.first < first and b.last > last and b.name not in ends
+                spans.append((run[i : j + 1], run[i].activation_inputs[0]))
+        if "ffmt" in self.methods:
+            spans += _regions_through(graph, base, MAX_CHAIN_OPS)
+        groups = []
+        for chain, start in spans:
+            end = chain[-1].output
+            if start.nbytes > limit or end.nbytes > limit:
+                continue
+            names = tuple(op.name for op in chain)
+            first = min(steps[n] for n in names)
+            last = max(steps[n] for n in names)
+            ends = {storage.root(start.name), storage.root(end.name)}
+            through = sum(
+                align_up(b.size, self.alignment)
+                for b in plan.lifetimes.buffers
+                if b.first < first and b.last > last and b.name not in ends
+            )
+            outside = max(best_before[first], best_after[last + 1])
+            inside = through + align_up(start.nbytes, self.alignment)
+            for method, sizes in self._sizes(chain):
+                if method == "fdt" and chain[-1].kind in _LAYERS:
+                    item = 4 if end.dtype is DType.INT8 else end.dtype.itemsize
+                    end_bytes = end.size * item  # the accumulator
+                else:
+                    end_bytes = end.nbytes // 2  # half the output is written by then
+                local = inside + align_up(end_bytes, self.alignment)
+                candidates = tuple(
+                    Candidate(method, names, partitions=size)
+                    if method == "fdt"
+                    else Candidate(method, names, grid=size)
+                    for size in sizes
                 )
-                outside = max(best_before[first], best_after[last + 1])
-                inside = through + align_up(start.nbytes, self.alignment)
-                for method, sizes in self._sizes(chain):
-                    if method == "fdt" and chain[-1].kind in _LAYERS:
-                        item = 4 if end.dtype is DType.INT8 else end.dtype.itemsize
-                        end_bytes = end.size * item  # the accumulator
-                    else:
-                        end_bytes = end.nbytes // 2  # half the output is written by then
-                    local = inside + align_up(end_bytes, self.alignment)
-                    candidates = tuple(
-                        Candidate(method, names, partitions=size)
-                        if method == "fdt"
-                        else Candidate(method, names, grid=size)
-                        for size in sizes
-                    )
-                    groups.append(_Group(candidates, max(outside, local), local))
+                groups.append(_Group(candidates, max(outside, local), local))
         groups.sort(key=_Group.order)
         return groups
 
@@ -611,7 +613,8 @@ class _Search:
         ``chain``; whether they do is up to the rewrite. Only counts that make the largest part
         smaller than the count before do are kept (64 channels in 48 partitions leave parts of
         two channels, as 32 partitions do)."""
-        if "fdt" in self.methods and chain[0].kind in _LAYERS:
+        linear = all(a.output.consumers == (b,) for a, b in itertools.pairwise(chain))
+        if "fdt" in self.methods and chain[0].kind in _LAYERS and linear:
             partitions = _shrinking_parts(FDT_PARTITIONS, chain[0].output.shape[-1])
             if partitions:
                 yield "fdt", partitions
@@ -821,6 +824,27 @@ def _run_through(graph: Graph, base: Op, reach: int) -> list[Op]:
         run.append(consumers[0])
         below += 1
     return run
+
+
+def _regions_through(graph: Graph, base: Op, reach: int) -> list[tuple[Sequence[Op], Tensor]]:
+    """The runs of consecutive ops (in the op order) through ``base``, at most ``reach`` ops
+    long, that form a region with branches (``memfit.tiling.chain.region_input``: a residual
+    block, an inception module), each with the tensor it reads. Chains are left to
+    ``_run_through``."""
+    at = graph.ops.index(base)
+    found: list[tuple[Sequence[Op], Tensor]] = []
+    for i in range(max(0, at - reach + 1), at + 1):
+        for j in range(at, min(len(graph.ops), i + reach)):
+            ops = graph.ops[i : j + 1]
+            if all(len(op.activation_inputs) == 1 for op in ops) and all(
+                len(op.output.consumers) == 1 for op in ops[:-1]
+            ):
+                continue  # a chain, or nothing joins
+            try:
+                found.append((ops, region_input(graph, ops)))
+            except TilingError:
+                continue
+    return found
 
 
 __all__ = [

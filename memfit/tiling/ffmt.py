@@ -24,6 +24,7 @@ broadcasts to the activation; a constant with a spatial extent is sliced per til
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,13 +34,13 @@ from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.ops import infer_shapes, macs
 from memfit.runtime.kernels import is_hybrid
 from memfit.tiling import TilingResult
-from memfit.tiling.chain import TilingError, describe, resolve_chain
+from memfit.tiling.chain import TilingError, describe, resolve_region
 from memfit.tiling.window import (
     POINTWISE,
     AxisGeometry,
     Span,
     TileWindow,
-    chain_windows,
+    input_window,
     split,
 )
 
@@ -72,7 +73,6 @@ _WHY_NOT = {
     "transpose": "it moves elements between positions",
     "strided_slice": "it moves elements between positions",
     "softmax": "it normalizes over an axis as a whole",
-    "concat": "it joins several tensors",
     "lstm": "it is a recurrent layer over a sequence",
 }
 
@@ -88,12 +88,22 @@ def spatial_geometry(op: Op, graph: Graph) -> tuple[AxisGeometry, AxisGeometry]:
     """How ``op`` maps output rows and columns to input rows and columns."""
     windowed = op.kind in _CONVOLUTIONS or op.kind in _POOLS
     pointwise = op.kind in _UNARY or op.kind in _BINARY
-    if not (windowed or pointwise or op.kind == "pad"):
+    if not (windowed or pointwise or op.kind in ("pad", "concat")):
         raise _refuse(op, graph, _WHY_NOT.get(op.kind, "FFMT cannot split it spatially"))
     x = op.activation_inputs[0]
-    if len(x.shape) != 4 or len(op.output.shape) != 4:
-        shapes = f"{list(x.shape)} -> {list(op.output.shape)}"
-        raise _refuse(op, graph, f"it maps {shapes}, and FFMT tiles NHWC maps only")
+    if any(len(t.shape) != 4 for t in (*op.activation_inputs, op.output)):
+        shapes = f"{', '.join(str(list(t.shape)) for t in op.activation_inputs)} -> "
+        raise _refuse(
+            op, graph, f"it maps {shapes}{list(op.output.shape)}, and FFMT tiles NHWC maps only"
+        )
+    if op.kind == "concat":
+        if op.attrs["axis"] % 4 != 3 or any(t.is_constant for t in op.inputs if t is not None):
+            raise _refuse(op, graph, "it joins maps along a spatial axis or with a constant")
+        if any(t.shape[:3] != op.output.shape[:3] for t in op.activation_inputs):
+            raise _refuse(op, graph, "its inputs differ in size")
+        return POINTWISE, POINTWISE
+    if len(op.activation_inputs) > 1 and any(t.shape != x.shape for t in op.activation_inputs):
+        raise _refuse(op, graph, "its activations differ in shape (a broadcast)")
     if op.kind in _CONVOLUTIONS:
         if op.inputs[0] is not x:
             raise _refuse(op, graph, "its activation is not its first input")
@@ -167,60 +177,106 @@ def _tile_constant(graph: Graph, const: Tensor, window: TileWindow, tag: str) ->
 
 
 def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> TilingResult:
-    """Rewrite the chain ``ops`` of ``graph`` (in place) into a ``grid`` of spatial tiles.
+    """Rewrite the chain (or region) ``ops`` of ``graph`` (in place) into a ``grid`` of spatial
+    tiles.
 
-    ``ops`` names consecutive ops of a chain (see ``memfit.tiling.chain``); ``grid`` is
-    (rows, cols) of the last op's output, (n, 1) for strips along H. A tile's ops and tensors
-    are named ``<name>@t<row>x<col>`` (counting from 0). Raises TilingError, leaving the graph
-    unchanged, when an op cannot be inside or the grid leaves a tile without input rows.
+    ``ops`` names consecutive ops of a chain, or the ops of a region whose branches split and
+    join again (``memfit.tiling.chain.resolve_region``), each after the ops it reads; ``grid``
+    is (rows, cols) of the last op's output, (n, 1) for strips along H. A tile's ops and
+    tensors are named ``<name>@t<row>x<col>`` (counting from 0). Raises TilingError, leaving the
+    graph unchanged, when an op cannot be inside or the grid leaves a tile without input rows.
     """
-    chain = resolve_chain(graph, ops)
+    region, entry = resolve_region(graph, ops)
     rows, cols = _check_grid(grid)
-    geometries = [spatial_geometry(op, graph) for op in chain]
-    input_sizes = [(x.shape[1], x.shape[2]) for x in (op.activation_inputs[0] for op in chain)]
-    output = chain[-1].output
+    geometries = {op.name: spatial_geometry(op, graph) for op in region}
+    output = region[-1].output
     row_spans, col_spans = split(output.shape[1], rows), split(output.shape[2], cols)
     try:
-        windows = {
-            (r, c): chain_windows(geometries, input_sizes, row_span, col_span)
+        plans = {
+            (r, c): _tile_plan(region, geometries, (row_span, col_span))
             for r, row_span in enumerate(row_spans)
             for c, col_span in enumerate(col_spans)
         }
     except TilingError as exc:
         raise TilingError(f"grid {rows}x{cols} of chain {list(ops)}: {exc}") from exc
 
-    original_macs = sum(macs(op) for op in chain)
-    # Chain ops read only the chain input and constants, so the tiles can all go where the
-    # first chain op was.
-    writer = _Writer(graph, graph.ops.index(chain[0]))
-    for op in chain:
+    original_macs = sum(macs(op) for op in region)
+    # Region ops read only the region input and constants, so the tiles can all go where the
+    # first region op was.
+    writer = _Writer(graph, min(graph.ops.index(op) for op in region))
+    for op in region:
         graph.remove_op(op)
-    for op in chain[:-1]:
+    for op in region[:-1]:
         del graph.tensors[op.output.name]
 
     row_outputs = []
     for r, row_span in enumerate(row_spans):
         tiles = [
-            _emit_tile(writer, chain, windows[(r, c)], (row_span, col_span), f"@t{r}x{c}")
-            for c, col_span in enumerate(col_spans)
+            _emit_tile(writer, region, entry, plans[(r, c)], f"@t{r}x{c}")
+            for c in range(len(col_spans))
         ]
         if cols == 1:
             row_outputs.append(tiles[0])
         elif rows == 1:
-            row_outputs.append(writer.concat(f"{chain[-1].name}@join", tiles, 2, output))
+            row_outputs.append(writer.concat(f"{region[-1].name}@join", tiles, 2, output))
         else:
             joined = writer.like(output, f"{output.name}@row{r}", row_span, (0, output.shape[2]))
             row_outputs.append(writer.concat(joined.name, tiles, 2, joined))
     if rows > 1:
-        writer.concat(f"{chain[-1].name}@join", row_outputs, 1, output)
+        writer.concat(f"{region[-1].name}@join", row_outputs, 1, output)
 
     graph_outputs = {t.name for t in graph.outputs}
-    for op in chain:  # a constant sliced for every tile is read by nothing now
+    for op in region:  # a constant sliced for every tile is read by nothing now
         for t in op.inputs:
             if t is not None and t.is_constant and not t.consumers and t.name not in graph_outputs:
                 graph.tensors.pop(t.name, None)
     record = {"method": "ffmt", "ops": list(ops), "grid": [rows, cols]}
     return TilingResult(record=record, extra_macs=writer.macs - original_macs)
+
+
+@dataclass(frozen=True)
+class _TilePlan:
+    """One tile of a region: the window each op reads of each of its activations (in the order
+    of ``Op.activation_inputs``), and the rows and columns the tile computes of every tensor
+    the region writes. Where a tensor's readers need different windows (a residual branch
+    reads fewer rows than a 3x3 convolution beside it), the tile computes their union and each
+    reader takes its window out of it."""
+
+    reads: dict[str, tuple[TileWindow, ...]]
+    spans: dict[str, tuple[Span, Span]]
+
+
+def _tile_plan(
+    region: Sequence[Op],
+    geometries: dict[str, tuple[AxisGeometry, AxisGeometry]],
+    tile: tuple[Span, Span],
+) -> _TilePlan:
+    """Walk ``region`` back from one tile of its last output (see ``memfit.tiling.window``)."""
+    spans: dict[str, tuple[Span, Span]] = {region[-1].output.name: tile}
+    reads: dict[str, tuple[TileWindow, ...]] = {}
+    written = {op.output.name for op in region}
+    for op in reversed(region):
+        rows, cols = spans[op.output.name]
+        row_geometry, col_geometry = geometries[op.name]
+        windows = []
+        for x in op.activation_inputs:
+            window = TileWindow(
+                input_window(rows, x.shape[1], row_geometry),
+                input_window(cols, x.shape[2], col_geometry),
+            )
+            windows.append(window)
+            if x.name in written:
+                spans[x.name] = _union(spans.get(x.name), (window.rows.span, window.cols.span))
+        reads[op.name] = tuple(windows)
+    return _TilePlan(reads, spans)
+
+
+def _union(known: tuple[Span, Span] | None, new: tuple[Span, Span]) -> tuple[Span, Span]:
+    if known is None:
+        return new
+    (r0, r1), (c0, c1) = known
+    (s0, s1), (d0, d1) = new
+    return (min(r0, s0), max(r1, s1)), (min(c0, d0), max(c1, d1))
 
 
 class _Writer:
@@ -253,38 +309,58 @@ class _Writer:
 
 
 def _emit_tile(
-    writer: _Writer,
-    chain: Sequence[Op],
-    windows: Sequence[TileWindow],
-    spans: tuple[Span, Span],
-    tag: str,
+    writer: _Writer, region: Sequence[Op], entry: Tensor, plan: _TilePlan, tag: str
 ) -> Tensor:
-    """One tile: the slice of the chain input it reads, then its copy of every chain op."""
-    chain_input = chain[0].activation_inputs[0]
-    first = windows[0]
-    n, _, _, channels = chain_input.shape
-    current = writer.emit(
-        "strided_slice",
-        f"{chain_input.name}{tag}",
-        [chain_input],
-        writer.like(chain_input, f"{chain_input.name}{tag}", first.rows.span, first.cols.span),
-        {
-            "begin": (0, first.rows.start, first.cols.start, 0),
-            "end": (n, first.rows.stop, first.cols.stop, channels),
-            "strides": (1, 1, 1, 1),
-            "shrink_axes": (),
-        },
-    )
-    output_spans = [(w.rows.span, w.cols.span) for w in windows[1:]] + [spans]
-    for op, window, (rows, cols) in zip(chain, windows, output_spans, strict=True):
+    """One tile: the windows of the region input it reads, then its copy of every region op."""
+    computed: dict[str, Tensor] = {}
+    windows: dict[tuple[str, Span, Span], Tensor] = {}
+
+    def read(x: Tensor, window: TileWindow) -> Tensor:
+        rows, cols = window.rows.span, window.cols.span
+        if x is entry:
+            source, origin = x, (0, 0)
+        else:
+            source = computed[x.name]
+            if plan.spans[x.name] == (rows, cols):
+                return source
+            origin = (plan.spans[x.name][0][0], plan.spans[x.name][1][0])
+        key = (x.name, rows, cols)
+        if key not in windows:
+            name = f"{x.name}{tag}"
+            if name in writer.graph.tensors:
+                name = f"{name}.{len(windows)}"
+            n, _, _, channels = x.shape
+            top, left = rows[0] - origin[0], cols[0] - origin[1]
+            windows[key] = writer.emit(
+                "strided_slice",
+                name,
+                [source],
+                writer.like(x, name, rows, cols),
+                {
+                    "begin": (0, top, left, 0),
+                    "end": (n, top + rows[1] - rows[0], left + cols[1] - cols[0], channels),
+                    "strides": (1, 1, 1, 1),
+                    "shrink_axes": (),
+                },
+            )
+        return windows[key]
+
+    for op in region:
+        reads = iter(plan.reads[op.name])
+        first = plan.reads[op.name][0]
         inputs: list[Tensor | None] = []
         for t in op.inputs:
-            if t is None or not t.is_constant:
-                inputs.append(None if t is None else current)
+            if t is None:
+                inputs.append(None)
+            elif not t.is_constant:
+                inputs.append(read(t, next(reads)))
             elif op.kind in _BINARY:  # a per-element op: its output window is its input's
-                inputs.append(_tile_constant(writer.graph, t, window, tag))
+                inputs.append(_tile_constant(writer.graph, t, first, tag))
             else:
                 inputs.append(t)
+        rows, cols = plan.spans[op.output.name]
         out = writer.like(op.output, f"{op.output.name}{tag}", rows, cols)
-        current = writer.emit(op.kind, f"{op.name}{tag}", inputs, out, _tile_attrs(op, window))
-    return current
+        computed[op.output.name] = writer.emit(
+            op.kind, f"{op.name}{tag}", inputs, out, _tile_attrs(op, first)
+        )
+    return computed[region[-1].output.name]
