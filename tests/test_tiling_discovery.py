@@ -261,3 +261,40 @@ def test_a_time_limit_keeps_the_best_found_so_far():
     assert stopped.timed_out and not unlimited.timed_out
     assert stopped.peak_bytes >= unlimited.peak_bytes
     check_assignment(stopped.plan.lifetimes.buffers, stopped.plan.assignment, 16)
+
+
+def test_a_residual_block_is_tiled_as_one_region():
+    """conv -> conv -> conv + shortcut: no chain avoids keeping the shortcut and the sum whole
+    beside a middle map; the region of the whole block keeps only the input, the sum and a
+    tile."""
+    rng = np.random.default_rng(3)
+    b = GraphBuilder("residual")
+    x = b.input("x", (1, 24, 24, 3))
+    conv = {"strides": (1, 1), "dilations": (1, 1), "pads": (1, 1, 1, 1), "groups": 1}
+    y = b.op(
+        "conv2d",
+        [x, b.constant("w0", _weights(rng, (8, 3, 3, 3))), None],
+        {**conv, "activation": "relu"},
+        name="c0",
+    )
+    z = b.op(
+        "conv2d",
+        [y, b.constant("w1", _weights(rng, (8, 3, 3, 8))), None],
+        {**conv, "activation": "relu"},
+        name="c1",
+    )
+    z = b.op(
+        "conv2d",
+        [z, b.constant("w2", _weights(rng, (8, 3, 3, 8))), None],
+        {**conv, "activation": "none"},
+        name="c2",
+    )
+    graph = b.output(b.op("add", [y, z], {"activation": "relu"}, name="sum"))
+    result = optimize(graph)
+    regions = [r for r in result.rewrites if "sum" in r["ops"] and "c1" in r["ops"]]
+    assert regions and regions[0]["method"] == "ffmt"
+    assert result.peak_bytes < 0.7 * result.untiled_peak_bytes
+    inputs = {"x": rng.standard_normal((1, 24, 24, 3)).astype(np.float32)}
+    expected = execute(graph, inputs)["sum"]
+    got = execute(result.graph, inputs, result.plan.arena)["sum"]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)

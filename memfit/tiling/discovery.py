@@ -87,6 +87,8 @@ TIME_LIMIT = 45.0
 MIN_GAIN = 0.005
 """A rewrite that lowers the peak must lower it by this fraction at least."""
 MAX_CHAIN_OPS = 16
+MAX_REGION_OPS = 48
+"""Ops a region with branches may hold (several residual blocks)."""
 FULL_PLANNER_OPS = 800
 _LAYERS = ("conv2d", "fully_connected")
 """Ops a candidate chain may hold on each side of its base."""
@@ -574,7 +576,7 @@ class _Search:
             for j in range(max(at, i + 1), len(run)):
                 spans.append((run[i : j + 1], run[i].activation_inputs[0]))
         if "ffmt" in self.methods:
-            spans += _regions_through(graph, base, MAX_CHAIN_OPS)
+            spans += _regions_through(graph, base, MAX_REGION_OPS)
         groups = []
         for chain, start in spans:
             end = chain[-1].output

@@ -60,6 +60,7 @@ _UNARY = frozenset(
         "dropout",
         "quantize",
         "dequantize",
+        "lrn",  # across channels at each position
     }
 )
 _BINARY = frozenset({"add", "sub", "mul", "div", "maximum", "minimum"})
