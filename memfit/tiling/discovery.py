@@ -291,15 +291,20 @@ def optimize(
     search = _Search(untiled_graph, max_mac_overhead, alignment, report, start + time_limit)
     # The search is greedy, round by round: the method that wins a round (FDT on a tie) can
     # lead to a worse end than the other alone, so with both allowed each is searched alone too.
-    method_sets = [tuple(methods)]
+    # FFMT over regions with branches comes last, with the time the chains left: a region that
+    # wins an early round can spend the recompute allowance that chains would have spent
+    # better, and there are many more regions than chains to evaluate.
+    method_sets = [(tuple(methods), False)]
     if len(methods) > 1:
-        method_sets += [(method,) for method in methods]
+        method_sets += [((method,), False) for method in methods]
+    if "ffmt" in methods:
+        method_sets.append((tuple(methods), True))
     plan_graph, plan = untiled_graph, untiled
     rewrites: list[dict[str, Any]] = []
     extra = 0
     target = budget
     while budget is None or plan.arena.size > budget:
-        found = _best_path([search.run(target, m) for m in method_sets], target)
+        found = _best_path([search.run(target, *m) for m in method_sets], target)
         if not found.records or found.records == rewrites:
             break
         report(f"final plan with {len(found.records)} rewrite(s)")
@@ -442,6 +447,7 @@ class _Search:
         self.deadline = deadline
         self.timed_out = False
         self.methods: tuple[str, ...] = METHODS
+        self.regions = True
         self.alignment = alignment
         self.report = report
         self.untiled_macs = sum(macs(op) for op in graph.ops)
@@ -452,10 +458,11 @@ class _Search:
         self._cache: dict[str, _Evaluation | None] = {}
         self._extra: dict[str, int | None] = {}
 
-    def run(self, budget: int | None, methods: tuple[str, ...]) -> _Path:
+    def run(self, budget: int | None, methods: tuple[str, ...], regions: bool = True) -> _Path:
         """The rewrites by ``methods`` that first bring the peak within ``budget``, or those
-        that lower it most."""
+        that lower it most; FFMT over regions with branches only if ``regions``."""
         self.methods = methods
+        self.regions = regions
         graph = self.original.copy()
         plan = quick_plan(graph, self.alignment)
         applied: list[_Evaluation] = []
@@ -575,7 +582,7 @@ class _Search:
         for i in range(at + 1):
             for j in range(max(at, i + 1), len(run)):
                 spans.append((run[i : j + 1], run[i].activation_inputs[0]))
-        if "ffmt" in self.methods:
+        if "ffmt" in self.methods and self.regions:
             spans += _regions_through(graph, base, MAX_REGION_OPS)
         groups = []
         for chain, start in spans:
