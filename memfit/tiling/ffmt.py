@@ -17,8 +17,17 @@ intermediates need to be live together. Neighbouring tiles' windows overlap (the
 overlap is computed again by each tile: ``TilingResult.extra_macs`` counts that work.
 
 Inside a chain: conv2d, depthwise_conv2d, max/avg pooling, spatial pad, and per-element ops
-(activations, quantize/dequantize, and binary ops whose other operand is a constant that
-broadcasts to the activation; a constant with a spatial extent is sliced per tile).
+(activations, quantize/dequantize, local response normalization, and binary ops whose other
+operand is a constant that broadcasts to the activation; a constant with a spatial extent is
+sliced per tile).
+
+The same rewrite tiles a *region*: ops whose branches split and join again, such as a residual
+block or an inception module, with one input from outside and one output read outside
+(``memfit.tiling.chain.resolve_region``). Binary ops of two same-shaped activations and concat
+along channels join the branches. Walking back from a tile, a map read by several ops is
+computed once per tile for the union of their windows, and each reader takes its own window
+out of it with a ``strided_slice`` (a view: see ``memfit.planning.storage``); the residual
+branch of a block reads fewer rows than the 3x3 convolutions beside it.
 """
 
 from __future__ import annotations
