@@ -448,6 +448,9 @@ DIRECT_CASES = [
     # pixels, a 1x1 over 8 channels, stride 2 with a leftover column and padding on every side
     (2, 3, 70, 8, 2, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
     (1, 9, 141, 1, 3, 3, 4, (2, 2), (1, 1), (1, 1, 2, 2), 1),
+    # ... their ring of widened input rows: kernel rows 2 apart (5 slots, rows read by 3 output
+    # rows each), two chunks (64 + 11 columns) each starting the ring afresh, batch 2
+    (2, 9, 75, 2, 2, 3, 2, (1, 1), (2, 1), (2, 1, 2, 0), 1),
 ]
 
 

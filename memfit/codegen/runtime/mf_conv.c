@@ -351,24 +351,30 @@ MF_NOINLINE void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
  * When a window's runs are a few int8 values (micro_speech's FDT partitions: a 10x8 kernel
  * over one channel; person_detect's: 1x1 over 8 channels), the dot products along them are
  * shorter than a vector and compile to scalar code, whichever way the pixels are blocked.
- * Here a chunk of an output row is accumulated tap by tap instead, each tap (j, c) one
- * multiply-add over the chunk's pixels: every tap row's input span is first copied (offset
- * added, int16, zeros in the padding, which TFLite skips) into a stack buffer laid out by
- * channel, then by column modulo the stride, so that a tap's inputs for consecutive output
- * pixels are consecutive values. The sums are requantized a channel at a time across the
- * chunk's pixels (one multiplier: a loop compilers vectorize). */
+ * Here a chunk of output columns is accumulated row by row, tap by tap, each tap (j, c) one
+ * multiply-add over the chunk's pixels. The input rows a chunk reads are widened (offset
+ * added, int16, zeros in the padding, which TFLite skips) into a ring of rows in a stack
+ * buffer, each laid out by channel, then by column modulo the stride, so that a tap's inputs
+ * for consecutive output pixels are consecutive values. A row stays in the ring while the
+ * output rows below still read it (kh / stride_h of them: 5 on micro_speech), widened once.
+ * The sums are requantized a channel at a time across the chunk's pixels (one multiplier: a
+ * loop compilers vectorize). */
 
 #define MF_SHORT_RUN 16     /* direct convolutions with window runs of at most this many values */
-#define MF_SPAN_VALUES 2048 /* int16 values of a tap row's span */
+#define MF_SPAN_VALUES 2048 /* int16 values of the ring of widened rows */
 #define MF_SPAN_PIXELS 64   /* output pixels per chunk */
 #define MF_SPAN_LANES 16    /* chunks are computed in whole multiples of this many pixels */
+#define MF_RING_ROWS (MF_SPAN_VALUES / MF_SPAN_LANES) /* most rows a ring can have */
+
+/* Rows of the ring: one output row's tap rows are consecutive slots (ih modulo this). */
+static int32_t ring_rows(const mf_conv* p) { return (p->kh - 1) * p->dilation_h + 1; }
 
 /* Output pixels per chunk for the short-runs path (a multiple of MF_SPAN_LANES), 0 when the
- * span of MF_SPAN_LANES pixels would not fit. */
+ * ring of rows spanning MF_SPAN_LANES pixels would not fit. */
 static int32_t short_runs_chunk(const mf_conv* p, int32_t cin) {
     const int32_t s = p->stride_w, reach = (p->kw - 1) * p->dilation_w;
-    /* a chunk of `pixels` spans cin * s * (pixels - 1 + ceil((reach + 1) / s)) values */
-    const int32_t pixels = MF_SPAN_VALUES / (cin * s) - (reach + s) / s + 1;
+    /* a chunk of `pixels` spans cin * s * (pixels - 1 + ceil((reach + 1) / s)) values a row */
+    const int32_t pixels = MF_SPAN_VALUES / (ring_rows(p) * cin * s) - (reach + s) / s + 1;
     return mf_min_i32(pixels - pixels % MF_SPAN_LANES, MF_SPAN_PIXELS);
 }
 
@@ -424,6 +430,43 @@ MF_INLINE void widen_strided(int32_t step, int16_t* restrict dst, const int8_t* 
     }
 }
 
+/* A chunk's span of one input row: span[(c * s + phase) * phase_len + k] = input column
+ * iw0 + k * s + phase, channel c, plus the offset (0 outside the input). */
+static void widen_span(const int8_t* row, int32_t xsw, int32_t in_width, int32_t iw0,
+                       int32_t width, int32_t s, int32_t cin, int32_t phase_len,
+                       int32_t offset, int16_t* span) {
+    for (int32_t phase = 0; phase < s; phase++) {
+        int32_t klo, khi;
+        span_phase(iw0, in_width, width, s, phase, &klo, &khi);
+        for (int32_t c = 0; c < cin; c++) {
+            int16_t* restrict dst = span + (c * s + phase) * phase_len;
+            const int8_t* restrict src = row + phase * xsw + c;
+            for (int32_t k = 0; k < klo; k++) {
+                dst[k] = 0;
+            }
+            switch (s * xsw) {
+            case 1:
+                widen_strided(1, dst, src, klo, khi, offset);
+                break;
+            case 2:
+                widen_strided(2, dst, src, klo, khi, offset);
+                break;
+            case 4:
+                widen_strided(4, dst, src, klo, khi, offset);
+                break;
+            case 8:
+                widen_strided(8, dst, src, klo, khi, offset);
+                break;
+            default:
+                widen_strided(s * xsw, dst, src, klo, khi, offset);
+            }
+            for (int32_t k = khi; k < phase_len; k++) {
+                dst[k] = 0;
+            }
+        }
+    }
+}
+
 /* The sums of output channel o's tap (i, j, c) weight w[(o * depth + (i * kw + j) * cin + c) *
  * w_step] (w_step: 1 for conv2d, the channel count for one depthwise channel). */
 MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
@@ -431,21 +474,28 @@ MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t*
                                int32_t input_offset, int32_t chunk) {
     const mf_view* yv = out->yv;
     const int32_t cin = xv->c / p->groups, og = yv->c / p->groups;
-    const int32_t depth = p->kh * p->kw * cin, s = p->stride_w, xsw = xv->sw;
+    const int32_t depth = p->kh * p->kw * cin, s = p->stride_w, rows = ring_rows(p);
     const int32_t reach = (p->kw - 1) * p->dilation_w;
-    int16_t span[MF_SPAN_VALUES];
+    int16_t ring[MF_SPAN_VALUES];
+    int32_t widened[MF_RING_ROWS]; /* the input row in each slot of the ring, -1 for none */
     int32_t sums[MF_DIRECT_OG * MF_SPAN_PIXELS];
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t* wg = w + (size_t)g * og * depth * w_step;
         for (int32_t n = 0; n < yv->n; n++) {
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
-                    const int32_t cols = mf_min_i32(chunk, yv->w - ow0);
-                    /* whole lanes: the pixels past cols are computed from zeros, not stored */
-                    const int32_t lanes = (cols + MF_SPAN_LANES - 1) / MF_SPAN_LANES * MF_SPAN_LANES;
-                    const int32_t width = (lanes - 1) * s + reach + 1; /* input columns */
-                    const int32_t phase_len = lanes - 1 + (reach + s) / s;
-                    const int32_t iw0 = ow0 * s - p->pad_left;
+            for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
+                const int32_t cols = mf_min_i32(chunk, yv->w - ow0);
+                /* whole lanes (an exact count was slower: its last few pixels ran as scalar code);
+                 * the pixels past cols are computed from zeros, not stored */
+                const int32_t lanes = (cols + MF_SPAN_LANES - 1) / MF_SPAN_LANES * MF_SPAN_LANES;
+                const int32_t width = (lanes - 1) * s + reach + 1; /* input columns */
+                const int32_t phase_len = lanes - 1 + (reach + s) / s;
+                const int32_t row_len = cin * s * phase_len;
+                const int32_t iw0 = ow0 * s - p->pad_left;
+                const int8_t* xg = x + mf_view_offset(xv, n, 0, iw0) + g * cin;
+                for (int32_t t = 0; t < rows; t++) {
+                    widened[t] = -1;
+                }
+                for (int32_t oh = 0; oh < yv->h; oh++) {
                     for (int32_t t = 0; t < og * MF_SPAN_PIXELS; t++) {
                         sums[t] = 0;
                     }
@@ -454,38 +504,11 @@ MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t*
                         if (ih < 0 || ih >= xv->h) {
                             continue;
                         }
-                        /* span[(c * s + phase) * phase_len + k] = input column iw0 + k * s +
-                         * phase, channel c (0 outside the input) */
-                        const int8_t* row = x + mf_view_offset(xv, n, ih, iw0) + g * cin;
-                        for (int32_t phase = 0; phase < s; phase++) {
-                            int32_t klo, khi;
-                            span_phase(iw0, xv->w, width, s, phase, &klo, &khi);
-                            for (int32_t c = 0; c < cin; c++) {
-                                int16_t* restrict dst = span + (c * s + phase) * phase_len;
-                                const int8_t* restrict src = row + phase * xsw + c;
-                                for (int32_t k = 0; k < klo; k++) {
-                                    dst[k] = 0;
-                                }
-                                switch (s * xsw) {
-                                case 1:
-                                    widen_strided(1, dst, src, klo, khi, input_offset);
-                                    break;
-                                case 2:
-                                    widen_strided(2, dst, src, klo, khi, input_offset);
-                                    break;
-                                case 4:
-                                    widen_strided(4, dst, src, klo, khi, input_offset);
-                                    break;
-                                case 8:
-                                    widen_strided(8, dst, src, klo, khi, input_offset);
-                                    break;
-                                default:
-                                    widen_strided(s * xsw, dst, src, klo, khi, input_offset);
-                                }
-                                for (int32_t k = khi; k < phase_len; k++) {
-                                    dst[k] = 0;
-                                }
-                            }
+                        int16_t* span = ring + (ih % rows) * row_len;
+                        if (widened[ih % rows] != ih) {
+                            widen_span(xg + (size_t)ih * xv->sh, xv->sw, xv->w, iw0, width, s,
+                                       cin, phase_len, input_offset, span);
+                            widened[ih % rows] = ih;
                         }
                         int32_t phase = 0, k0 = 0; /* of tap column j * dilation_w */
                         for (int32_t j = 0; j < p->kw; j++) {
