@@ -154,20 +154,30 @@ def _is_struct(cls: object) -> bool:
     return isinstance(cls, type) and issubclass(cls, params.Struct) and cls is not params.Struct
 
 
-@pytest.fixture(scope="session")
-def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+def _build_runtime(tmp_path_factory: pytest.TempPathFactory, *defines: str) -> ctypes.CDLL:
     if shutil.which(CC) is None:
         pytest.skip(f"no C compiler ({CC})")
     folder = tmp_path_factory.mktemp("runtime")
     layout = folder / "layout.c"
     layout.write_text(_layout_source())
     out = folder / "libmemfit_runtime.so"
-    flags = [*FLAGS, *(SANITIZE_FLAGS if SANITIZED else []), "-fPIC", "-shared"]
+    flags = [*FLAGS, *defines, *(SANITIZE_FLAGS if SANITIZED else []), "-fPIC", "-shared"]
     sources = [str(p) for p in sorted(RUNTIME.glob("*.c"))]
     command = [CC, *flags, f"-I{RUNTIME}", "-o", str(out), *sources, str(layout), "-lm"]
     result = subprocess.run(command, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     return ctypes.CDLL(str(out))
+
+
+@pytest.fixture(scope="session")
+def lib(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    return _build_runtime(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def lib_without_vector_types(tmp_path_factory: pytest.TempPathFactory) -> ctypes.CDLL:
+    """The runtime as compilers without GCC's vector extensions build it (mf_vf a struct)."""
+    return _build_runtime(tmp_path_factory, "-DMF_NO_VECTOR_TYPES")
 
 
 def call(lib: ctypes.CDLL, name: str, *args: object) -> None:
@@ -430,13 +440,16 @@ def test_conv2d_s8(lib: ctypes.CDLL, case: tuple, activation: str, strided: bool
 
 
 # Few output channels per group (at most 4): the direct path, without im2col, of conv2d and
-# partial_conv2d (FDT's output-channel partitions). Border and interior pixels, blocks of 4
-# interior pixels and their leftovers, whole-row runs (dense input, dilation 1) and per-tap runs;
+# partial_conv2d (FDT's output-channel partitions). Border and interior pixels, blocks of
+# interior pixels (8 float, 4 int8), a row's last float block moved back to end with its
+# interior, whole-row runs (dense input, dilation 1) and per-tap runs, runs that are not whole
+# vectors;
 # int8 runs of at most 16 values (all but the 37-channel case, and the 16-channel 3x3 only
 # strided) go tap by tap over chunks of output pixels instead.
 # (n, h, w, cin, cout, kh, kw, stride, dilation, pads, groups)
 DIRECT_CASES = [
     (1, 9, 13, 16, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 4, 29, 16, 2, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
     (1, 49, 40, 1, 1, 10, 8, (2, 2), (1, 1), (4, 3, 5, 3), 1),
     (2, 7, 11, 5, 3, 3, 2, (2, 1), (1, 1), (0, 1, 1, 0), 1),
     (1, 12, 10, 6, 2, 3, 3, (1, 2), (2, 3), (2, 3, 2, 1), 1),
@@ -448,6 +461,9 @@ DIRECT_CASES = [
     # pixels, a 1x1 over 8 channels, stride 2 with a leftover column and padding on every side
     (2, 3, 70, 8, 2, 1, 1, (1, 1), (1, 1), (0, 0, 0, 0), 1),
     (1, 9, 141, 1, 3, 3, 4, (2, 2), (1, 1), (1, 1, 2, 2), 1),
+    # ... their ring of widened input rows: kernel rows 2 apart (5 slots, rows read by 3 output
+    # rows each), two chunks (64 + 11 columns) each starting the ring afresh, batch 2
+    (2, 9, 75, 2, 2, 3, 2, (1, 1), (2, 1), (2, 1, 2, 0), 1),
 ]
 
 
@@ -481,10 +497,14 @@ def test_conv2d_direct(lib: ctypes.CDLL, case: tuple, strided: bool) -> None:
 
 
 # partial_conv2d reading at most 4 input channels into more than 4 outputs (FDT's LIP
-# partitions; float sums output rows tap by tap): panels of 16 and 32 channels and two panels,
-# column chunks (16 columns of a 32-wide panel), stride, dilation, padding on every side.
+# partitions; float sums register tiles of a few pixels by a panel's channels): panels of 16
+# and 32 channels, two panels, channels that are not whole vectors, a row's last tile moved
+# back to end with its interior (in place: its first pixels are not added twice), stride,
+# dilation, padding on every side.
 FEW_INPUTS_CASES = [
     (1, 32, 32, 1, 16, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 9, 31, 1, 16, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (2, 6, 19, 2, 32, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
     (1, 9, 13, 2, 7, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1), 1),
     (2, 7, 11, 3, 40, 3, 2, (1, 2), (2, 1), (2, 0, 1, 1), 1),
     (1, 5, 30, 4, 20, 1, 5, (1, 1), (1, 1), (0, 2, 0, 2), 1),
@@ -496,7 +516,24 @@ FEW_INPUTS_CASES = [
 def test_partial_conv2d_direct(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
     """partial_conv2d with at most 4 output channels or at most 4 input channels, the first
     partition (no accumulator, output strided) and a later one (accumulating in place)."""
-    rng = generator("partial conv2d direct", case, quantized)
+    _check_partial_conv2d(lib, generator("partial conv2d direct", case, quantized), case, quantized)
+
+
+@pytest.mark.parametrize("case", [DIRECT_CASES[1], DIRECT_CASES[3], *FEW_INPUTS_CASES[1:3]])
+def test_float_tiles_without_vector_types(
+    lib_without_vector_types: ctypes.CDLL, case: tuple
+) -> None:
+    """The float direct and few-inputs tiles with mf_vf a struct of an array, as compilers
+    without GCC's vector extensions get them: whole and partial vectors, tiles moved back."""
+    rng = generator("no vector types", case)
+    if case in DIRECT_CASES:
+        _check_conv2d_f32(lib_without_vector_types, rng, case, "relu6", False)
+    _check_partial_conv2d(lib_without_vector_types, rng, case, False)
+
+
+def _check_partial_conv2d(
+    lib: ctypes.CDLL, rng: np.random.Generator, case: tuple, quantized: bool
+) -> None:
     n, h, w, cin, cout, kh, kw, *_ = case
     attrs = {k: v for k, v in conv_attrs(case, "none").items() if k not in ("groups", "activation")}
     acc_dtype = np.int32 if quantized else np.float32

@@ -29,6 +29,16 @@ static void valid_columns(const mf_conv* p, int32_t width, int32_t j, int32_t ow
     *hi = b;
 }
 
+/* Output columns [*lo, *hi) whose every tap column lies inside the input. */
+static void interior_columns(const mf_conv* p, int32_t width, int32_t out_width, int32_t* lo,
+                             int32_t* hi) {
+    int32_t a, b;
+    valid_columns(p, width, 0, 0, out_width, lo, hi);
+    valid_columns(p, width, p->kw - 1, 0, out_width, &a, &b);
+    *lo = mf_max_i32(*lo, a);
+    *hi = mf_max_i32(*lo, mf_min_i32(*hi, b));
+}
+
 /* ---- direct convolution: few output channels per group, no im2col ---------------------------
  * FDT splits a convolution into partitions of a few output channels each, every one reading the
  * whole input: packing im2col panels for each would cost as much as the multiplies. Here every
@@ -39,8 +49,8 @@ static void valid_columns(const mf_conv* p, int32_t width, int32_t j, int32_t ow
  * a time with their own valid taps (padding taps are skipped, as TFLite skips them). */
 
 #define MF_DIRECT_OG 4     /* direct when a group computes at most this many output channels */
-#define MF_DIRECT_R 4      /* interior output pixels per block */
-#define MF_F32_LANES 8     /* float partial sums per pixel (a fixed summation order) */
+#define MF_DIRECT_R 4      /* interior output pixels per block (int8) */
+#define MF_DIRECT_F32_R 8  /* interior output pixels per block (float) */
 
 /* The geometry of one output row's window runs, shared by float and int8. */
 typedef struct {
@@ -55,11 +65,7 @@ static direct_geometry direct_setup(const mf_view* xv, const mf_view* yv, const 
     d.depth = p->kh * p->kw * d.cin;
     d.merged = p->dilation_w == 1 && xv->sw == d.cin;
     d.step = p->stride_w * xv->sw;
-    valid_columns(p, xv->w, 0, 0, yv->w, &d.ow_lo, &d.ow_hi);
-    int32_t lo, hi;
-    valid_columns(p, xv->w, p->kw - 1, 0, yv->w, &lo, &hi);
-    d.ow_lo = mf_max_i32(d.ow_lo, lo);
-    d.ow_hi = mf_max_i32(d.ow_lo, mf_min_i32(d.ow_hi, hi));
+    interior_columns(p, xv->w, yv->w, &d.ow_lo, &d.ow_hi);
     return d;
 }
 
@@ -85,42 +91,26 @@ static void valid_taps(const mf_conv* p, int32_t width, int32_t ow, int32_t* jlo
 #define MF_NOINLINE static
 #endif
 
-/* lanes[r][l] += a_r[k + l] * b[k + l] over whole groups of MF_F32_LANES (a_r = a + r * step),
- * tail[r] += the rest; rows is 1 or MF_DIRECT_R, a constant in each caller. The pixels are
- * innermost, each weight loaded once for all of them: with the pixels outermost (one pass over
- * the run per pixel), GCC 12 compiled the MF_DIRECT_R pixels' passes to scalar code. */
-MF_INLINE void run_f32(int32_t rows, const float* restrict a, int32_t step,
-                       const float* restrict b, int32_t whole, int32_t len,
-                       float lanes[MF_DIRECT_R][MF_F32_LANES], float tail[MF_DIRECT_R]) {
-    for (int32_t k = 0; k < whole; k += MF_F32_LANES) {
-        for (int32_t l = 0; l < MF_F32_LANES; l++) {
-            const float bv = b[k + l];
-            MF_UNROLL
-            for (int32_t r = 0; r < rows; r++) {
-                lanes[r][l] = MF_FMA(a[r * step + k + l], bv, lanes[r][l]);
-            }
-        }
-    }
-    for (int32_t k = whole; k < len; k++) {
-        MF_UNROLL
-        for (int32_t r = 0; r < rows; r++) {
-            tail[r] = MF_FMA(a[r * step + k], b[k], tail[r]);
-        }
-    }
-}
-
 /* out[r] = the window sum of output channel weights w (the layer's [KH][KW][cin] run) at pixel
- * (n, oh, ow0 + r), r < rows: rows == MF_DIRECT_R interior pixels (jlo = 0, jhi = kw), or
- * rows == 1 with tap columns [jlo, jhi). x points at the group's first input channel. */
+ * (n, oh, ow0 + r), r < rows: rows == MF_DIRECT_F32_R interior pixels (jlo = 0, jhi = kw), or
+ * rows == 1 with tap columns [jlo, jhi). x points at the group's first input channel. Each
+ * pixel sums a vector of MF_VF lanes along the runs (registers: arrays of lanes were left
+ * partly in memory and in scalar code by GCC 12, 3x slower), added up at the end with the
+ * runs' last len % MF_VF products; a weight vector is loaded once for all the pixels. */
 MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const mf_conv* p,
                           const direct_geometry* d, int32_t n, int32_t oh, int32_t ow0,
                           int32_t jlo, int32_t jhi, const float* restrict w, float* out) {
-    float lanes[MF_DIRECT_R][MF_F32_LANES] = {{0.0f}};
-    float tail[MF_DIRECT_R] = {0.0f};
+    mf_vf lanes[MF_DIRECT_F32_R];
+    float tail[MF_DIRECT_F32_R];
+    MF_UNROLL /* every loop over the pixels: an array indexed at run time stays in memory */
+    for (int32_t r = 0; r < rows; r++) {
+        lanes[r] = mf_vf_splat(0.0f);
+        tail[r] = 0.0f;
+    }
     const int32_t cin = d->cin, step = d->step;
     const int32_t runs = d->merged ? 1 : jhi - jlo;
     const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
-    const int32_t whole = len - len % MF_F32_LANES;
+    const int32_t whole = len - len % MF_VF;
     const int32_t iw = ow0 * p->stride_w - p->pad_left + jlo * p->dilation_w;
     for (int32_t i = 0; i < p->kh; i++) {
         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
@@ -131,19 +121,24 @@ MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const
         for (int32_t t = 0; t < runs; t++) {
             const float* restrict a = row + t * p->dilation_w * xv->sw;
             const float* restrict b = w + (i * p->kw + jlo + t) * cin;
-            if (rows == MF_DIRECT_R) {
-                run_f32(MF_DIRECT_R, a, step, b, whole, len, lanes, tail);
-            } else {
-                run_f32(1, a, step, b, whole, len, lanes, tail);
+            for (int32_t k = 0; k < whole; k += MF_VF) {
+                const mf_vf bv = mf_vf_load(b + k);
+                MF_UNROLL
+                for (int32_t r = 0; r < rows; r++) {
+                    lanes[r] = mf_vf_fma(mf_vf_load(a + r * step + k), bv, lanes[r]);
+                }
+            }
+            for (int32_t k = whole; k < len; k++) {
+                MF_UNROLL
+                for (int32_t r = 0; r < rows; r++) {
+                    tail[r] = MF_FMA(a[r * step + k], b[k], tail[r]);
+                }
             }
         }
     }
+    MF_UNROLL
     for (int32_t r = 0; r < rows; r++) {
-        float sum = tail[r];
-        for (int32_t l = 0; l < MF_F32_LANES; l++) {
-            sum += lanes[r][l];
-        }
-        out[r] = sum;
+        out[r] = mf_vf_sum(lanes[r]) + tail[r];
     }
 }
 
@@ -188,7 +183,10 @@ MF_INLINE void window_s8(int32_t rows, const int8_t* x, const mf_view* xv, const
 }
 
 /* Float conv2d / partial_conv2d with og <= MF_DIRECT_OG: the group's weights unpacked from
- * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels). */
+ * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels).
+ * Interior pixels go MF_DIRECT_F32_R at a time, the last block of a row's interior moved back
+ * to end with it (its pixels already stored are not stored again: the accumulator may be the
+ * output); border pixels, and interiors narrower than a block, one at a time. */
 MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
                             const float* bias, const float* acc, const mf_view* accv, float* y,
                             const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
@@ -196,7 +194,8 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, depth = d.depth;
     const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
-    float sums[MF_DIRECT_OG][MF_DIRECT_R];
+    const int32_t blocks = d.ow_hi - d.ow_lo >= MF_DIRECT_F32_R;
+    float sums[MF_DIRECT_OG][MF_DIRECT_F32_R];
     for (int32_t g = 0; g < p->groups; g++) {
         const float* panel = w_packed + (size_t)g * panels * depth * MF_F32_NR;
         for (int32_t o = 0; o < og; o++) {
@@ -205,15 +204,17 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
             }
         }
         const float* xg = x + g * d.cin;
+        const int32_t o0 = g * og;
         for (int32_t n = 0; n < yv->n; n++) {
             for (int32_t oh = 0; oh < yv->h; oh++) {
                 int32_t ow = 0;
                 while (ow < yv->w) {
-                    int32_t rows = 1;
-                    if (ow >= d.ow_lo && ow + MF_DIRECT_R <= d.ow_hi) {
-                        rows = MF_DIRECT_R;
+                    int32_t first = ow, rows = 1; /* pixels [first, first + rows) computed */
+                    if (blocks && ow >= d.ow_lo && ow < d.ow_hi) {
+                        first = mf_min_i32(ow, d.ow_hi - MF_DIRECT_F32_R);
+                        rows = MF_DIRECT_F32_R;
                         for (int32_t o = 0; o < og; o++) {
-                            window_f32(MF_DIRECT_R, xg, xv, p, &d, n, oh, ow, 0, p->kw,
+                            window_f32(MF_DIRECT_F32_R, xg, xv, p, &d, n, oh, first, 0, p->kw,
                                        workspace + o * depth, sums[o]);
                         }
                     } else {
@@ -224,16 +225,15 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
                                               workspace + o * depth, sums[o]);
                         }
                     }
-                    for (int32_t r = 0; r < rows; r++) {
-                        const int32_t o0 = g * og;
-                        float* out = y + mf_view_offset(yv, n, oh, ow + r) + o0;
+                    for (int32_t r = ow - first; r < rows; r++) {
+                        float* out = y + mf_view_offset(yv, n, oh, first + r) + o0;
                         if (act != NULL) {
                             for (int32_t o = 0; o < og; o++) {
                                 out[o] = mf_activate(sums[o][r] + (bias ? bias[o0 + o] : 0.0f),
                                                      act);
                             }
                         } else if (acc != NULL) {
-                            const float* in = acc + mf_view_offset(accv, n, oh, ow + r) + o0;
+                            const float* in = acc + mf_view_offset(accv, n, oh, first + r) + o0;
                             for (int32_t o = 0; o < og; o++) {
                                 out[o] = in[o] + sums[o][r];
                             }
@@ -243,7 +243,7 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
                             }
                         }
                     }
-                    ow += rows;
+                    ow = first + rows;
                 }
             }
         }
@@ -351,24 +351,30 @@ MF_NOINLINE void direct_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
  * When a window's runs are a few int8 values (micro_speech's FDT partitions: a 10x8 kernel
  * over one channel; person_detect's: 1x1 over 8 channels), the dot products along them are
  * shorter than a vector and compile to scalar code, whichever way the pixels are blocked.
- * Here a chunk of an output row is accumulated tap by tap instead, each tap (j, c) one
- * multiply-add over the chunk's pixels: every tap row's input span is first copied (offset
- * added, int16, zeros in the padding, which TFLite skips) into a stack buffer laid out by
- * channel, then by column modulo the stride, so that a tap's inputs for consecutive output
- * pixels are consecutive values. The sums are requantized a channel at a time across the
- * chunk's pixels (one multiplier: a loop compilers vectorize). */
+ * Here a chunk of output columns is accumulated row by row, tap by tap, each tap (j, c) one
+ * multiply-add over the chunk's pixels. The input rows a chunk reads are widened (offset
+ * added, int16, zeros in the padding, which TFLite skips) into a ring of rows in a stack
+ * buffer, each laid out by channel, then by column modulo the stride, so that a tap's inputs
+ * for consecutive output pixels are consecutive values. A row stays in the ring while the
+ * output rows below still read it (kh / stride_h of them: 5 on micro_speech), widened once.
+ * The sums are requantized a channel at a time across the chunk's pixels (one multiplier: a
+ * loop compilers vectorize). */
 
 #define MF_SHORT_RUN 16     /* direct convolutions with window runs of at most this many values */
-#define MF_SPAN_VALUES 2048 /* int16 values of a tap row's span */
+#define MF_SPAN_VALUES 2048 /* int16 values of the ring of widened rows */
 #define MF_SPAN_PIXELS 64   /* output pixels per chunk */
 #define MF_SPAN_LANES 16    /* chunks are computed in whole multiples of this many pixels */
+#define MF_RING_ROWS (MF_SPAN_VALUES / MF_SPAN_LANES) /* most rows a ring can have */
+
+/* Rows of the ring: one output row's tap rows are consecutive slots (ih modulo this). */
+static int32_t ring_rows(const mf_conv* p) { return (p->kh - 1) * p->dilation_h + 1; }
 
 /* Output pixels per chunk for the short-runs path (a multiple of MF_SPAN_LANES), 0 when the
- * span of MF_SPAN_LANES pixels would not fit. */
+ * ring of rows spanning MF_SPAN_LANES pixels would not fit. */
 static int32_t short_runs_chunk(const mf_conv* p, int32_t cin) {
     const int32_t s = p->stride_w, reach = (p->kw - 1) * p->dilation_w;
-    /* a chunk of `pixels` spans cin * s * (pixels - 1 + ceil((reach + 1) / s)) values */
-    const int32_t pixels = MF_SPAN_VALUES / (cin * s) - (reach + s) / s + 1;
+    /* a chunk of `pixels` spans cin * s * (pixels - 1 + ceil((reach + 1) / s)) values a row */
+    const int32_t pixels = MF_SPAN_VALUES / (ring_rows(p) * cin * s) - (reach + s) / s + 1;
     return mf_min_i32(pixels - pixels % MF_SPAN_LANES, MF_SPAN_PIXELS);
 }
 
@@ -424,6 +430,43 @@ MF_INLINE void widen_strided(int32_t step, int16_t* restrict dst, const int8_t* 
     }
 }
 
+/* A chunk's span of one input row: span[(c * s + phase) * phase_len + k] = input column
+ * iw0 + k * s + phase, channel c, plus the offset (0 outside the input). */
+static void widen_span(const int8_t* row, int32_t xsw, int32_t in_width, int32_t iw0,
+                       int32_t width, int32_t s, int32_t cin, int32_t phase_len,
+                       int32_t offset, int16_t* span) {
+    for (int32_t phase = 0; phase < s; phase++) {
+        int32_t klo, khi;
+        span_phase(iw0, in_width, width, s, phase, &klo, &khi);
+        for (int32_t c = 0; c < cin; c++) {
+            int16_t* restrict dst = span + (c * s + phase) * phase_len;
+            const int8_t* restrict src = row + phase * xsw + c;
+            for (int32_t k = 0; k < klo; k++) {
+                dst[k] = 0;
+            }
+            switch (s * xsw) {
+            case 1:
+                widen_strided(1, dst, src, klo, khi, offset);
+                break;
+            case 2:
+                widen_strided(2, dst, src, klo, khi, offset);
+                break;
+            case 4:
+                widen_strided(4, dst, src, klo, khi, offset);
+                break;
+            case 8:
+                widen_strided(8, dst, src, klo, khi, offset);
+                break;
+            default:
+                widen_strided(s * xsw, dst, src, klo, khi, offset);
+            }
+            for (int32_t k = khi; k < phase_len; k++) {
+                dst[k] = 0;
+            }
+        }
+    }
+}
+
 /* The sums of output channel o's tap (i, j, c) weight w[(o * depth + (i * kw + j) * cin + c) *
  * w_step] (w_step: 1 for conv2d, the channel count for one depthwise channel). */
 MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
@@ -431,21 +474,28 @@ MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t*
                                int32_t input_offset, int32_t chunk) {
     const mf_view* yv = out->yv;
     const int32_t cin = xv->c / p->groups, og = yv->c / p->groups;
-    const int32_t depth = p->kh * p->kw * cin, s = p->stride_w, xsw = xv->sw;
+    const int32_t depth = p->kh * p->kw * cin, s = p->stride_w, rows = ring_rows(p);
     const int32_t reach = (p->kw - 1) * p->dilation_w;
-    int16_t span[MF_SPAN_VALUES];
+    int16_t ring[MF_SPAN_VALUES];
+    int32_t widened[MF_RING_ROWS]; /* the input row in each slot of the ring, -1 for none */
     int32_t sums[MF_DIRECT_OG * MF_SPAN_PIXELS];
     for (int32_t g = 0; g < p->groups; g++) {
         const int8_t* wg = w + (size_t)g * og * depth * w_step;
         for (int32_t n = 0; n < yv->n; n++) {
-            for (int32_t oh = 0; oh < yv->h; oh++) {
-                for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
-                    const int32_t cols = mf_min_i32(chunk, yv->w - ow0);
-                    /* whole lanes: the pixels past cols are computed from zeros, not stored */
-                    const int32_t lanes = (cols + MF_SPAN_LANES - 1) / MF_SPAN_LANES * MF_SPAN_LANES;
-                    const int32_t width = (lanes - 1) * s + reach + 1; /* input columns */
-                    const int32_t phase_len = lanes - 1 + (reach + s) / s;
-                    const int32_t iw0 = ow0 * s - p->pad_left;
+            for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
+                const int32_t cols = mf_min_i32(chunk, yv->w - ow0);
+                /* whole lanes (an exact count was slower: its last few pixels ran as scalar code);
+                 * the pixels past cols are computed from zeros, not stored */
+                const int32_t lanes = (cols + MF_SPAN_LANES - 1) / MF_SPAN_LANES * MF_SPAN_LANES;
+                const int32_t width = (lanes - 1) * s + reach + 1; /* input columns */
+                const int32_t phase_len = lanes - 1 + (reach + s) / s;
+                const int32_t row_len = cin * s * phase_len;
+                const int32_t iw0 = ow0 * s - p->pad_left;
+                const int8_t* xg = x + mf_view_offset(xv, n, 0, iw0) + g * cin;
+                for (int32_t t = 0; t < rows; t++) {
+                    widened[t] = -1;
+                }
+                for (int32_t oh = 0; oh < yv->h; oh++) {
                     for (int32_t t = 0; t < og * MF_SPAN_PIXELS; t++) {
                         sums[t] = 0;
                     }
@@ -454,38 +504,11 @@ MF_NOINLINE void short_runs_s8(const int8_t* x, const mf_view* xv, const int8_t*
                         if (ih < 0 || ih >= xv->h) {
                             continue;
                         }
-                        /* span[(c * s + phase) * phase_len + k] = input column iw0 + k * s +
-                         * phase, channel c (0 outside the input) */
-                        const int8_t* row = x + mf_view_offset(xv, n, ih, iw0) + g * cin;
-                        for (int32_t phase = 0; phase < s; phase++) {
-                            int32_t klo, khi;
-                            span_phase(iw0, xv->w, width, s, phase, &klo, &khi);
-                            for (int32_t c = 0; c < cin; c++) {
-                                int16_t* restrict dst = span + (c * s + phase) * phase_len;
-                                const int8_t* restrict src = row + phase * xsw + c;
-                                for (int32_t k = 0; k < klo; k++) {
-                                    dst[k] = 0;
-                                }
-                                switch (s * xsw) {
-                                case 1:
-                                    widen_strided(1, dst, src, klo, khi, input_offset);
-                                    break;
-                                case 2:
-                                    widen_strided(2, dst, src, klo, khi, input_offset);
-                                    break;
-                                case 4:
-                                    widen_strided(4, dst, src, klo, khi, input_offset);
-                                    break;
-                                case 8:
-                                    widen_strided(8, dst, src, klo, khi, input_offset);
-                                    break;
-                                default:
-                                    widen_strided(s * xsw, dst, src, klo, khi, input_offset);
-                                }
-                                for (int32_t k = khi; k < phase_len; k++) {
-                                    dst[k] = 0;
-                                }
-                            }
+                        int16_t* span = ring + (ih % rows) * row_len;
+                        if (widened[ih % rows] != ih) {
+                            widen_span(xg + (size_t)ih * xv->sh, xv->sw, xv->w, iw0, width, s,
+                                       cin, phase_len, input_offset, span);
+                            widened[ih % rows] = ih;
                         }
                         int32_t phase = 0, k0 = 0; /* of tap column j * dilation_w */
                         for (int32_t j = 0; j < p->kw; j++) {
@@ -745,12 +768,9 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
     const conv_f32_call k = {x,   xv, w_packed, bias, acc, accv, y,  yv, p, act, ap, cin, og,
                              p->kh * p->kw * cin, (og + MF_F32_NR - 1) / MF_F32_NR, block};
     const int32_t contiguous = rows_contiguous(xv, p, cin);
-    int32_t oh_lo, oh_hi, ow_lo, ow_hi, a, b;
+    int32_t oh_lo, oh_hi, ow_lo, ow_hi;
     interior_rows(p, xv->h, yv->h, &oh_lo, &oh_hi);
-    valid_columns(p, xv->w, 0, 0, yv->w, &ow_lo, &ow_hi);
-    valid_columns(p, xv->w, p->kw - 1, 0, yv->w, &a, &b);
-    ow_lo = mf_max_i32(ow_lo, a);
-    ow_hi = mf_max_i32(ow_lo, mf_min_i32(ow_hi, b));
+    interior_columns(p, xv->w, yv->w, &ow_lo, &ow_hi);
     conv_pixel queue[2][MF_F32_MR]; /* [0]: packed, [1]: in place */
     int32_t queued[2] = {0, 0};
     for (int32_t n = 0; n < yv->n; n++) {
@@ -779,15 +799,18 @@ static void conv_f32(const float* x, const mf_view* xv, const float* w_packed, c
 /* ---- float, few input channels per group: output channels as the vectors -----------------
  * FDT's LIP convolution reads one partition's few channels into every output channel: its
  * im2col panels would hold K = KH * KW * cin values per pixel (9 for a 3x3 kernel over one
- * channel), too few to pay for packing them and setting up each GEMM tile (or, read in place,
- * for a register tile's setup per MF_F32_MR pixels: measured no faster). Here an output row is
- * accumulated the depthwise way: tap by tap over the columns whose input lies inside the image,
- * each input value broadcast against the tap's row of the packed weights (the panel's
- * [K][MF_F32_NR] as it is) into the row's sums, which are then stored in one pass. */
+ * channel), too few to pay for packing them and setting up each GEMM tile. Here a register
+ * tile of a few output pixels by a panel's channels (vectors of MF_VF: 2 for 16 channels, 4
+ * for 32) is summed tap by tap, each input value broadcast against the tap's row of the packed
+ * weights (the panel's [K][MF_F32_NR] as it is), then added to the accumulator. Interior
+ * pixels go a tile at a time, the last tile of a row's interior moved back to end with it (its
+ * pixels already stored are not stored again: the accumulator is usually the output); border
+ * pixels, and interiors narrower than a tile, one at a time with their valid taps. */
 
-#define MF_FEW_CIN 4    /* partial_conv2d this way when a group reads at most this many input
-                         * channels (conv2d not: 12% slower on VWW's 3-channel first layer) */
-#define MF_ROW_SUMS 512 /* sums of one chunk of an output row (columns x panel width) */
+#define MF_FEW_CIN 4   /* partial_conv2d this way when a group reads at most this many input
+                        * channels (conv2d not: 12% slower on VWW's 3-channel first layer) */
+#define MF_FEW_TILE 12 /* vectors of a tile (pixels x vectors per pixel): on resnet8's 3x3 over
+                        * one channel into 16, 8 and 16 were 10-25% slower */
 
 /* out = in + sums over count channels. The accumulator is usually the output itself, added to
  * through one pointer then: through two, the loop's overlap check sent it to scalar code. */
@@ -804,55 +827,95 @@ MF_INLINE void accumulate_f32(const float* in, const float* restrict sums, int32
     }
 }
 
-/* partial_conv2d's output columns [ow0, ow1) of row oh, batch n, group g, panel bp's first
- * `cols` channels (o0 on); width (MF_F32_NR or MF_F32_NR / 2, at least cols) is a constant in
- * each caller. (Unrolled, the loop over a sum's lanes was vectorized across columns instead,
- * with permutes, 3x slower.) */
-MF_INLINE void few_inputs_chunk_f32(int32_t width, const conv_f32_call* k, const float* bp,
-                                    int32_t g, int32_t n, int32_t oh, int32_t ow0, int32_t ow1,
-                                    int32_t o0, int32_t cols) {
+/* partial_conv2d's output pixels ow0 .. ow0 + rows - 1 of row oh, batch n, group g, over tap
+ * columns [jlo, jhi) (all of them for a tile of interior pixels), panel bp's first `cols`
+ * channels (o0 on) as `vectors` vectors, stored from pixel `skip` on; rows and vectors are
+ * constants in each caller (rows * vectors <= MF_FEW_TILE). A kernel row's taps are read as
+ * the direct convolution reads them (d: one run when they are contiguous). */
+MF_INLINE void few_inputs_tile_f32(int32_t rows, int32_t vectors, const conv_f32_call* k,
+                                   const direct_geometry* d, const float* bp, int32_t g,
+                                   int32_t n, int32_t oh, int32_t ow0, int32_t jlo, int32_t jhi,
+                                   int32_t o0, int32_t cols, int32_t skip) {
     const mf_conv* p = k->p;
     const mf_view* xv = k->xv;
-    const int32_t cin = k->cin, step = p->stride_w * xv->sw;
-    float sums[MF_ROW_SUMS];
-    for (int32_t t = 0; t < (ow1 - ow0) * width; t++) {
-        sums[t] = 0.0f;
+    const int32_t cin = d->cin, step = d->step;
+    const int32_t runs = d->merged ? 1 : jhi - jlo;
+    const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
+    const int32_t iw = ow0 * p->stride_w - p->pad_left + jlo * p->dilation_w;
+    mf_vf tile[MF_FEW_TILE];
+    MF_UNROLL /* every loop over the tile: an array indexed at run time stays in memory */
+    for (int32_t t = 0; t < rows * vectors; t++) {
+        tile[t] = mf_vf_splat(0.0f);
     }
     for (int32_t i = 0; i < p->kh; i++) {
         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
         if (ih < 0 || ih >= xv->h) {
             continue;
         }
-        for (int32_t j = 0; j < p->kw; j++) {
-            int32_t lo, hi;
-            valid_columns(p, xv->w, j, ow0, ow1, &lo, &hi);
-            if (lo >= hi) {
-                continue;
-            }
-            const int32_t iw = lo * p->stride_w - p->pad_left + j * p->dilation_w;
-            const float* in = k->x + mf_view_offset(xv, n, ih, iw) + g * cin;
-            for (int32_t c = 0; c < cin; c++) {
-                const float* restrict b = bp + (size_t)((i * p->kw + j) * cin + c) * MF_F32_NR;
-                for (int32_t ow = lo; ow < hi; ow++) {
-                    const float v = in[(ow - lo) * step + c];
-                    float* restrict s = sums + (ow - ow0) * width;
-                    MF_NO_UNROLL
-                    for (int32_t l = 0; l < width; l++) {
-                        s[l] = MF_FMA(v, b[l], s[l]);
+        const float* row = k->x + mf_view_offset(xv, n, ih, iw) + g * cin;
+        for (int32_t t = 0; t < runs; t++) {
+            const float* restrict a = row + t * p->dilation_w * xv->sw;
+            const float* restrict b = bp + (size_t)(i * p->kw + jlo + t) * cin * MF_F32_NR;
+            for (int32_t e = 0; e < len; e++) {
+                mf_vf weights[MF_FEW_TILE];
+                MF_UNROLL
+                for (int32_t u = 0; u < vectors; u++) {
+                    weights[u] = mf_vf_load(b + e * MF_F32_NR + u * MF_VF);
+                }
+                MF_UNROLL
+                for (int32_t r = 0; r < rows; r++) {
+                    const mf_vf v = mf_vf_splat(a[r * step + e]);
+                    MF_UNROLL
+                    for (int32_t u = 0; u < vectors; u++) {
+                        tile[r * vectors + u] = mf_vf_fma(v, weights[u], tile[r * vectors + u]);
                     }
                 }
             }
         }
     }
-    for (int32_t ow = ow0; ow < ow1; ow++) {
-        const float* s = sums + (ow - ow0) * width;
-        float* out = k->y + mf_view_offset(k->yv, n, oh, ow) + o0;
-        if (k->acc != NULL) {
-            accumulate_f32(k->acc + mf_view_offset(k->accv, n, oh, ow) + o0, s, cols, out);
-        } else {
-            for (int32_t j = 0; j < cols; j++) {
-                out[j] = s[j];
+    MF_UNROLL
+    for (int32_t r = 0; r < rows; r++) {
+        if (r < skip) {
+            continue;
+        }
+        float* out = k->y + mf_view_offset(k->yv, n, oh, ow0 + r) + o0;
+        const float* in =
+            k->acc != NULL ? k->acc + mf_view_offset(k->accv, n, oh, ow0 + r) + o0 : NULL;
+        MF_UNROLL
+        for (int32_t u = 0; u < vectors; u++) {
+            const int32_t c0 = u * MF_VF, count = mf_min_i32(MF_VF, cols - c0);
+            const mf_vf sums = tile[r * vectors + u];
+            if (count == MF_VF) { /* whole vectors from and to memory, not through an array */
+                mf_vf_store(out + c0, in != NULL ? mf_vf_add(mf_vf_load(in + c0), sums) : sums);
+            } else if (count > 0) {
+                float part[MF_VF];
+                mf_vf_store(part, sums);
+                for (int32_t j = 0; j < count; j++) {
+                    out[c0 + j] = in != NULL ? in[c0 + j] + part[j] : part[j];
+                }
             }
+        }
+    }
+}
+
+/* One output row's pixels of a panel `vectors` vectors wide (a constant in each caller). */
+MF_INLINE void few_inputs_row_f32(int32_t vectors, const conv_f32_call* k,
+                                  const direct_geometry* d, const float* bp, int32_t g,
+                                  int32_t n, int32_t oh, int32_t o0, int32_t cols) {
+    const int32_t rows = MF_FEW_TILE / vectors;
+    const int32_t tiles = d->ow_hi - d->ow_lo >= rows;
+    int32_t ow = 0;
+    while (ow < k->yv->w) {
+        if (tiles && ow >= d->ow_lo && ow < d->ow_hi) {
+            const int32_t first = mf_min_i32(ow, d->ow_hi - rows);
+            few_inputs_tile_f32(rows, vectors, k, d, bp, g, n, oh, first, 0, k->p->kw, o0, cols,
+                                ow - first);
+            ow = first + rows;
+        } else {
+            int32_t jlo, jhi;
+            valid_taps(k->p, k->xv->w, ow, &jlo, &jhi);
+            few_inputs_tile_f32(1, vectors, k, d, bp, g, n, oh, ow, jlo, jhi, o0, cols, 0);
+            ow++;
         }
     }
 }
@@ -860,27 +923,21 @@ MF_INLINE void few_inputs_chunk_f32(int32_t width, const conv_f32_call* k, const
 MF_NOINLINE void few_inputs_f32(const float* x, const mf_view* xv, const float* w_packed,
                                 const float* acc, const mf_view* accv, float* y,
                                 const mf_view* yv, const mf_conv* p) {
-    const int32_t cin = xv->c / p->groups, og = yv->c / p->groups;
-    const int32_t depth = p->kh * p->kw * cin, panels = (og + MF_F32_NR - 1) / MF_F32_NR;
-    const conv_f32_call k = {x,  xv,    w_packed, NULL, acc, accv, y, yv, p, NULL, NULL, cin,
-                             og, depth, panels,   NULL};
+    const direct_geometry d = direct_setup(xv, yv, p);
+    const int32_t og = yv->c / p->groups, panels = (og + MF_F32_NR - 1) / MF_F32_NR;
+    const conv_f32_call k = {x,  xv,      w_packed, NULL, acc, accv, y, yv, p, NULL, NULL, d.cin,
+                             og, d.depth, panels,   NULL};
     for (int32_t g = 0; g < p->groups; g++) {
         for (int32_t panel = 0; panel < panels; panel++) {
-            const float* bp = w_packed + ((size_t)g * panels + panel) * depth * MF_F32_NR;
+            const float* bp = w_packed + ((size_t)g * panels + panel) * d.depth * MF_F32_NR;
             const int32_t o0 = g * og + panel * MF_F32_NR;
             const int32_t cols = mf_min_i32(MF_F32_NR, og - panel * MF_F32_NR);
-            const int32_t width = cols <= MF_F32_NR / 2 ? MF_F32_NR / 2 : MF_F32_NR;
-            const int32_t chunk = MF_ROW_SUMS / width;
             for (int32_t n = 0; n < yv->n; n++) {
                 for (int32_t oh = 0; oh < yv->h; oh++) {
-                    for (int32_t ow0 = 0; ow0 < yv->w; ow0 += chunk) {
-                        const int32_t ow1 = mf_min_i32(ow0 + chunk, yv->w);
-                        if (width == MF_F32_NR) {
-                            few_inputs_chunk_f32(MF_F32_NR, &k, bp, g, n, oh, ow0, ow1, o0, cols);
-                        } else {
-                            few_inputs_chunk_f32(MF_F32_NR / 2, &k, bp, g, n, oh, ow0, ow1, o0,
-                                                 cols);
-                        }
+                    if (cols <= MF_F32_NR / 2) {
+                        few_inputs_row_f32(MF_F32_NR / 2 / MF_VF, &k, &d, bp, g, n, oh, o0, cols);
+                    } else {
+                        few_inputs_row_f32(MF_F32_NR / MF_VF, &k, &d, bp, g, n, oh, o0, cols);
                     }
                 }
             }
@@ -1181,16 +1238,6 @@ static void valid_rows(const mf_conv* p, int32_t height, int32_t oh, int32_t* il
     }
     *ilo = a;
     *ihi = b;
-}
-
-/* Output columns [*lo, *hi) whose every tap column lies inside the input. */
-static void interior_columns(const mf_conv* p, int32_t width, int32_t out_width, int32_t* lo,
-                             int32_t* hi) {
-    int32_t a, b;
-    valid_columns(p, width, 0, 0, out_width, lo, hi);
-    valid_columns(p, width, p->kw - 1, 0, out_width, &a, &b);
-    *lo = mf_max_i32(*lo, a);
-    *hi = mf_max_i32(*lo, mf_min_i32(*hi, b));
 }
 
 /* The window of a depthwise output row: what the lanes kernels share. */

@@ -5,6 +5,7 @@
 
 #include <math.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "memfit_runtime.h"
 
@@ -33,6 +34,91 @@
 #else
 #define MF_FMA(a, b, c) ((a) * (b) + (c))
 #endif
+
+/* ---- float vectors ---------------------------------------------------------------------
+ * MF_VF floats as one value, for register tiles that must stay in registers: with GCC or
+ * Clang a vector_size type (the target's vector registers, or pairs of them, or scalars where
+ * it has none), where the auto-vectorizer left some of a tile's sums in memory or in scalar
+ * code (GCC 12); elsewhere (or built with -DMF_NO_VECTOR_TYPES) a struct of an array, the same
+ * code a lane at a time. Only the helpers below touch the lanes, so that both compile from one
+ * source and sum in one order. */
+#define MF_VF 8 /* 32 bytes (mf_vf_sum assumes 8): GCC 12 spilled tiles of 64-byte vectors */
+
+#if defined(__GNUC__) && !defined(MF_NO_VECTOR_TYPES)
+#define MF_VECTOR_TYPES 1
+#else
+#define MF_VECTOR_TYPES 0
+#endif
+
+#if MF_VECTOR_TYPES
+typedef float mf_vf __attribute__((vector_size(MF_VF * sizeof(float))));
+#define MF_LANE(v, l) ((v)[l])
+#else
+typedef struct {
+    float lane[MF_VF];
+} mf_vf;
+#define MF_LANE(v, l) ((v).lane[l])
+#endif
+
+static inline mf_vf mf_vf_load(const float* p) {
+    mf_vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void mf_vf_store(float* p, mf_vf v) { memcpy(p, &v, sizeof v); }
+
+static inline mf_vf mf_vf_splat(float value) {
+    mf_vf v;
+    for (int32_t l = 0; l < MF_VF; l++) {
+        MF_LANE(v, l) = value;
+    }
+    return v;
+}
+
+static inline mf_vf mf_vf_add(mf_vf a, mf_vf b) {
+    mf_vf v;
+    for (int32_t l = 0; l < MF_VF; l++) {
+        MF_LANE(v, l) = MF_LANE(a, l) + MF_LANE(b, l);
+    }
+    return v;
+}
+
+/* a * b + c, lane by lane */
+static inline mf_vf mf_vf_fma(mf_vf a, mf_vf b, mf_vf c) {
+    mf_vf v;
+    for (int32_t l = 0; l < MF_VF; l++) {
+        MF_LANE(v, l) = MF_FMA(MF_LANE(a, l), MF_LANE(b, l), MF_LANE(c, l));
+    }
+    return v;
+}
+
+/* The sum of the lanes: the upper half added to the lower, and so on down to one. (With vector
+ * types, the halves as vectors: a loop over the lanes went through memory, one at a time.) */
+static inline float mf_vf_sum(mf_vf v) {
+#if MF_VECTOR_TYPES
+    typedef float mf_vf4 __attribute__((vector_size(4 * sizeof(float))));
+    typedef float mf_vf2 __attribute__((vector_size(2 * sizeof(float))));
+    mf_vf4 lo4, hi4;
+    mf_vf2 lo2, hi2;
+    memcpy(&lo4, &v, sizeof lo4);
+    memcpy(&hi4, (const char*)&v + sizeof lo4, sizeof hi4);
+    const mf_vf4 sum4 = lo4 + hi4;
+    memcpy(&lo2, &sum4, sizeof lo2);
+    memcpy(&hi2, (const char*)&sum4 + sizeof lo2, sizeof hi2);
+    const mf_vf2 sum2 = lo2 + hi2;
+    return sum2[0] + sum2[1];
+#else
+    float lanes[MF_VF];
+    memcpy(lanes, &v, sizeof lanes);
+    for (int32_t width = MF_VF / 2; width > 0; width /= 2) {
+        for (int32_t l = 0; l < width; l++) {
+            lanes[l] += lanes[l + width];
+        }
+    }
+    return lanes[0];
+#endif
+}
 
 static inline int32_t mf_min_i32(int32_t a, int32_t b) { return a < b ? a : b; }
 static inline int32_t mf_max_i32(int32_t a, int32_t b) { return a > b ? a : b; }
