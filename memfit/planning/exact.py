@@ -10,7 +10,6 @@ the lower bound early. The best heuristic answer is given as a hint and as the u
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 from memfit.planning.assignment import Assignment
@@ -18,6 +17,8 @@ from memfit.planning.lifetimes import Buffer, aligned_size, lower_bound
 
 NAME = "exact-cp-sat"
 DEFAULT_TIME_LIMIT = 2.0
+"""Deterministic time (about seconds on a typical machine) the solver may spend."""
+WALL_CLOCK_FACTOR = 10.0
 
 
 def exact(
@@ -70,8 +71,12 @@ def exact(
     model.minimize(arena)
 
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit
-    solver.parameters.num_workers = workers or min(8, os.cpu_count() or 1)
+    # Deterministic work, not wall-clock seconds, bounds the search, and one worker searches
+    # (several race each other): the same buffers give the same arena on a busy machine as on
+    # an idle one. The wall clock only guards against a very slow machine.
+    solver.parameters.max_deterministic_time = time_limit
+    solver.parameters.max_time_in_seconds = WALL_CLOCK_FACTOR * time_limit
+    solver.parameters.num_workers = workers or 1
     solver.parameters.random_seed = 0
     status = solver.solve(model)
     if status not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
