@@ -22,7 +22,7 @@ from memfit.selection.profile import (
     CostCache,
     conv_job,
     measure,
-    passes,
+    profiling_passes,
     selectable_ops,
 )
 
@@ -47,7 +47,7 @@ def conv_chain() -> Graph:
 def test_passes_run_every_layer_in_order_once_per_choice() -> None:
     graph = conv_chain()
     ops = selectable_ops(graph)
-    found = passes(graph)
+    found = profiling_passes(graph)
     convolutions, conversions = found[:-1], found[-1]
     every = {c for op in ops for c in primitives.choices(op)}
     assert len(convolutions) == len(every)
@@ -104,7 +104,7 @@ def test_cached_costs_are_keyed_by_the_measuring_program(
 
 
 def test_the_program_starts_buffers_on_the_generated_codes_alignment() -> None:
-    jobs = passes(conv_chain())[0]
+    jobs = profiling_passes(conv_chain())[0]
     source = profile._source(jobs, [list(range(len(jobs)))])
     assert f"#define LINE {ALIGNMENT}\n" in source
     assert ALIGNMENT % 64 == 0  # a cache line at least

@@ -454,7 +454,7 @@ def selectable_ops(graph: Graph) -> list[Op]:
     return [op for op in graph.ops if op.kind == "conv2d" and primitives.choices(op)]
 
 
-def passes(graph: Graph) -> list[list[Job]]:
+def profiling_passes(graph: Graph) -> list[list[Job]]:
     """The passes that measure every selectable layer of ``graph``: per (primitive, layout),
     the layers in order, each running it where it applies and memfit's default kernel
     elsewhere; then every layer's input and output conversions, in order."""
@@ -477,7 +477,7 @@ def profile_graph(
     graph: Graph, cache: CostCache | None = None, progress: Progress | None = None
 ) -> dict[str, LayerCosts]:
     """Measured costs of every selectable layer of ``graph`` (op name -> costs)."""
-    seconds = measure(passes(graph), cache or CostCache(), progress)
+    seconds = measure(profiling_passes(graph), cache or CostCache(), progress)
     costs = {}
     for op in selectable_ops(graph):
         x = op.inputs[0]
