@@ -168,7 +168,8 @@ def main() -> None:
         "Primitive selection (TASO), float32, measured on this machine (2 shared cores): "
         "latencies are medians of the timed runs of the generated C, every configuration "
         "side by side in the same rounds; prediction error compares the ILP's predicted time "
-        "with the fastest run (costs are minima of micro-benchmarks) and with the median. "
+        "with the fastest run (costs are each layer's fastest run in profiling passes over "
+        "the model's layers in order) and with the median. "
         "Regenerate with `.venv/bin/python -m benchmarks.pareto`.\n\n" + table(rows)
     )
     missing = [NETWORKS[stem][0] for stem in NETWORKS if stem not in raw]

@@ -162,7 +162,7 @@ def test_classifier_with_batch_of_two_and_two_outputs(quantized, tmp_path, objec
 
 def test_arena_has_exactly_the_plans_size_and_is_the_only_mutable_static(tmp_path, object_cache):
     c = compiled(_classifier(True), tmp_path, object_cache)
-    sizes = re.findall(r"^static MF_ALIGNAS\(16\) uint8_t arena\[(\d+)\];$", c.source, re.M)
+    sizes = re.findall(r"^static MF_ALIGNAS\(64\) uint8_t arena\[(\d+)\];$", c.source, re.M)
     assert sizes == [str(c.plan.arena.size)]
     header = (tmp_path / "generated" / "model.h").read_text()
     assert f"#define MODEL_ARENA_BYTES {c.plan.arena.size}" in header
@@ -170,9 +170,9 @@ def test_arena_has_exactly_the_plans_size_and_is_the_only_mutable_static(tmp_pat
     statics = [
         line for line in c.source.splitlines() if line.startswith("static") and line[-1] != "{"
     ]
-    assert statics == [f"static MF_ALIGNAS(16) uint8_t arena[{c.plan.arena.size}];"]
+    assert statics == [f"static MF_ALIGNAS(64) uint8_t arena[{c.plan.arena.size}];"]
     weights = (tmp_path / "generated" / "model_weights.c").read_text()
-    definitions = re.findall(r"^MF_ALIGNAS\(16\) (const )?union", weights, re.M)
+    definitions = re.findall(r"^MF_ALIGNAS\(64\) (const )?union", weights, re.M)
     assert definitions and all(d == "const " for d in definitions)
 
 

@@ -30,7 +30,7 @@ import numpy as np
 
 from memfit.codegen import params
 from memfit.codegen.boundary import Port, _dense_strides, ports, strided_copy
-from memfit.codegen.constants import ConstantTable, c_type
+from memfit.codegen.constants import ALIGNMENT, ConstantTable, c_type
 from memfit.codegen.identifiers import c_comment, c_identifier
 from memfit.codegen.lowering import LOWERINGS, OpContext, unsupported
 from memfit.codegen.program import write_program
@@ -316,7 +316,7 @@ class _Emitter:
             f'#include "{name}_weights.h"',
             "",
             "/* Every activation and scratch buffer, at the offsets memfit planned. */",
-            f"static MF_ALIGNAS(16) uint8_t arena[{self.plan.arena.size}];",
+            f"static MF_ALIGNAS({ALIGNMENT}) uint8_t arena[{self.plan.arena.size}];",
             "",
             *(self._timers() if self.emitted else []),
             "static int little_endian(void) {",

@@ -1,16 +1,29 @@
 """Costs of every (layer, primitive, layout) and every layout conversion, measured on this
-machine by generated micro-benchmarks, cached.
+machine by generated micro-benchmarks that run the layers as the model does, cached.
 
-One C program is generated per batch of measurements not yet in the cache: a table of jobs
-(each a primitive call on one layer's shape, or a conversion of one activation shape), built
-with the generated code's compiler and flags (``memfit.codegen.program.CFLAGS``) against the
-runtime. The program goes through the whole table ``ROUNDS`` times; in each round a job runs
-once to warm up, then until it has run ``MIN_REPEATS`` times and at least ``MIN_SECONDS``. Its
-cost is its fastest run over all rounds: the machines are shared, the minimum is the estimate
-least disturbed by other work, and the rounds spread each job's runs over the whole program's
-time, so a burst of other work never covers all of one job's runs (predictions are compared
-with the fastest end-to-end run). Results are cached in a JSON file keyed by the job's shape,
-the compiler, the flags and a digest of the runtime's sources (so a faster kernel is measured
+A layer's time inside the model is not its time run alone again and again: in the model, each
+layer's weights were last touched a whole inference ago (a model's weights rarely fit in the
+caches, and the ones that do share them with every other layer), while a layer repeated alone
+finds its weights, input and workspace in the caches every time it runs. So the jobs run in
+*passes*, each one the model's selectable layers in order, as one inference runs them: one pass
+per (primitive, layout), running it on every layer it applies to and memfit's default kernel on
+the others, and one pass of every layer's two layout conversions. Each layer of a pass has
+weights of its own, so between two runs of a layer the pass touches as many weights as the
+model does; the activations and workspaces share one input, one output and one workspace
+buffer, as the model's arena reuses its memory, and a layer's input is read just before it
+runs, as if the layer before had just written it. Every buffer starts on a cache line, as the
+generated code's arena and constants do (``memfit.codegen.constants.ALIGNMENT``): some
+primitives run several times slower on vectors that straddle two lines.
+
+One C program is generated per batch of passes with a job not yet in the cache, built with the
+generated code's compiler and flags (``memfit.codegen.program.CFLAGS``) against the runtime. It
+runs every pass ``PASS_RUNS`` times in each of ``ROUNDS`` rounds, and a job's cost is its
+fastest run over all of them (a job of several passes or layers: over all of those too): the
+machines are shared, the minimum is the estimate least disturbed by other work, and the rounds
+spread each job's runs over the whole program's time, so a burst of other work never covers all
+of one job's runs (predictions are compared with the fastest end-to-end run). Results are cached
+in a JSON file keyed by the job's shape, the compiler, the flags and a digest of the runtime's
+sources and of the program (so a faster kernel, or a better way to measure it, is measured
 again), and progress is shown with rich while the program runs.
 
 int8 jobs (layers of int8 models, and conversions of int8 activations) run the primitives'
@@ -31,22 +44,23 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from memfit.codegen.constants import ALIGNMENT
 from memfit.codegen.emit import RUNTIME
 from memfit.codegen.program import CFLAGS, LDLIBS
 from memfit.codegen.toolchain import Compiler, ProgramError, _check, find_compiler
 from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.dtypes import DType
 from memfit.selection import primitives
+from memfit.selection.pareto import DEFAULT
 from memfit.selection.primitives import Choice, Geometry
 
 ROUNDS = 3
-MIN_REPEATS = 2
-MIN_SECONDS = 0.02
-MAX_REPEATS = 25
+PASS_RUNS = 2
+"""Runs of every pass in each round."""
 TO_NCHW, TO_NHWC = "nhwc_to_nchw", "nchw_to_nhwc"
 
 Progress = Callable[[int, int], None]
-"""Called with (measurements done, measurements in all: jobs x rounds) as they finish."""
+"""Called with (pass runs done, pass runs in all: passes x rounds) as they finish."""
 
 
 def default_cache_path() -> Path:
@@ -110,8 +124,8 @@ class CostCache:
     def __init__(self, path: Path | None = None, compiler: Compiler | None = None) -> None:
         self.path = path or default_cache_path()
         self.compiler = compiler or find_compiler()
-        digest = hashlib.sha1()
-        for file in sorted(RUNTIME.iterdir()):
+        digest = hashlib.sha1(_PROGRAM.encode())  # how the costs are measured, and
+        for file in sorted(RUNTIME.iterdir()):  # the code measured
             if file.suffix in (".c", ".h"):
                 digest.update(file.name.encode() + file.read_bytes())
         self.context = (
@@ -138,25 +152,31 @@ class CostCache:
 
 
 def measure(
-    jobs: Sequence[Job], cache: CostCache, progress: Progress | None = None
+    passes: Sequence[Sequence[Job]], cache: CostCache, progress: Progress | None = None
 ) -> dict[str, float]:
-    """Seconds of every job (key -> seconds), measuring those the cache does not have."""
-    unique = {job.key: job for job in jobs}
-    missing = [job for job in unique.values() if cache.get(job) is None]
-    total = len(unique) * ROUNDS
-    done = (len(unique) - len(missing)) * ROUNDS
+    """Seconds of every job of ``passes`` (key -> seconds). A pass with a job the cache does not
+    have runs whole (its jobs' times depend on the pass around them), and all its jobs' times
+    are cached."""
+    passes = [list(p) for p in passes if p]
+    missing = [p for p in passes if any(cache.get(job) is None for job in p)]
+    total = len(passes) * ROUNDS
+    done = (len(passes) - len(missing)) * ROUNDS
     if progress is not None:
         progress(done, total)
     if missing:
+        unique = {job.key: job for p in missing for job in p}
+        jobs = list(unique.values())
+        index = {key: i for i, key in enumerate(unique)}
+        steps = [[index[job.key] for job in p] for p in missing]
         with tempfile.TemporaryDirectory(prefix="memfit-profile-") as scratch:
-            program = _build(missing, Path(scratch), cache.compiler)
-            for job, seconds in _run(program, missing):
-                if job is not None and seconds is not None:  # its last round: its cost
-                    cache.put([(job, seconds)])
+            program = _build(jobs, steps, Path(scratch), cache.compiler)
+            for finished in _run(program, jobs):
+                if finished:  # the last round of a pass: its jobs' costs so far
+                    cache.put(finished)
                 done += 1
                 if progress is not None:
                     progress(done, total)
-    return {key: cache.get(job) for key, job in unique.items()}  # type: ignore[misc]
+    return {job.key: cache.get(job) for p in passes for job in p}  # type: ignore[misc]
 
 
 # ---- the generated micro-benchmark -------------------------------------------------------------
@@ -188,9 +208,10 @@ def _conversion_entry(job: ConversionJob) -> str:
     )
 
 
-_PROGRAM = r"""/* generated by memfit.selection.profile: times primitives and conversions */
+_PROGRAM = r"""/* generated by memfit.selection.profile: layers timed in passes */
 #define _POSIX_C_SOURCE 199309L
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -216,6 +237,13 @@ typedef struct {
 static const job jobs[] = {
 @JOBS@
 };
+#define JOBS (sizeof jobs / sizeof jobs[0])
+
+/* The passes: the job of every step (a layer of the model, in order), pass after pass. */
+static const int steps[] = {@STEPS@};
+static const int pass_start[] = {@PASS_START@}; /* and the end of the last */
+#define PASSES (sizeof pass_start / sizeof pass_start[0] - 1)
+#define LINE @ALIGNMENT@
 
 static double now(void) {
     struct timespec t;
@@ -223,22 +251,42 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* elements of `size` bytes: random floats in [-1, 1) (size 4) or random bytes (size 1) */
-static void* buffer(size_t elements, size_t size, unsigned seed) {
-    void* b = malloc((elements ? elements : 1) * size);
+static size_t line_up(size_t bytes) {
+    return (bytes + LINE - 1) / LINE * LINE;
+}
+
+/* `bytes` starting on a cache line, holding random floats in [-1, 1) (read as int8 or int32
+ * by int8 jobs: random values) */
+static unsigned char* region(size_t bytes, unsigned seed) {
+    unsigned char* b = malloc(bytes + LINE);
     if (b == NULL) {
         fprintf(stderr, "out of memory\n");
         exit(2);
     }
-    for (size_t i = 0; i < elements; i++) {
+    b += LINE - (uintptr_t)b % LINE;
+    for (size_t i = 0; i + sizeof(float) <= bytes; i += sizeof(float)) {
         seed = seed * 1103515245u + 12345u;
-        if (size == 1) {
-            ((int8_t*)b)[i] = (int8_t)(seed >> 16);
-        } else {
-            ((float*)b)[i] = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-        }
+        const float v = (float)((seed >> 8) & 0xFFFF) / 32768.0f - 1.0f;
+        memcpy(b + i, &v, sizeof v);
     }
     return b;
+}
+
+/* Reads `bytes` of b, so that they are in the caches as far as they fit. */
+static void touch(const unsigned char* b, size_t bytes) {
+    static volatile unsigned char sink;
+    unsigned char sum = 0;
+    for (size_t i = 0; i < bytes; i += LINE) sum ^= b[i];
+    sink = sum;
+}
+
+static size_t element_bytes(const job* j) {
+    return j->int8 ? 1 : sizeof(float);
+}
+
+/* Bytes of a step's own constants: its weights, then its bias, each on a line of its own. */
+static size_t constant_bytes(const job* j) {
+    return j->kind == 0 ? line_up(j->w * element_bytes(j)) + line_up((size_t)j->p.m * 4) : 0;
 }
 
 /* Representative int8 requantization: per-channel multipliers and shifts of a trained
@@ -276,63 +324,89 @@ static void run(const job* j, const void* x, const void* w, const void* bias, vo
 }
 
 int main(void) {
-    const size_t count = sizeof jobs / sizeof jobs[0];
     for (int32_t o = 0; o < @CHANNELS@; o++) {
         multipliers[o] = 1518500250 + 7919 * o;
         shifts[o] = -8 - o % 3;
     }
-    static double best[sizeof jobs / sizeof jobs[0]];
-    for (size_t i = 0; i < count; i++) best[i] = INFINITY;
-    for (int pass = 0; pass < @ROUNDS@; pass++)
-    for (size_t i = 0; i < count; i++) {
+    /* one input, one output and one workspace buffer for every job, as the model's arena
+     * reuses its memory; the largest pass's constants */
+    size_t x_bytes = 1, y_bytes = 1, ws_bytes = 1, constants = 1;
+    for (size_t i = 0; i < JOBS; i++) {
         const job* j = &jobs[i];
-        const size_t size = j->int8 ? 1 : sizeof(float);
-        void* x = buffer(j->x, size, 1u + (unsigned)i);
-        void* w = buffer(j->w, size, 2u);
-        void* bias = buffer((size_t)j->p.m, j->int8 ? sizeof(int32_t) : sizeof(float), 3u);
-        void* y = buffer(j->kind == 0 ? j->y : j->x, size, 4u);
-        void* ws = j->workspace_bytes ? malloc(j->workspace_bytes) : NULL;
-        if (j->workspace_bytes && ws == NULL) {
-            fprintf(stderr, "out of memory\n");
-            return 2;
+        const size_t out = j->kind == 0 ? j->y : j->x;
+        if (j->x * element_bytes(j) > x_bytes) x_bytes = j->x * element_bytes(j);
+        if (out * element_bytes(j) > y_bytes) y_bytes = out * element_bytes(j);
+        if (j->workspace_bytes > ws_bytes) ws_bytes = j->workspace_bytes;
+    }
+    for (size_t pass = 0; pass < PASSES; pass++) {
+        size_t bytes = 0;
+        for (int s = pass_start[pass]; s < pass_start[pass + 1]; s++) {
+            bytes += constant_bytes(&jobs[steps[s]]);
         }
-        int runs = 0;
-        double total = 0.0;
-        run(j, x, w, bias, y, ws); /* warm-up */
-        while (runs < @MAX@ && (runs < @MIN@ || total < @SECONDS@)) {
-            const double start = now();
-            run(j, x, w, bias, y, ws);
-            const double took = now() - start;
-            if (took < best[i]) best[i] = took;
-            total += took;
-            runs++;
+        if (bytes > constants) constants = bytes;
+    }
+    unsigned char* x = region(x_bytes, 1u);
+    unsigned char* y = region(y_bytes, 4u);
+    unsigned char* ws = region(ws_bytes, 5u);
+    unsigned char* w = region(constants, 2u);
+    static double best[JOBS];
+    for (size_t i = 0; i < JOBS; i++) best[i] = INFINITY;
+    for (int round = 0; round < @ROUNDS@; round++) {
+        for (size_t pass = 0; pass < PASSES; pass++) {
+            for (int r = 0; r < @RUNS@; r++) {
+                size_t offset = 0;
+                for (int s = pass_start[pass]; s < pass_start[pass + 1]; s++) {
+                    const job* j = &jobs[steps[s]];
+                    const unsigned char* weights = w + offset;
+                    const unsigned char* bias = weights + line_up(j->w * element_bytes(j));
+                    offset += constant_bytes(j);
+                    touch(x, j->x * element_bytes(j)); /* as the layer before wrote it */
+                    const double start = now();
+                    run(j, x, weights, bias, y, ws);
+                    const double took = now() - start;
+                    if (took < best[steps[s]]) best[steps[s]] = took;
+                }
+            }
+            if (round + 1 == @ROUNDS@) {
+                for (int s = pass_start[pass]; s < pass_start[pass + 1]; s++) {
+                    printf("job %d %.9e\n", steps[s], best[steps[s]]);
+                }
+            }
+            printf("pass %d %zu\n", round, pass);
+            fflush(stdout);
         }
-        if (pass + 1 < @ROUNDS@) {
-            printf("round %d job %zu\n", pass, i);
-        } else {
-            printf("job %zu %.9e\n", i, best[i]);
-        }
-        fflush(stdout);
-        free(x);
-        free(w);
-        free(bias);
-        free(y);
-        free(ws);
     }
     return 0;
 }
 """
 
 
-def _build(jobs: Sequence[Job], directory: Path, compiler: Compiler) -> Path:
+def _source(jobs: Sequence[Job], steps: Sequence[Sequence[int]]) -> str:
+    """The program running ``steps`` (per pass, the index in ``jobs`` of each layer's job)."""
     entries = [_conv_entry(j) if isinstance(j, ConvJob) else _conversion_entry(j) for j in jobs]
-    source = directory / "profile.c"
-    text = _PROGRAM.replace("@JOBS@", "\n".join(entries)).replace("@MAX@", str(MAX_REPEATS))
-    text = text.replace("@MIN@", str(MIN_REPEATS)).replace("@SECONDS@", repr(MIN_SECONDS))
-    text = text.replace("@ROUNDS@", str(ROUNDS))
+    starts = [0]
+    for pass_steps in steps:
+        starts.append(starts[-1] + len(pass_steps))
     channels = max([j.geometry.m for j in jobs if isinstance(j, ConvJob)], default=1)
-    text = text.replace("@CHANNELS@", str(channels))
-    source.write_text(text)
+    text = _PROGRAM
+    for field, value in (
+        ("JOBS", "\n".join(entries)),
+        ("STEPS", ", ".join(str(i) for pass_steps in steps for i in pass_steps)),
+        ("PASS_START", ", ".join(map(str, starts))),
+        ("ALIGNMENT", str(ALIGNMENT)),
+        ("CHANNELS", str(channels)),
+        ("ROUNDS", str(ROUNDS)),
+        ("RUNS", str(PASS_RUNS)),
+    ):
+        text = text.replace(f"@{field}@", value)
+    return text
+
+
+def _build(
+    jobs: Sequence[Job], steps: Sequence[Sequence[int]], directory: Path, compiler: Compiler
+) -> Path:
+    source = directory / "profile.c"
+    source.write_text(_source(jobs, steps))
     runtime = [str(f) for f in sorted(RUNTIME.glob("*.c"))]
     program = directory / "profile"
     command = [compiler.path, *CFLAGS, "-I", str(RUNTIME), "-o", str(program), str(source)]
@@ -340,19 +414,21 @@ def _build(jobs: Sequence[Job], directory: Path, compiler: Compiler) -> Path:
     return program
 
 
-def _run(program: Path, jobs: Sequence[Job]) -> Iterable[tuple[Job | None, float | None]]:
-    """(job, seconds) as each job's last round finishes, (None, None) as one of its earlier
-    rounds does."""
+def _run(program: Path, jobs: Sequence[Job]) -> Iterable[list[tuple[Job, float]]]:
+    """As each pass finishes a round: the costs of its jobs if it was the last round (the
+    fastest run of each so far), else nothing."""
     with subprocess.Popen(
         [str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None
+        finished: list[tuple[Job, float]] = []
         for line in process.stdout:
             fields = line.split()
             if fields[:1] == ["job"]:
-                yield jobs[int(fields[1])], float(fields[2])
-            elif fields[:1] == ["round"]:
-                yield None, None
+                finished.append((jobs[int(fields[1])], float(fields[2])))
+            elif fields[:1] == ["pass"]:
+                yield finished
+                finished = []
         error = process.stderr.read() if process.stderr is not None else ""
         if process.wait() != 0:
             raise ProgramError(f"the primitive micro-benchmarks failed: {error.strip()}")
@@ -378,31 +454,41 @@ def selectable_ops(graph: Graph) -> list[Op]:
     return [op for op in graph.ops if op.kind == "conv2d" and primitives.choices(op)]
 
 
+def profiling_passes(graph: Graph) -> list[list[Job]]:
+    """The passes that measure every selectable layer of ``graph``: per (primitive, layout),
+    the layers in order, each running it where it applies and memfit's default kernel
+    elsewhere; then every layer's input and output conversions, in order."""
+    ops = selectable_ops(graph)
+    every = sorted({c for op in ops for c in primitives.choices(op)} - {DEFAULT})
+    found: list[list[Job]] = [[conv_job(op, DEFAULT) for op in ops]]
+    for choice in every:
+        found.append(
+            [conv_job(op, choice if choice in primitives.choices(op) else DEFAULT) for op in ops]
+        )
+    conversions: list[Job] = []
+    for op in ops:
+        x = op.inputs[0]
+        assert x is not None
+        conversions += [conversion_job(x, TO_NCHW), conversion_job(op.output, TO_NHWC)]
+    return [*found, conversions]
+
+
 def profile_graph(
     graph: Graph, cache: CostCache | None = None, progress: Progress | None = None
 ) -> dict[str, LayerCosts]:
     """Measured costs of every selectable layer of ``graph`` (op name -> costs)."""
-    cache = cache or CostCache()
-    ops = selectable_ops(graph)
-    per_op: list[tuple[Op, list[ConvJob], ConversionJob, ConversionJob]] = []
-    for op in ops:
+    seconds = measure(profiling_passes(graph), cache or CostCache(), progress)
+    costs = {}
+    for op in selectable_ops(graph):
         x = op.inputs[0]
         assert x is not None
-        jobs = [conv_job(op, c) for c in primitives.choices(op)]
-        per_op.append((op, jobs, conversion_job(x, TO_NCHW), conversion_job(op.output, TO_NHWC)))
-    every: list[Job] = []
-    for _, jobs, to_nchw, to_nhwc in per_op:
-        every += [*jobs, to_nchw, to_nhwc]
-    seconds = measure(every, cache, progress)
-    return {
-        op.name: LayerCosts(
+        costs[op.name] = LayerCosts(
             op.name,
-            {job.choice: seconds[job.key] for job in jobs},
-            seconds[to_nchw.key],
-            seconds[to_nhwc.key],
+            {c: seconds[conv_job(op, c).key] for c in primitives.choices(op)},
+            seconds[conversion_job(x, TO_NCHW).key],
+            seconds[conversion_job(op.output, TO_NHWC).key],
         )
-        for op, jobs, to_nchw, to_nhwc in per_op
-    }
+    return costs
 
 
 def rich_progress(description: str) -> tuple[Callable[[], None], Progress]:
