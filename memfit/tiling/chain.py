@@ -28,8 +28,9 @@ def describe(op: Op, graph: Graph) -> str:
     return f"op {op.name!r} ({op.kind}, {where} in graph {graph.name!r})"
 
 
-def resolve_chain(graph: Graph, names: Sequence[str]) -> tuple[Op, ...]:
-    """The ops named ``names``, checked to form a chain in that order; raise TilingError if not."""
+def _named_ops(graph: Graph, names: Sequence[str]) -> tuple[Op, ...]:
+    """The ops of ``graph`` named ``names``, in that order; raise TilingError if a name is
+    missing, repeated or none is given."""
     if not names:
         raise TilingError("an empty chain cannot be tiled; name at least one op")
     if len(set(names)) != len(names):
@@ -42,6 +43,12 @@ def resolve_chain(graph: Graph, names: Sequence[str]) -> tuple[Op, ...]:
             "must name ops of the graph as it is now (after earlier rewrites)"
         )
     ops = tuple(by_name[name] for name in names)
+    return ops
+
+
+def resolve_chain(graph: Graph, names: Sequence[str]) -> tuple[Op, ...]:
+    """The ops named ``names``, checked to form a chain in that order; raise TilingError if not."""
+    ops = _named_ops(graph, names)
     graph_outputs = {t.name for t in graph.outputs}
     for i, op in enumerate(ops):
         if len(op.outputs) != 1:
@@ -83,18 +90,7 @@ def resolve_region(graph: Graph, names: Sequence[str]) -> tuple[tuple[Op, ...], 
     reads, and the last op's output is the only one read outside the region. Every other output
     is read inside the region only, and is not a graph output. A chain is a region.
     """
-    if not names:
-        raise TilingError("an empty chain cannot be tiled; name at least one op")
-    if len(set(names)) != len(names):
-        raise TilingError(f"the chain {list(names)} names an op twice")
-    by_name = {op.name: op for op in graph.ops}
-    missing = [name for name in names if name not in by_name]
-    if missing:
-        raise TilingError(
-            f"op(s) {', '.join(map(repr, missing))} are not in graph {graph.name!r}; the chain "
-            "must name ops of the graph as it is now (after earlier rewrites)"
-        )
-    ops = tuple(by_name[name] for name in names)
+    ops = _named_ops(graph, names)
     return ops, region_input(graph, ops)
 
 
