@@ -308,6 +308,47 @@ def test_fdt_tiled_graph(quantized, end, tmp_path, object_cache):
     c.run(SANITIZE)
 
 
+def _reducing_chain(quantized: bool, end: str) -> ChainBuilder:
+    """conv -> depthwise -> a layer that reduces the whole 9x9 map (two batch items)."""
+    chain = ChainBuilder((2, 9, 9, 3), quantized, seed=5)
+    chain.conv(6, activation="relu")
+    chain.depthwise()
+    if end == "avg_pool":
+        chain.pool("avg_pool2d", 9, 9)
+    elif end == "depthwise":
+        chain.depthwise(kernel=9, pads=(0, 0, 0, 0))
+    else:
+        chain.conv(4, kernel=9, pads=(0, 0, 0, 0), activation="relu")
+    chain.finish()
+    return chain
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+@pytest.mark.parametrize(
+    ("end", "kernels"),
+    [
+        ("avg_pool", ("mf_partial_sum_pool_", "mf_accumulator_average_")),
+        ("depthwise", ("mf_partial_depthwise_conv2d_", "mf_accumulator_output_")),
+        ("conv", ("mf_partial_conv2d_", "mf_accumulator_output_")),
+    ],
+)
+def test_ffmt_tiles_accumulate_a_reduction_of_the_whole_map(
+    quantized, end, kernels, tmp_path, object_cache
+):
+    chain = _reducing_chain(quantized, end)
+    untiled = chain.graph.copy()
+    tiled = chain.graph
+    apply_ffmt(tiled, chain.names, (3, 2))
+    c = compiled(tiled, tmp_path, object_cache)
+    assert all(kernel in c.source for kernel in kernels)
+    c.run()
+    c.run(SANITIZE)
+    inputs = random_inputs(c.model.inputs, 0)
+    got = run_program(c.build.program(), c.model, inputs).outputs[0]
+    (expected,) = api.run(untiled, inputs[0], "separate").values()
+    assert_same(got, expected, "tiled C vs untiled NumPy")
+
+
 # ---- layouts at the boundary ---------------------------------------------------------------
 
 

@@ -71,13 +71,14 @@ def test_visual_wake_words_reaches_the_lower_bound():
     [
         ("mlperf_tiny_kws_int8", 8_496, 16_000),
         ("tflm_person_detect_int8", 46_080, 55_296),
-        ("mlperf_tiny_strww_int8", 5_504, 6_656),
+        ("mlperf_tiny_strww_int8", 4_704, 6_656),
     ],
 )
 def test_pointwise_in_place_goes_below_input_plus_output(name, peak, without):
     """DS-CNN, MobileNetV1 and the streaming wake word model peak at a 1x1 convolution's input
     + output (as TFLite Micro: 16,000, 55,296 and 6,656 bytes). In place, DS-CNN and
-    MobileNetV1 peak at their first convolution's input + output."""
+    MobileNetV1 peak at their first convolution's input + output; in the wake word model the
+    depthwise convolutions after the first run in place inside its 28x128 output's bytes."""
     graph = api.load(_path(name))
     plan = plan_memory(graph)
     assert plan.arena.size == peak

@@ -700,3 +700,101 @@ def test_a_tiled_residual_block_lowers_the_peak():
     after = _quick_plan(tiled).arena.size
     # untiled: the shortcut, the middle map and the sum; tiled: input, sum and one tile
     assert after < 0.75 * before
+
+
+# ---- chains that end in a layer reducing the whole map --------------------------------------
+
+
+def _global_pool(chain: ChainBuilder) -> Tensor:
+    _, rows, cols, _ = chain.x.shape
+    attrs = {
+        "kernel": (rows, cols),
+        "strides": (rows, cols),
+        "pads": (0, 0, 0, 0),
+        "activation": "none",
+        "count_include_pad": False,
+    }
+    return chain._add("avg_pool2d", [chain.x], attrs, chain.x.quant)
+
+
+REDUCING_ENDS = {
+    "avg_pool": _global_pool,
+    "depthwise": lambda c: c.depthwise(kernel=c.x.shape[1], pads=(0, 0, 0, 0)),
+    "conv": lambda c: c.conv(5, kernel=c.x.shape[1], pads=(0, 0, 0, 0), activation="relu"),
+}
+PARTIAL_KINDS = {
+    "avg_pool": ("partial_sum_pool", "accumulator_average"),
+    "depthwise": ("partial_depthwise_conv2d", "accumulator_output"),
+    "conv": ("partial_conv2d", "accumulator_output"),
+}
+
+
+def _reducing(end: str, quantized: bool) -> ChainBuilder:
+    chain = ChainBuilder((1, 11, 11, 3), quantized, seed=3)
+    chain.conv(6, activation="relu")
+    chain.depthwise()
+    chain.conv(4, kernel=1)
+    REDUCING_ENDS[end](chain)
+    chain.finish()
+    return chain
+
+
+@pytest.mark.parametrize("end", sorted(REDUCING_ENDS))
+@pytest.mark.parametrize("grid", [(2, 1), (3, 3), (1, 4), (11, 11)])
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_tiles_accumulate_a_layer_that_reduces_the_whole_map(end, grid, quantized):
+    """The grid cuts the reduced map; each tile adds into one accumulator, finished once."""
+    chain = _reducing(end, quantized)
+    tiled, result, _ = _tile_and_compare(chain, grid)
+    partial, finish = PARTIAL_KINDS[end]
+    kinds = [op.kind for op in tiled.ops]
+    assert kinds.count(partial) == grid[0] * grid[1]
+    assert kinds.count(finish) == 1 and kinds[-1] == finish
+    assert result.extra_macs > 0  # the 3x3 layers recompute their halo; the end does not
+    # no tensor holds a whole 11x11 map any more: only tiles of it
+    assert all(t.shape[1:3] != (11, 11) for t in tiled.tensors.values() if t.producer is not None)
+    accumulators = {op.output.dtype for op in tiled.ops if op.kind == partial}
+    assert accumulators == {DType.INT32 if quantized else DType.FLOAT32}
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["float", "int8"])
+def test_a_region_may_end_in_a_global_pool(quantized):
+    chain = _residual(quantized)
+    chain.graph.outputs.clear()
+    _global_pool(chain)
+    chain.finish()
+    tiled, _, _ = _tile_and_compare(chain, (3, 2))
+    assert [op.kind for op in tiled.ops].count("partial_sum_pool") == 6
+
+
+def test_the_reduction_alone_is_a_chain_too():
+    chain = ChainBuilder((1, 8, 6, 4), quantized=True)
+    _global_pool(chain)
+    chain.finish()
+    tiled, result, _ = _tile_and_compare(chain, (2, 3))
+    assert result.extra_macs == 0
+    assert [op.kind for op in tiled.ops].count("strided_slice") == 6
+
+
+def test_a_pool_that_leaves_more_than_one_position_is_tiled_over_its_output():
+    chain = ChainBuilder((1, 8, 8, 3))
+    chain.conv(4)
+    chain.pool("avg_pool2d", 4, 4)  # 2x2 output: windows, not a reduction
+    chain.finish()
+    tiled, _, _ = _tile_and_compare(chain, (2, 2))
+    assert "partial_sum_pool" not in {op.kind for op in tiled.ops}
+
+
+def test_a_map_reduced_in_tiles_is_never_held_whole():
+    """Keyword spotting's shape: equal maps all the way, then a global pool. Untiled, the
+    peak holds two whole maps; in strips, a strip's maps and the accumulator."""
+    chain = ChainBuilder((1, 24, 8, 1), quantized=True, seed=4)
+    chain.conv(32, kernel=3, activation="relu")
+    for _ in range(2):
+        chain.depthwise()
+        chain.conv(32, kernel=1, activation="relu")
+    _global_pool(chain)
+    graph = chain.finish()
+    before = _quick_plan(graph.copy()).arena.size
+    _, _, plan = _tile_and_compare(chain, (4, 1), planner=_quick_plan)
+    assert plan.arena.size < 0.6 * before

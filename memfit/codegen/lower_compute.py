@@ -24,6 +24,7 @@ from memfit.codegen.params import c_float
 from memfit.codegen.views import View
 from memfit.errors import InternalError
 from memfit.ir.core import Op, Tensor
+from memfit.ir.ops import ACCUMULATOR_INPUT
 from memfit.runtime.kernels import is_hybrid, is_quantized
 from memfit.runtime.kernels.int8 import activation_range
 from memfit.runtime.kernels.lstm import GATES
@@ -204,8 +205,8 @@ def lstm(context: OpContext) -> list[str]:
 
 
 def _accumulator(context: OpContext) -> tuple[list[str], str]:
-    """The running accumulator (input 2), or NULL for the first partition."""
-    acc = context.op.input(2)
+    """The running accumulator (``ACCUMULATOR_INPUT``), or NULL for the first partition."""
+    acc = context.op.input(ACCUMULATOR_INPUT[context.op.kind])
     if acc is None:
         return [], "NULL, NULL"
     return [declare_view("accv", context.view(acc))], f"{context.pointer(acc)}, &accv"
@@ -264,6 +265,50 @@ def accumulator_output(context: OpContext) -> list[str]:
         declaration,
         f"{_kernel(context)}({context.pointer(acc)}, &accv, {context.pointer(bias)}, "
         f"{context.pointer(y)}, &yv, {quantization});",
+    ]
+
+
+@lowers("partial_depthwise_conv2d")
+def partial_depthwise_conv2d(context: OpContext) -> list[str]:
+    op = context.op
+    x, w, y = _input(context), _input(context, 1), op.output
+    declarations, acc = _accumulator(context)
+    operands = (
+        f"{context.pointer(x)}, &xv, {context.pointer(w)}, {acc}, {context.pointer(y)}, &yv, "
+        "&geometry"
+    )
+    if _int8(context):
+        operands += f", {params.partial_offsets(op)[0]}"
+    return [
+        *_io_views(context, x, y),
+        *declarations,
+        _struct(context, "geometry", params.conv(op)),
+        f"{_kernel(context)}({operands});",
+    ]
+
+
+@lowers("partial_sum_pool")
+def partial_sum_pool(context: OpContext) -> list[str]:
+    x, y = _input(context), context.op.output
+    declarations, acc = _accumulator(context)
+    return [
+        *_io_views(context, x, y),
+        *declarations,
+        f"{_kernel(context)}({context.pointer(x)}, &xv, {acc}, {context.pointer(y)}, &yv);",
+    ]
+
+
+@lowers("accumulator_average")
+def accumulator_average(context: OpContext) -> list[str]:
+    op = context.op
+    acc, y = _input(context), op.output
+    act = params.range_s8(op) if _int8(context) else params.float_activation(op)
+    return [
+        declare_view("accv", context.view(acc)),
+        declare_view("yv", context.view(y)),
+        _struct(context, "act", act),
+        f"{_kernel(context)}({context.pointer(acc)}, &accv, {context.pointer(y)}, &yv, "
+        f"{op.attrs['count']}, &act);",
     ]
 
 

@@ -288,6 +288,9 @@ _BOTH = (
     "partial_conv2d",
     "partial_fully_connected",
     "accumulator_output",
+    "partial_depthwise_conv2d",
+    "partial_sum_pool",
+    "accumulator_average",
     "mean",
     "reduce_max",
     "add",
@@ -617,7 +620,8 @@ def requant(op: Op) -> Requant:
 
 
 def partial_offsets(op: Op) -> tuple[int, int]:
-    """(input_offset, weights_offset) of int8 partial_conv2d / partial_fully_connected."""
+    """(input_offset, weights_offset) of int8 partial_conv2d / partial_fully_connected /
+    partial_depthwise_conv2d."""
     weights = _quant(_constant(op, 1))
     weights_offset = -weights.zero_point[0] if op.kind == "partial_fully_connected" else 0
     return -_zero_point(op.inputs[0]), weights_offset if weights.per_tensor else 0

@@ -46,6 +46,27 @@ partial_fully_connected    x[..., Ks], w[N,Ks], acc?; keep_num_dims -> acc plus 
 accumulator_output         acc, bias?; activation -> the layer's output: acc + bias, requantized
                            to the output tensor's quantization for int8, then the activation
 =========================  ========================================================================
+
+Spatial tiling (``memfit.tiling.ffmt``) ends a chain in a layer that reduces the whole map (a
+global average pool, a convolution whose kernel covers the map) the same way: each tile adds
+its rows and columns into an accumulator of the layer's output, and one op after the last tile
+finishes it. A conv2d of that kind is ``partial_conv2d`` on the tile with the kernel's slice
+and then ``accumulator_output``; the others are:
+
+=========================  ========================================================================
+partial_depthwise_conv2d   x[N,H,W,C], w[1,KH,KW,C], acc?; strides, dilations, pads -> acc plus
+                           the depthwise convolution (depth multiplier 1, no bias); int8
+                           accumulators hold sum((x - x_zero_point) * w) at input scale times
+                           weight scale, per channel
+partial_sum_pool           x[N,H,W,C], acc? -> acc[N,1,1,C] plus the sum of x over H and W (int8:
+                           int32 sums of the stored values, zero point included, as TFLite's
+                           average pool adds them)
+accumulator_average        acc; count, activation -> acc / count (int8: rounded half away from
+                           zero, as TFLite's average pool, in the output's quantization, which is
+                           the input's), then the activation
+=========================  ========================================================================
+
+``ACCUMULATOR_INPUT`` gives the position of each accumulating kind's ``acc`` input.
 """
 
 from __future__ import annotations
@@ -103,12 +124,18 @@ def _fully_connected(op: Op) -> list[Shape]:
     return [(math.prod(x) // k, n)]
 
 
-def _accumulating(layer: Callable[[Op], list[Shape]]) -> Callable[[Op], list[Shape]]:
-    """The shape function of a partial layer: the layer's, and the accumulator input's if any."""
+def _sum_pool(op: Op) -> list[Shape]:
+    n, _, _, c = _in(op, 0)
+    return [(n, 1, 1, c)]
+
+
+def _accumulating(layer: Callable[[Op], list[Shape]], slot: int = 2) -> Callable[[Op], list[Shape]]:
+    """The shape function of a partial layer: the layer's, and the accumulator input's (input
+    ``slot``) if any."""
 
     def shapes(op: Op) -> list[Shape]:
         out = layer(op)
-        acc = op.input(2)
+        acc = op.input(slot)
         if acc is not None and acc.shape != out[0]:
             raise ShapeError(
                 f"op {op.name} ({op.kind}) accumulates into {acc.name} of shape {acc.shape}, "
@@ -239,9 +266,20 @@ SHAPE_FUNCTIONS: dict[str, Callable[[Op], list[Shape]]] = {
     "partial_conv2d": _accumulating(_conv2d),
     "partial_fully_connected": _accumulating(_fully_connected),
     "accumulator_output": _same,
+    "partial_depthwise_conv2d": _accumulating(_depthwise, 2),
+    "partial_sum_pool": _accumulating(_sum_pool, 1),
+    "accumulator_average": _same,
 }
 
 SUPPORTED_KINDS = frozenset(SHAPE_FUNCTIONS)
+
+ACCUMULATOR_INPUT = {
+    "partial_conv2d": 2,
+    "partial_fully_connected": 2,
+    "partial_depthwise_conv2d": 2,
+    "partial_sum_pool": 1,
+}
+"""The input of each accumulating kind that holds the running accumulator (None at first)."""
 
 
 def infer_shapes(op: Op) -> list[Shape]:
@@ -254,7 +292,7 @@ def macs(op: Op) -> int:
     if op.kind in ("conv2d", "partial_conv2d"):
         _, kh, kw, cin = _in(op, 1)
         return math.prod(op.output.shape) * kh * kw * cin
-    if op.kind == "depthwise_conv2d":
+    if op.kind in ("depthwise_conv2d", "partial_depthwise_conv2d"):
         _, kh, kw, _ = _in(op, 1)
         return math.prod(op.output.shape) * kh * kw
     if op.kind in ("fully_connected", "partial_fully_connected"):

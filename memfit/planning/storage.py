@@ -47,11 +47,12 @@ turn it off (``StorageOptions``):
   (a single block's temporary is the whole output). An output no larger than its input may
   also start where a contiguous input starts inside a larger root (the output of a strided
   depthwise convolution in place, say): the one exception to the whole-root condition below.
-- **Accumulation in place.** A ``partial_conv2d``/``partial_fully_connected`` (fused depthwise
-  tiling, ``memfit.tiling.fdt``) writes its accumulator over the previous partition's, its
-  input 2: output element i reads accumulator element i only, so ``out[i] = acc[i] + sum`` may
-  store where it read. Input 0, the channel slice, feeds many output elements: never
-  overwritten. The ``accumulator_output`` after the last partition writes the layer's output
+- **Accumulation in place.** A ``partial_*`` op (fused depthwise tiling,
+  ``memfit.tiling.fdt``, and a spatially tiled chain ending in a reduction) writes its
+  accumulator over the previous partition's (``memfit.ir.ops.ACCUMULATOR_INPUT``): output
+  element i reads accumulator element i only, so ``out[i] = acc[i] + sum`` may store where it
+  read. Input 0, the slice, feeds many output elements: never overwritten. The
+  ``accumulator_output`` (or ``accumulator_average``) after the last part writes the output
   over the accumulator, element i from element i: in float32 the sizes are equal (elementwise);
   an int8 output is a quarter of the int32 accumulator and is stored in its first bytes
   (*narrowing*): output element i lands in bytes of accumulator element i//4 or earlier, all
@@ -101,6 +102,7 @@ import numpy as np
 from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.dtypes import DType
+from memfit.ir.ops import ACCUMULATOR_INPUT
 from memfit.planning.scratch import pointwise_block_pixels
 
 ELEMENTWISE_KINDS = frozenset(
@@ -124,7 +126,7 @@ ELEMENTWISE_KINDS = frozenset(
 """Op kinds whose output element i depends only on element i of each (unbroadcast) input."""
 
 POOL_KINDS = frozenset({"max_pool2d", "avg_pool2d"})
-ACCUMULATING_KINDS = frozenset({"partial_conv2d", "partial_fully_connected"})
+ACCUMULATING_KINDS = frozenset(ACCUMULATOR_INPUT)
 """Op kinds that add into their input 2, an accumulator shaped like the output."""
 
 
@@ -351,7 +353,9 @@ class _Builder:
             self._pointwise(op)
         elif kind in ACCUMULATING_KINDS and options.accumulator_in_place:
             self._accumulate(op)
-        elif kind == "accumulator_output" and options.accumulator_in_place:
+        elif kind in ("accumulator_output", "accumulator_average") and (
+            options.accumulator_in_place
+        ):
             self._accumulator_output(op)
 
     def _reshape(self, op: Op) -> None:
@@ -429,7 +433,11 @@ class _Builder:
             return  # a depth multiplier above 1: output channel c is not input channel c
         if x.dtype is not out.dtype or ho * wo > h * w:
             return  # output channel c would land on input positions of other channels
-        self._overwrite(op, 0, kind)
+        if x.name not in self.refs or self.refs[x.name].strides is not None:
+            return  # the kernels address a contiguous input
+        # Inside a larger root (after a strided op in place, as in a spatial tile's chain) the
+        # output keeps that root: a resizing choice (memfit.planning.storage_choice).
+        self._overwrite(op, 0, kind, whole_root=False)
 
     def _pointwise(self, op: Op) -> None:
         """A 1x1 convolution over input 0, output pixel block by block (see the module
@@ -449,10 +457,11 @@ class _Builder:
             self.in_place[op.name] = InPlace("pointwise", (0,), writes=True)
 
     def _accumulate(self, op: Op) -> None:
-        acc, out = op.input(2), op.output
+        slot = ACCUMULATOR_INPUT[op.kind]
+        acc, out = op.input(slot), op.output
         if acc is None or acc.shape != out.shape or acc.dtype is not out.dtype:
             return  # the first partition starts the accumulator
-        self._overwrite(op, 2, "elementwise")
+        self._overwrite(op, slot, "elementwise")
 
     def _accumulator_output(self, op: Op) -> None:
         acc, out = op.inputs[0], op.output
@@ -461,11 +470,11 @@ class _Builder:
         same_size = out.dtype.itemsize == acc.dtype.itemsize
         self._overwrite(op, 0, "elementwise" if same_size else "narrowing")
 
-    def _overwrite(self, op: Op, position: int, kind: str) -> None:
+    def _overwrite(self, op: Op, position: int, kind: str, whole_root: bool = True) -> None:
         """Store the output over input ``position`` if that input dies at ``op`` in every
         order (the caller has checked that the op's element order allows it)."""
         source = op.inputs[position]
-        if source is not None and self._may_overwrite(op, source):
+        if source is not None and self._may_overwrite(op, source, whole_root):
             self._join(op.output, self.refs[source.name])
             self.in_place[op.name] = InPlace(kind, (position,), writes=True)
 

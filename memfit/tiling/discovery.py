@@ -64,12 +64,13 @@ from memfit.planning import (
     run_suite,
 )
 from memfit.planning.arena import align_up
+from memfit.planning.lifetimes import Buffer
 from memfit.planning.storage import StorageBuilder
 from memfit.planning.storage_choice import all_resizing
 from memfit.tiling import TilingResult, apply_rewrites
 from memfit.tiling.chain import TilingError, region_input
 from memfit.tiling.fdt import apply_fdt
-from memfit.tiling.ffmt import apply_ffmt
+from memfit.tiling.ffmt import apply_ffmt, reduces_map
 
 METHODS = ("fdt", "ffmt")
 FDT_PARTITIONS = (2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
@@ -584,6 +585,7 @@ class _Search:
                 spans.append((run[i : j + 1], run[i].activation_inputs[0]))
         if "ffmt" in self.methods and self.regions:
             spans += _regions_through(graph, base, MAX_REGION_OPS)
+        buffers = {b.name: b for b in plan.lifetimes.buffers}
         groups = []
         for chain, start in spans:
             end = chain[-1].output
@@ -598,7 +600,10 @@ class _Search:
                 for b in plan.lifetimes.buffers
                 if b.first < first and b.last > last and b.name not in ends
             )
-            outside = max(best_before[first], best_after[last + 1])
+            after = best_after[last + 1]
+            if storage.root(end.name) != end.name:
+                after = self._after(plan, buffers, end, last)
+            outside = max(best_before[first], after)
             inside = through + align_up(start.nbytes, self.alignment)
             for method, sizes in self._sizes(chain):
                 if method == "fdt" and chain[-1].kind in _LAYERS:
@@ -617,6 +622,19 @@ class _Search:
         groups.sort(key=_Group.order)
         return groups
 
+    def _after(self, plan: _Plan, buffers: dict[str, Buffer], end: Tensor, last: int) -> int:
+        """The most bytes live after step ``last`` once a chain ending there is rewritten.
+        When the chain's output was stored in place inside a larger root (a global pool over
+        the last map) that root stays live after the chain until the output dies; the rewrite
+        writes the output on its own, so those steps hold only the output's bytes."""
+        rest = plan.live[last + 1 :]
+        root = buffers.get(plan.lifetimes.storage.root(end.name))
+        if root is None or root.last <= last or root.size <= end.nbytes:
+            return max(rest, default=0)
+        freed = align_up(root.size, self.alignment) - align_up(end.nbytes, self.alignment)
+        steps = enumerate(rest, last + 1)
+        return max((live - (freed if s <= root.last else 0) for s, live in steps), default=0)
+
     def _sizes(self, chain: Sequence[Op]) -> Iterable[tuple[str, Sequence[Any]]]:
         """(method, partition counts or grids from coarse to fine) that may apply to
         ``chain``; whether they do is up to the rewrite. Only counts that make the largest part
@@ -627,8 +645,10 @@ class _Search:
             partitions = _shrinking_parts(FDT_PARTITIONS, chain[0].output.shape[-1])
             if partitions:
                 yield "fdt", partitions
-        if "ffmt" in self.methods and len(chain[-1].output.shape) == 4:
-            _, rows, cols, _ = chain[-1].output.shape
+        last = chain[-1]
+        tiled = last.activation_inputs[0] if reduces_map(last) else last.output
+        if "ffmt" in self.methods and len(tiled.shape) == 4:
+            _, rows, cols, _ = tiled.shape
             strips = [(n, 1) for n in _shrinking_parts([g[0] for g in FFMT_STRIPS], rows)]
             sides = _shrinking_parts([g[0] for g in FFMT_GRIDS], min(rows, cols))
             for sizes in (strips, [(n, n) for n in sides]):

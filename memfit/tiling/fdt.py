@@ -280,7 +280,7 @@ def _slice_quant(
     return Quantization(quant.scale[c0:c1], quant.zero_point[c0:c1], quant.axis)
 
 
-def _accumulator_quant(layer: Op) -> Quantization | None:
+def accumulator_quant(layer: Op) -> Quantization | None:
     """The int32 accumulator's quantization: input scale times weight scale, per channel.
 
     These are the products TFLite Micro forms before QuantizeMultiplier: in float64, except for
@@ -387,7 +387,7 @@ class _Rewrite:
             attrs = {"keep_num_dims": op.attrs.get("keep_num_dims", False)}
         dtype = DType.FLOAT32 if op.output.dtype is DType.FLOAT32 else DType.INT32
         acc = self.graph.add_tensor(
-            f"{op.output.name}.acc{p}", op.output.shape, dtype, _accumulator_quant(op)
+            f"{op.output.name}.acc{p}", op.output.shape, dtype, accumulator_quant(op)
         )
         self.add(
             _PARTIAL_KIND[op.kind],

@@ -21,6 +21,17 @@ Inside a chain: conv2d, depthwise_conv2d, max/avg pooling, spatial pad, and per-
 operand is a constant that broadcasts to the activation; a constant with a spatial extent is
 sliced per tile).
 
+A chain may end in a layer that reduces the whole map to one position: a global average pool,
+or a depthwise or dense convolution whose kernel covers the unpadded map (``reduces_map``).
+The grid then cuts that layer's *input*, and each tile, instead of writing its part of an
+output map, adds its contribution into an accumulator of the layer's output (an int32 one for
+int8 models): a ``partial_sum_pool``, or the convolution of the tile with the matching slice of
+the kernel (``partial_depthwise_conv2d``, ``partial_conv2d``). One op after the last tile
+finishes the layer: ``accumulator_average`` (divide by the count, round as TFLite does) or
+``accumulator_output`` (bias, requantization, activation). Sums of integers do not depend on
+their order, so int8 results stay bit-exact. No full map of the chain is ever held, which is
+what a keyword-spotting network (every map the same size, a global pool at the end) needs.
+
 The same rewrite tiles a *region*: ops whose branches split and join again, such as a residual
 block or an inception module, with one input from outside and one output read outside
 (``memfit.tiling.chain.resolve_region``). Binary ops of two same-shaped activations and concat
@@ -40,10 +51,12 @@ import numpy as np
 
 from memfit.errors import InternalError
 from memfit.ir.core import Graph, Op, Tensor
+from memfit.ir.dtypes import DType
 from memfit.ir.ops import infer_shapes, macs
 from memfit.runtime.kernels import is_hybrid
 from memfit.tiling import TilingResult
 from memfit.tiling.chain import TilingError, describe, resolve_region
+from memfit.tiling.fdt import accumulator_quant
 from memfit.tiling.window import (
     POINTWISE,
     AxisGeometry,
@@ -143,6 +156,32 @@ def spatial_geometry(op: Op, graph: Graph) -> tuple[AxisGeometry, AxisGeometry]:
     return AxisGeometry(kh, sh, dh, top), AxisGeometry(kw, sw, dw, left)
 
 
+def reduces_map(op: Op) -> bool:
+    """Whether ``op`` reduces its whole NHWC input map to one position in a way tiles can
+    accumulate: a global average pool, or a depthwise (multiplier 1) or dense (groups 1)
+    convolution whose kernel covers the map exactly, without padding or dilation, with
+    constant weights and bias."""
+    if op.kind not in ("avg_pool2d", "depthwise_conv2d", "conv2d") or len(op.outputs) != 1:
+        return False
+    if len(op.activation_inputs) != 1 or op.inputs[0] is not op.activation_inputs[0]:
+        return False
+    x, out = op.activation_inputs[0], op.output
+    if len(x.shape) != 4 or len(out.shape) != 4 or out.shape[1:3] != (1, 1):
+        return False
+    if any(op.attrs["pads"]):
+        return False
+    if op.kind == "avg_pool2d":
+        return tuple(op.attrs["kernel"]) == x.shape[1:3]
+    weights, bias = op.input(1), op.input(2)
+    if weights is None or not weights.is_constant or (bias is not None and not bias.is_constant):
+        return False
+    if tuple(op.attrs["dilations"]) != (1, 1) or tuple(weights.shape[1:3]) != x.shape[1:3]:
+        return False
+    if op.kind == "depthwise_conv2d":
+        return op.attrs.get("depth_multiplier", 1) == 1
+    return op.attrs.get("groups", 1) == 1 and not is_hybrid(op)
+
+
 def _check_grid(grid: Sequence[int]) -> tuple[int, int]:
     if len(grid) != 2 or not all(isinstance(n, int | np.integer) for n in grid):
         raise TilingError(f"an FFMT grid is (rows, cols) of integers, not {grid!r}")
@@ -198,12 +237,20 @@ def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> Tilin
     """
     region, entry = resolve_region(graph, ops)
     rows, cols = _check_grid(grid)
-    geometries = {op.name: spatial_geometry(op, graph) for op in region}
+    end = region[-1] if reduces_map(region[-1]) else None
+    body = region[:-1] if end is not None else region
+    geometries = {op.name: spatial_geometry(op, graph) for op in body}
     output = region[-1].output
-    row_spans, col_spans = split(output.shape[1], rows), split(output.shape[2], cols)
+    tiled = body[-1].output if body else entry
+    if end is not None and end.activation_inputs[0] is not tiled:
+        raise TilingError(
+            f"{describe(end, graph)} reduces {end.activation_inputs[0].name}, which is not the "
+            f"output of the op before it in the chain, {body[-1].name!r}; list that op last"
+        )
+    row_spans, col_spans = split(tiled.shape[1], rows), split(tiled.shape[2], cols)
     try:
         plans = {
-            (r, c): _tile_plan(region, geometries, (row_span, col_span))
+            (r, c): _tile_plan(body, geometries, (row_span, col_span))
             for r, row_span in enumerate(row_spans)
             for c, col_span in enumerate(col_spans)
         }
@@ -218,6 +265,23 @@ def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> Tilin
         graph.remove_op(op)
     for op in region[:-1]:
         del graph.tensors[op.output.name]
+
+    if end is not None:
+        accumulator: Tensor | None = None
+        for (r, c), plan in plans.items():
+            tag = f"@t{r}x{c}"
+            spans = (row_spans[r], col_spans[c])
+            part = (
+                _emit_tile(writer, body, entry, plan, tag)
+                if body
+                else _window(writer, entry, entry, (0, 0), spans, f"{entry.name}{tag}")
+            )
+            accumulator = _accumulate(writer, end, part, accumulator, spans, tag)
+        assert accumulator is not None
+        _finish(writer, end, accumulator)
+        _drop_unread_constants(graph, region)
+        record = {"method": "ffmt", "ops": list(ops), "grid": [rows, cols]}
+        return TilingResult(record=record, extra_macs=writer.macs - original_macs)
 
     row_outputs = []
     for r, row_span in enumerate(row_spans):
@@ -235,13 +299,74 @@ def apply_ffmt(graph: Graph, ops: Sequence[str], grid: tuple[int, int]) -> Tilin
     if rows > 1:
         writer.concat(f"{region[-1].name}@join", row_outputs, 1, output)
 
+    _drop_unread_constants(graph, region)
+    record = {"method": "ffmt", "ops": list(ops), "grid": [rows, cols]}
+    return TilingResult(record=record, extra_macs=writer.macs - original_macs)
+
+
+def _drop_unread_constants(graph: Graph, region: Sequence[Op]) -> None:
+    """Remove the region's constants that no op reads any more (sliced for every tile)."""
     graph_outputs = {t.name for t in graph.outputs}
-    for op in region:  # a constant sliced for every tile is read by nothing now
+    for op in region:
         for t in op.inputs:
             if t is not None and t.is_constant and not t.consumers and t.name not in graph_outputs:
                 graph.tensors.pop(t.name, None)
-    record = {"method": "ffmt", "ops": list(ops), "grid": [rows, cols]}
-    return TilingResult(record=record, extra_macs=writer.macs - original_macs)
+
+
+def _accumulate(
+    writer: _Writer,
+    end: Op,
+    part: Tensor,
+    accumulator: Tensor | None,
+    spans: tuple[Span, Span],
+    tag: str,
+) -> Tensor:
+    """Add one tile ``part`` (rows and columns ``spans`` of the map ``end`` reduces) into
+    the accumulator of ``end``'s output."""
+    out = end.output
+    int8 = out.dtype is not DType.FLOAT32
+    if end.kind == "avg_pool2d":
+        kind, quant, attrs = "partial_sum_pool", part.quant, dict[str, Any]()
+        inputs: list[Tensor | None] = [part, accumulator]
+    else:
+        weights = end.inputs[1]
+        assert weights is not None and weights.data is not None
+        (r0, r1), (c0, c1) = spans
+        sliced = writer.graph.add_constant(
+            f"{weights.name}{tag}", weights.data[:, r0:r1, c0:c1, :], weights.quant
+        )
+        kind = "partial_conv2d" if end.kind == "conv2d" else "partial_depthwise_conv2d"
+        quant = accumulator_quant(end)
+        attrs = {"strides": (1, 1), "dilations": (1, 1), "pads": (0, 0, 0, 0)}
+        if kind == "partial_depthwise_conv2d":
+            attrs["depth_multiplier"] = 1
+        inputs = [part, sliced, accumulator]
+    dtype = DType.INT32 if int8 else DType.FLOAT32
+    acc = writer.graph.add_tensor(f"{out.name}@acc{tag}", out.shape, dtype, quant)
+    return writer.emit(kind, f"{end.name}{tag}", inputs, acc, attrs)
+
+
+def _finish(writer: _Writer, end: Op, accumulator: Tensor) -> None:
+    """The op after the last tile that turns the accumulator into ``end``'s output."""
+    activation = end.attrs.get("activation", "none")
+    if end.kind == "avg_pool2d":
+        x = end.activation_inputs[0]
+        count = x.shape[1] * x.shape[2]
+        writer.emit(
+            "accumulator_average",
+            end.name,
+            [accumulator],
+            end.output,
+            {"count": count, "activation": activation},
+        )
+    else:
+        writer.emit(
+            "accumulator_output",
+            end.name,
+            [accumulator, end.input(2)],
+            end.output,
+            {"activation": activation},
+        )
 
 
 @dataclass(frozen=True)
@@ -262,6 +387,8 @@ def _tile_plan(
     tile: tuple[Span, Span],
 ) -> _TilePlan:
     """Walk ``region`` back from one tile of its last output (see ``memfit.tiling.window``)."""
+    if not region:  # a reduction alone: its tiles are windows of the region input
+        return _TilePlan({}, {})
     spans: dict[str, tuple[Span, Span]] = {region[-1].output.name: tile}
     reads: dict[str, tuple[TileWindow, ...]] = {}
     written = {op.output.name for op in region}
@@ -318,6 +445,33 @@ class _Writer:
         return self.emit("concat", name, list(parts), out, {"axis": axis, "activation": "none"})
 
 
+def _window(
+    writer: _Writer,
+    source: Tensor,
+    x: Tensor,
+    origin: tuple[int, int],
+    spans: tuple[Span, Span],
+    name: str,
+) -> Tensor:
+    """A ``strided_slice`` of rows and columns ``spans`` of map ``x`` out of ``source``, which
+    holds ``x`` from row and column ``origin`` on."""
+    (r0, r1), (c0, c1) = spans
+    n, _, _, channels = x.shape
+    top, left = r0 - origin[0], c0 - origin[1]
+    return writer.emit(
+        "strided_slice",
+        name,
+        [source],
+        writer.like(x, name, (r0, r1), (c0, c1)),
+        {
+            "begin": (0, top, left, 0),
+            "end": (n, top + r1 - r0, left + c1 - c0, channels),
+            "strides": (1, 1, 1, 1),
+            "shrink_axes": (),
+        },
+    )
+
+
 def _emit_tile(
     writer: _Writer, region: Sequence[Op], entry: Tensor, plan: _TilePlan, tag: str
 ) -> Tensor:
@@ -339,20 +493,7 @@ def _emit_tile(
             name = f"{x.name}{tag}"
             if name in writer.graph.tensors:
                 name = f"{name}.{len(windows)}"
-            n, _, _, channels = x.shape
-            top, left = rows[0] - origin[0], cols[0] - origin[1]
-            windows[key] = writer.emit(
-                "strided_slice",
-                name,
-                [source],
-                writer.like(x, name, rows, cols),
-                {
-                    "begin": (0, top, left, 0),
-                    "end": (n, top + rows[1] - rows[0], left + cols[1] - cols[0], channels),
-                    "strides": (1, 1, 1, 1),
-                    "shrink_axes": (),
-                },
-            )
+            windows[key] = _window(writer, source, x, origin, (rows, cols), name)
         return windows[key]
 
     for op in region:

@@ -257,6 +257,29 @@ void mf_accumulator_output_f32(const float* acc, const mf_view* accv, const floa
 void mf_accumulator_output_s8(const int32_t* acc, const mf_view* accv, const int32_t* bias,
                               int8_t* y, const mf_view* yv, const mf_requant_s8* q);
 
+/* ---- spatial tiles of a layer that reduces the whole map (memfit.tiling.ffmt) ---------------
+ * y = acc + (this tile's part); acc may be NULL (the first tile) and may be y itself (same
+ * view). partial_depthwise_conv2d: the depthwise convolution of the tile with its slice of the
+ * kernel (depth multiplier 1, no bias; int8: int32 sums of (x + input_offset) * w);
+ * partial_sum_pool: y[n, 0, 0, c] = acc + the sum of x[n, :, :, c] (int8: of the stored
+ * values). accumulator_average: y = act(acc / count); int8 rounded half away from zero and
+ * clamped, as TFLite's average pool; in place it may narrow like mf_accumulator_output_s8. */
+
+void mf_partial_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
+                                     const float* acc, const mf_view* accv, float* y,
+                                     const mf_view* yv, const mf_conv* p);
+void mf_partial_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
+                                    const int32_t* acc, const mf_view* accv, int32_t* y,
+                                    const mf_view* yv, const mf_conv* p, int32_t input_offset);
+void mf_partial_sum_pool_f32(const float* x, const mf_view* xv, const float* acc,
+                             const mf_view* accv, float* y, const mf_view* yv);
+void mf_partial_sum_pool_s8(const int8_t* x, const mf_view* xv, const int32_t* acc,
+                            const mf_view* accv, int32_t* y, const mf_view* yv);
+void mf_accumulator_average_f32(const float* acc, const mf_view* accv, float* y,
+                                const mf_view* yv, int32_t count, const mf_range_f32* act);
+void mf_accumulator_average_s8(const int32_t* acc, const mf_view* accv, int8_t* y,
+                               const mf_view* yv, int32_t count, const mf_range_s8* act);
+
 /* ---- recurrent layers: UNIDIRECTIONAL_SEQUENCE_LSTM -----------------------------------------
  * x [batch][steps][n_input] and y [batch][steps][n_output] ([steps][batch][..] when
  * time_major) as views with n = 1. The state starts at real zero, as in a freshly reset TFLite

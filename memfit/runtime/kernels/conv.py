@@ -42,6 +42,14 @@ def conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.
 
 @register("depthwise_conv2d")
 def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    out = depthwise_sums(op, x, w)
+    if bias is not None:
+        out += bias
+    return apply_activation_float(out.astype(np.float32), op.attrs.get("activation", "none"))
+
+
+def depthwise_sums(op: Op, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The float64 sums of a depthwise convolution, tap by tap in a fixed order (no bias)."""
     _, kh, kw, oc = w.shape
     mult = op.attrs.get("depth_multiplier", 1)
     if mult > 1:
@@ -58,9 +66,7 @@ def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | No
                 j * dw : j * dw + (wo - 1) * sw + 1 : sw,
             ]
             out += tap * w[0, i, j].astype(np.float64)
-    if bias is not None:
-        out += bias
-    return apply_activation_float(out.astype(np.float32), op.attrs.get("activation", "none"))
+    return out
 
 
 @register("fully_connected")

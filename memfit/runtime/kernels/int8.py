@@ -185,12 +185,8 @@ def _hybrid_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None
     return result
 
 
-@register("depthwise_conv2d", quantized=True)
-def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
-    """TFLite Micro's ``DepthwiseConvPerChannel``, including a depth multiplier."""
-    _check_int8(op)
-    xt, wt, out = _input(op, 0), _input(op, 1), op.output
-    zero_point = _zero_point(xt)
+def accumulate_depthwise(x: np.ndarray, w: np.ndarray, op: Op, zero_point: int) -> np.ndarray:
+    """int32 accumulators sum((x - zp) * w) of a depthwise convolution (wrapping like C)."""
     _, kh, kw, channels = w.shape
     multiplier = op.attrs.get("depth_multiplier", 1)
     if multiplier > 1:  # output channel c reads input channel c // multiplier
@@ -205,7 +201,16 @@ def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | No
             rows = slice(i * dh, i * dh + (ho - 1) * sh + 1, sh)
             cols = slice(j * dw, j * dw + (wo - 1) * sw + 1, sw)
             acc += shifted[:, rows, cols, :] * taps[i, j]
-    acc64 = acc.astype(np.int64)
+    return acc
+
+
+@register("depthwise_conv2d", quantized=True)
+def depthwise_conv2d(op: Op, x: np.ndarray, w: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
+    """TFLite Micro's ``DepthwiseConvPerChannel``, including a depth multiplier."""
+    _check_int8(op)
+    xt, wt, out = _input(op, 0), _input(op, 1), op.output
+    channels = w.shape[-1]
+    acc64 = accumulate_depthwise(x, w, op, _zero_point(xt)).astype(np.int64)
     if bias is not None:
         acc64 = fp.wrap32(acc64 + bias.astype(np.int64))
     multipliers, shifts = _channel_multipliers(_scale(xt), _quant(wt), _scale(out), channels)

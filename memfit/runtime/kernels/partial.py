@@ -1,8 +1,11 @@
-"""Kernels of the accumulating kinds that fused depthwise tiling writes (``memfit.tiling.fdt``).
+"""Kernels of the accumulating kinds that fused depthwise tiling writes (``memfit.tiling.fdt``),
+and spatial tiling when a chain ends in a layer that reduces the whole map
+(``memfit.tiling.ffmt``).
 
-A layer whose input channels arrive in partitions runs as one ``partial_*`` op per partition,
-each adding the products of its channel slice into an accumulator of the full output, and one
-``accumulator_output`` that adds the bias, requantizes and applies the activation once.
+A layer whose input channels (or rows and columns) arrive in parts runs as one ``partial_*`` op
+per part, each adding its products (or sums) into an accumulator of the full output, and one
+``accumulator_output`` that adds the bias, requantizes and applies the activation once (or
+``accumulator_average`` that divides by the count, for an average pool).
 
 For int8 layers the accumulator is int32, as in TFLite Micro's kernels: partial sums are exact
 (float64 products of int8 values, exact below 2**53) and are wrapped to 32 bits like C's int32
@@ -19,7 +22,7 @@ from memfit.ir.core import Op, Quantization, Tensor
 from memfit.runtime.kernels import conv, register
 from memfit.runtime.kernels import fixedpoint as fp
 from memfit.runtime.kernels.common import apply_activation_float
-from memfit.runtime.kernels.int8 import _accumulate_conv, activation_range
+from memfit.runtime.kernels.int8 import _accumulate_conv, accumulate_depthwise, activation_range
 
 
 def _quant(t: Tensor | None) -> Quantization:
@@ -57,6 +60,24 @@ def partial_fully_connected(
     return _add_float(op, conv.fully_connected(op, x, w, None), acc)
 
 
+@register("partial_depthwise_conv2d")
+def partial_depthwise_conv2d(
+    op: Op, x: np.ndarray, w: np.ndarray, acc: np.ndarray | None
+) -> np.ndarray:
+    return _add_float(op, conv.depthwise_sums(op, x, w), acc)
+
+
+@register("partial_sum_pool")
+def partial_sum_pool(op: Op, x: np.ndarray, acc: np.ndarray | None) -> np.ndarray:
+    return _add_float(op, x.sum(axis=(1, 2), dtype=np.float64, keepdims=True), acc)
+
+
+@register("accumulator_average")
+def accumulator_average(op: Op, acc: np.ndarray) -> np.ndarray:
+    out = (acc.astype(np.float64) / op.attrs["count"]).astype(np.float32)
+    return apply_activation_float(out, op.attrs.get("activation", "none"))
+
+
 @register("accumulator_output")
 def accumulator_output(op: Op, acc: np.ndarray, bias: np.ndarray | None) -> np.ndarray:
     out = acc if bias is None else acc + bias
@@ -83,6 +104,33 @@ def partial_fully_connected_int8(
     if weights_quant.per_tensor:  # per channel, TFLite ignores the (symmetric) weight zero points
         weights -= weights_quant.zero_point[0]
     return _add_int32(op, (rows @ weights.T).astype(np.int64), acc)
+
+
+@register("partial_depthwise_conv2d", quantized=True)
+def partial_depthwise_conv2d_int8(
+    op: Op, x: np.ndarray, w: np.ndarray, acc: np.ndarray | None
+) -> np.ndarray:
+    zero_point = _quant(op.inputs[0]).zero_point[0]
+    return _add_int32(op, accumulate_depthwise(x, w, op, zero_point), acc)
+
+
+@register("partial_sum_pool", quantized=True)
+def partial_sum_pool_int8(op: Op, x: np.ndarray, acc: np.ndarray | None) -> np.ndarray:
+    return _add_int32(op, x.astype(np.int64).sum(axis=(1, 2), keepdims=True), acc)
+
+
+@register("accumulator_average", quantized=True)
+def accumulator_average_int8(op: Op, acc: np.ndarray) -> np.ndarray:
+    """TFLite's int8 average pool after its sum: divided by the count, rounded half away from
+    zero, clamped to the activation (input and output share their quantization)."""
+    count = op.attrs["count"]
+    total = acc.astype(np.int64)
+    half = count // 2
+    average = np.where(
+        total > 0, fp.trunc_div(total + half, count), fp.trunc_div(total - half, count)
+    )
+    low, high = activation_range(op.attrs.get("activation", "none"), op.output)
+    return np.clip(average, low, high).astype(op.output.dtype.numpy)
 
 
 @register("accumulator_output", quantized=True)
