@@ -50,7 +50,6 @@ static void interior_columns(const mf_conv* p, int32_t width, int32_t out_width,
 
 #define MF_DIRECT_OG 4     /* direct when a group computes at most this many output channels */
 #define MF_DIRECT_R 4      /* interior output pixels per block (int8) */
-#define MF_DIRECT_F32_R 8  /* interior output pixels per block (float) */
 
 /* The geometry of one output row's window runs, shared by float and int8. */
 typedef struct {
@@ -91,27 +90,21 @@ static void valid_taps(const mf_conv* p, int32_t width, int32_t ow, int32_t* jlo
 #define MF_NOINLINE static
 #endif
 
-/* out[r] = the window sum of output channel weights w (the layer's [KH][KW][cin] run) at pixel
- * (n, oh, ow0 + r), r < rows: rows == MF_DIRECT_F32_R interior pixels (jlo = 0, jhi = kw), or
- * rows == 1 with tap columns [jlo, jhi). x points at the group's first input channel. Each
- * pixel sums a vector of MF_VF lanes along the runs (registers: arrays of lanes were left
- * partly in memory and in scalar code by GCC 12, 3x slower), added up at the end with the
- * runs' last len % MF_VF products; a weight vector is loaded once for all the pixels. */
-MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const mf_conv* p,
-                          const direct_geometry* d, int32_t n, int32_t oh, int32_t ow0,
-                          int32_t jlo, int32_t jhi, const float* restrict w, float* out) {
-    mf_vf lanes[MF_DIRECT_F32_R];
-    float tail[MF_DIRECT_F32_R];
-    MF_UNROLL /* every loop over the pixels: an array indexed at run time stays in memory */
-    for (int32_t r = 0; r < rows; r++) {
-        lanes[r] = mf_vf_splat(0.0f);
-        tail[r] = 0.0f;
-    }
-    const int32_t cin = d->cin, step = d->step;
+/* The window sum of output channel weights w (the layer's [KH][KW][cin] run) at border pixel
+ * (n, oh, ow) over tap columns [jlo, jhi), x pointing at the group's first input channel:
+ * vectors of MF_VF lanes along the runs, added up at the end with the runs' last len % MF_VF
+ * products. (Never inlined: inlined beside the interior blocks, GCC 12 compiled one of the
+ * two to scalar code.) */
+MF_NOINLINE float border_window_f32(const float* x, const mf_view* xv, const mf_conv* p,
+                                    const direct_geometry* d, int32_t n, int32_t oh, int32_t ow,
+                                    int32_t jlo, int32_t jhi, const float* restrict w) {
+    mf_vf lanes = mf_vf_splat(0.0f);
+    float tail = 0.0f;
+    const int32_t cin = d->cin;
     const int32_t runs = d->merged ? 1 : jhi - jlo;
     const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
     const int32_t whole = len - len % MF_VF;
-    const int32_t iw = ow0 * p->stride_w - p->pad_left + jlo * p->dilation_w;
+    const int32_t iw = ow * p->stride_w - p->pad_left + jlo * p->dilation_w;
     for (int32_t i = 0; i < p->kh; i++) {
         const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
         if (ih < 0 || ih >= xv->h || jhi <= jlo) {
@@ -122,32 +115,108 @@ MF_INLINE void window_f32(int32_t rows, const float* x, const mf_view* xv, const
             const float* restrict a = row + t * p->dilation_w * xv->sw;
             const float* restrict b = w + (i * p->kw + jlo + t) * cin;
             for (int32_t k = 0; k < whole; k += MF_VF) {
-                const mf_vf bv = mf_vf_load(b + k);
-                MF_UNROLL
-                for (int32_t r = 0; r < rows; r++) {
-                    lanes[r] = mf_vf_fma(mf_vf_load(a + r * step + k), bv, lanes[r]);
-                }
+                lanes = mf_vf_fma(mf_vf_load(a + k), mf_vf_load(b + k), lanes);
             }
             for (int32_t k = whole; k < len; k++) {
-                MF_UNROLL
-                for (int32_t r = 0; r < rows; r++) {
-                    tail[r] = MF_FMA(a[r * step + k], b[k], tail[r]);
+                tail = MF_FMA(a[k], b[k], tail);
+            }
+        }
+    }
+    return mf_vf_sum(lanes) + tail;
+}
+
+/* An interior window's runs as a table, so that a block of pixels sums them in one loop
+ * instead of a loop nest per block (whose set-up cost more than the multiplies on FDT's
+ * partitions): entry e of kernel row i's are at [i * per_row, (i + 1) * per_row), in the
+ * order the runs are read, each the input offset from the window's origin and the weight
+ * offset of `width` consecutive values (MF_VF: whole vectors of the runs, with their last
+ * len % MF_VF values as entries of width 1 in `tails`; 1: every value). */
+typedef struct {
+    int32_t x, w;
+} window_entry;
+
+typedef struct {
+    const window_entry* vectors;
+    const window_entry* tails;
+    int32_t vectors_per_row, tails_per_row;
+} window_table;
+
+static window_table build_window_table(const mf_view* xv, const mf_conv* p,
+                                       const direct_geometry* d, int32_t width,
+                                       window_entry* entries) {
+    const int32_t runs = d->merged ? 1 : p->kw;
+    const int32_t len = d->merged ? p->kw * d->cin : d->cin;
+    const int32_t whole = len - len % width;
+    window_table table = {entries, entries + p->kh * runs * (whole / width), runs * (whole / width),
+                          runs * (len - whole)};
+    window_entry* v = entries;
+    window_entry* tail = entries + p->kh * table.vectors_per_row;
+    for (int32_t i = 0; i < p->kh; i++) {
+        for (int32_t t = 0; t < runs; t++) {
+            const int32_t x0 = i * p->dilation_h * xv->sh + t * p->dilation_w * xv->sw;
+            const int32_t w0 = (i * p->kw + t) * d->cin;
+            for (int32_t k = 0; k < len; k++) {
+                window_entry e = {x0 + k, w0 + k};
+                if (k >= whole) {
+                    *tail++ = e;
+                } else if (k % width == 0) {
+                    *v++ = e;
                 }
             }
         }
     }
-    MF_UNROLL
-    for (int32_t r = 0; r < rows; r++) {
-        out[r] = mf_vf_sum(lanes[r]) + tail[r];
-    }
+    return table;
 }
 
-/* window_f32 of one border pixel, compiled apart: inlined beside the interior pixels' copy,
- * GCC 12 compiled one of the two to scalar code. */
-MF_NOINLINE void border_window_f32(const float* x, const mf_view* xv, const mf_conv* p,
-                                   const direct_geometry* d, int32_t n, int32_t oh, int32_t ow,
-                                   int32_t jlo, int32_t jhi, const float* w, float* out) {
-    window_f32(1, x, xv, p, d, n, oh, ow, jlo, jhi, w, out);
+/* Kernel rows [*ilo, *ihi) of output row oh that lie inside the input. */
+static void valid_kernel_rows(const mf_conv* p, int32_t height, int32_t oh, int32_t* ilo,
+                              int32_t* ihi) {
+    const int32_t ih0 = oh * p->stride_h - p->pad_top;
+    int32_t a = 0, b = p->kh;
+    while (a < b && ih0 + a * p->dilation_h < 0) {
+        a++;
+    }
+    while (b > a && ih0 + (b - 1) * p->dilation_h >= height) {
+        b--;
+    }
+    *ilo = a;
+    *ihi = b;
+}
+
+/* Lane r = the window sum of output channel weights w at interior pixel ow0 + r of an output
+ * row whose windows start at x[origin + r * step] (kernel row 0, which may lie outside the
+ * input: only rows [ilo, ihi) are read), r < MF_VF. Each pixel sums a vector of MF_VF lanes
+ * along the runs, in registers (arrays of lanes were left partly in memory and in scalar code
+ * by GCC 12, 3x slower); a weight vector is loaded once for all the pixels. */
+MF_INLINE mf_vf window_block_f32(const float* x, int32_t origin, int32_t step,
+                                 const window_table* table, int32_t ilo, int32_t ihi,
+                                 const float* restrict w) {
+    mf_vf lanes[MF_VF];
+    float tail[MF_VF];
+    MF_UNROLL /* every loop over the pixels: an array indexed at run time stays in memory */
+    for (int32_t r = 0; r < MF_VF; r++) {
+        lanes[r] = mf_vf_splat(0.0f);
+        tail[r] = 0.0f;
+    }
+    const window_entry* v = table->vectors;
+    for (int32_t e = ilo * table->vectors_per_row; e < ihi * table->vectors_per_row; e++) {
+        const float* restrict a = x + (origin + v[e].x);
+        const mf_vf bv = mf_vf_load(w + v[e].w);
+        MF_UNROLL
+        for (int32_t r = 0; r < MF_VF; r++) {
+            lanes[r] = mf_vf_fma(mf_vf_load(a + r * step), bv, lanes[r]);
+        }
+    }
+    const window_entry* t = table->tails;
+    for (int32_t e = ilo * table->tails_per_row; e < ihi * table->tails_per_row; e++) {
+        const float* restrict a = x + (origin + t[e].x);
+        const float b = w[t[e].w];
+        MF_UNROLL
+        for (int32_t r = 0; r < MF_VF; r++) {
+            tail[r] = MF_FMA(a[r * step], b, tail[r]);
+        }
+    }
+    return mf_vf_add(mf_vf_sums(lanes), mf_vf_load(tail));
 }
 
 /* The same for int8: sums of (x + input_offset) * w in int32 over the valid taps. */
@@ -183,10 +252,13 @@ MF_INLINE void window_s8(int32_t rows, const int8_t* x, const mf_view* xv, const
 }
 
 /* Float conv2d / partial_conv2d with og <= MF_DIRECT_OG: the group's weights unpacked from
- * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels).
- * Interior pixels go MF_DIRECT_F32_R at a time, the last block of a row's interior moved back
- * to end with it (its pixels already stored are not stored again: the accumulator may be the
- * output); border pixels, and interiors narrower than a block, one at a time. */
+ * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels),
+ * the window table after them (at most K entries of two int32). Interior pixels go MF_VF at a
+ * time (a vector of their sums per channel), the last block of a row's interior moved back to
+ * end with it (its pixels already stored are not stored again: the accumulator may be the
+ * output); border pixels, and interiors narrower than a block, one at a time. conv2d's
+ * activation runs on the vectors; one output channel of dense pixels is stored as a vector (a
+ * moved-back block stores its first pixels again, with the same values). */
 MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
                             const float* bias, const float* acc, const mf_view* accv, float* y,
                             const mf_view* yv, const mf_conv* p, const mf_range_f32* act,
@@ -194,8 +266,12 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, depth = d.depth;
     const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
-    const int32_t blocks = d.ow_hi - d.ow_lo >= MF_DIRECT_F32_R;
-    float sums[MF_DIRECT_OG][MF_DIRECT_F32_R];
+    const int32_t blocks = d.ow_hi - d.ow_lo >= MF_VF;
+    const int32_t vector_store = act != NULL && og == 1 && yv->sw == 1;
+    const window_table table =
+        build_window_table(xv, p, &d, MF_VF, (window_entry*)(workspace + og * depth));
+    mf_vf sums[MF_DIRECT_OG];
+    float lanes[MF_DIRECT_OG][MF_VF];
     for (int32_t g = 0; g < p->groups; g++) {
         const float* panel = w_packed + (size_t)g * panels * depth * MF_F32_NR;
         for (int32_t o = 0; o < og; o++) {
@@ -207,43 +283,51 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
         const int32_t o0 = g * og;
         for (int32_t n = 0; n < yv->n; n++) {
             for (int32_t oh = 0; oh < yv->h; oh++) {
+                int32_t ilo, ihi;
+                valid_kernel_rows(p, xv->h, oh, &ilo, &ihi);
                 int32_t ow = 0;
                 while (ow < yv->w) {
                     int32_t first = ow, rows = 1; /* pixels [first, first + rows) computed */
                     if (blocks && ow >= d.ow_lo && ow < d.ow_hi) {
-                        first = mf_min_i32(ow, d.ow_hi - MF_DIRECT_F32_R);
-                        rows = MF_DIRECT_F32_R;
+                        first = mf_min_i32(ow, d.ow_hi - MF_VF);
+                        rows = MF_VF;
+                        const int32_t origin =
+                            n * xv->sn + (oh * p->stride_h - p->pad_top) * xv->sh +
+                            (first * p->stride_w - p->pad_left) * xv->sw;
                         for (int32_t o = 0; o < og; o++) {
-                            window_f32(MF_DIRECT_F32_R, xg, xv, p, &d, n, oh, first, 0, p->kw,
-                                       workspace + o * depth, sums[o]);
+                            sums[o] = window_block_f32(xg, origin, d.step, &table, ilo, ihi,
+                                                       workspace + o * depth);
                         }
                     } else {
                         int32_t jlo, jhi;
                         valid_taps(p, xv->w, ow, &jlo, &jhi);
                         for (int32_t o = 0; o < og; o++) {
-                            border_window_f32(xg, xv, p, &d, n, oh, ow, jlo, jhi,
-                                              workspace + o * depth, sums[o]);
+                            sums[o] = mf_vf_splat(border_window_f32(xg, xv, p, &d, n, oh, ow, jlo,
+                                                                    jhi, workspace + o * depth));
                         }
                     }
-                    for (int32_t r = ow - first; r < rows; r++) {
-                        float* out = y + mf_view_offset(yv, n, oh, first + r) + o0;
-                        if (act != NULL) {
-                            for (int32_t o = 0; o < og; o++) {
-                                out[o] = mf_activate(sums[o][r] + (bias ? bias[o0 + o] : 0.0f),
-                                                     act);
-                            }
-                        } else if (acc != NULL) {
-                            const float* in = acc + mf_view_offset(accv, n, oh, first + r) + o0;
-                            for (int32_t o = 0; o < og; o++) {
-                                out[o] = in[o] + sums[o][r];
-                            }
-                        } else {
-                            for (int32_t o = 0; o < og; o++) {
-                                out[o] = sums[o][r];
-                            }
-                        }
-                    }
+                    const int32_t skip = ow - first; /* stored already */
                     ow = first + rows;
+                    float* out = y + mf_view_offset(yv, n, oh, first) + o0;
+                    if (act != NULL) {
+                        for (int32_t o = 0; o < og; o++) {
+                            sums[o] = mf_vf_activate(sums[o], bias ? bias[o0 + o] : 0.0f, act);
+                        }
+                        if (vector_store && rows == MF_VF) {
+                            mf_vf_store(out, sums[0]);
+                            continue;
+                        }
+                    }
+                    for (int32_t o = 0; o < og; o++) {
+                        mf_vf_store(lanes[o], sums[o]);
+                    }
+                    const float* in = acc ? acc + mf_view_offset(accv, n, oh, first) + o0 : NULL;
+                    for (int32_t r = skip; r < rows; r++) {
+                        float* pixel = out + r * yv->sw;
+                        for (int32_t o = 0; o < og; o++) {
+                            pixel[o] = in ? in[r * accv->sw + o] + lanes[o][r] : lanes[o][r];
+                        }
+                    }
                 }
             }
         }
@@ -827,52 +911,12 @@ MF_INLINE void accumulate_f32(const float* in, const float* restrict sums, int32
     }
 }
 
-/* partial_conv2d's output pixels ow0 .. ow0 + rows - 1 of row oh, batch n, group g, over tap
- * columns [jlo, jhi) (all of them for a tile of interior pixels), panel bp's first `cols`
- * channels (o0 on) as `vectors` vectors, stored from pixel `skip` on; rows and vectors are
- * constants in each caller (rows * vectors <= MF_FEW_TILE). A kernel row's taps are read as
- * the direct convolution reads them (d: one run when they are contiguous). */
-MF_INLINE void few_inputs_tile_f32(int32_t rows, int32_t vectors, const conv_f32_call* k,
-                                   const direct_geometry* d, const float* bp, int32_t g,
-                                   int32_t n, int32_t oh, int32_t ow0, int32_t jlo, int32_t jhi,
-                                   int32_t o0, int32_t cols, int32_t skip) {
-    const mf_conv* p = k->p;
-    const mf_view* xv = k->xv;
-    const int32_t cin = d->cin, step = d->step;
-    const int32_t runs = d->merged ? 1 : jhi - jlo;
-    const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
-    const int32_t iw = ow0 * p->stride_w - p->pad_left + jlo * p->dilation_w;
-    mf_vf tile[MF_FEW_TILE];
-    MF_UNROLL /* every loop over the tile: an array indexed at run time stays in memory */
-    for (int32_t t = 0; t < rows * vectors; t++) {
-        tile[t] = mf_vf_splat(0.0f);
-    }
-    for (int32_t i = 0; i < p->kh; i++) {
-        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
-        if (ih < 0 || ih >= xv->h) {
-            continue;
-        }
-        const float* row = k->x + mf_view_offset(xv, n, ih, iw) + g * cin;
-        for (int32_t t = 0; t < runs; t++) {
-            const float* restrict a = row + t * p->dilation_w * xv->sw;
-            const float* restrict b = bp + (size_t)(i * p->kw + jlo + t) * cin * MF_F32_NR;
-            for (int32_t e = 0; e < len; e++) {
-                mf_vf weights[MF_FEW_TILE];
-                MF_UNROLL
-                for (int32_t u = 0; u < vectors; u++) {
-                    weights[u] = mf_vf_load(b + e * MF_F32_NR + u * MF_VF);
-                }
-                MF_UNROLL
-                for (int32_t r = 0; r < rows; r++) {
-                    const mf_vf v = mf_vf_splat(a[r * step + e]);
-                    MF_UNROLL
-                    for (int32_t u = 0; u < vectors; u++) {
-                        tile[r * vectors + u] = mf_vf_fma(v, weights[u], tile[r * vectors + u]);
-                    }
-                }
-            }
-        }
-    }
+/* Stores partial_conv2d's tile of output pixels ow0 .. ow0 + rows - 1 of row oh, batch n (a
+ * panel's first `cols` channels, o0 on, as `vectors` vectors per pixel) from pixel `skip` on:
+ * the accumulator plus the sums. */
+MF_INLINE void few_inputs_store_f32(int32_t rows, int32_t vectors, const mf_vf* tile,
+                                    const conv_f32_call* k, int32_t n, int32_t oh, int32_t ow0,
+                                    int32_t o0, int32_t cols, int32_t skip) {
     MF_UNROLL
     for (int32_t r = 0; r < rows; r++) {
         if (r < skip) {
@@ -898,35 +942,119 @@ MF_INLINE void few_inputs_tile_f32(int32_t rows, int32_t vectors, const conv_f32
     }
 }
 
+/* partial_conv2d's border pixel ow of row oh, batch n, group g, over tap columns [jlo, jhi),
+ * panel bp's first `cols` channels (o0 on) as `vectors` vectors (a constant in each caller). A
+ * kernel row's taps are read as the direct convolution reads them (d: one run when they are
+ * contiguous). */
+MF_INLINE void few_inputs_pixel_f32(int32_t vectors, const conv_f32_call* k,
+                                    const direct_geometry* d, const float* bp, int32_t g,
+                                    int32_t n, int32_t oh, int32_t ow, int32_t jlo, int32_t jhi,
+                                    int32_t o0, int32_t cols) {
+    const mf_conv* p = k->p;
+    const mf_view* xv = k->xv;
+    const int32_t cin = d->cin;
+    const int32_t runs = d->merged ? 1 : jhi - jlo;
+    const int32_t len = d->merged ? (jhi - jlo) * cin : cin;
+    const int32_t iw = ow * p->stride_w - p->pad_left + jlo * p->dilation_w;
+    mf_vf tile[MF_F32_NR / MF_VF];
+    MF_UNROLL
+    for (int32_t u = 0; u < vectors; u++) {
+        tile[u] = mf_vf_splat(0.0f);
+    }
+    for (int32_t i = 0; i < p->kh; i++) {
+        const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+        if (ih < 0 || ih >= xv->h) {
+            continue;
+        }
+        const float* row = k->x + mf_view_offset(xv, n, ih, iw) + g * cin;
+        for (int32_t t = 0; t < runs; t++) {
+            const float* restrict a = row + t * p->dilation_w * xv->sw;
+            const float* restrict b = bp + (size_t)(i * p->kw + jlo + t) * cin * MF_F32_NR;
+            for (int32_t e = 0; e < len; e++) {
+                const mf_vf v = mf_vf_splat(a[e]);
+                MF_UNROLL
+                for (int32_t u = 0; u < vectors; u++) {
+                    tile[u] = mf_vf_fma(v, mf_vf_load(b + e * MF_F32_NR + u * MF_VF), tile[u]);
+                }
+            }
+        }
+    }
+    few_inputs_store_f32(1, vectors, tile, k, n, oh, ow, o0, cols, 0);
+}
+
+/* partial_conv2d's interior pixels ow0 .. ow0 + rows - 1 of a row whose windows start at
+ * x[origin + r * step] (kernel row 0: only rows [ilo, ihi) are read), stored from pixel `skip`
+ * on; rows and vectors are constants in each caller (rows * vectors <= MF_FEW_TILE). The
+ * window's values come from the table (width 1), each broadcast against its row of the panel. */
+MF_INLINE void few_inputs_tile_f32(int32_t rows, int32_t vectors, const conv_f32_call* k,
+                                   const window_table* table, int32_t step, const float* bp,
+                                   int32_t origin, int32_t ilo, int32_t ihi, int32_t n,
+                                   int32_t oh, int32_t ow0, int32_t o0, int32_t cols,
+                                   int32_t skip) {
+    mf_vf tile[MF_FEW_TILE];
+    MF_UNROLL /* every loop over the tile: an array indexed at run time stays in memory */
+    for (int32_t t = 0; t < rows * vectors; t++) {
+        tile[t] = mf_vf_splat(0.0f);
+    }
+    const window_entry* entries = table->vectors;
+    for (int32_t e = ilo * table->vectors_per_row; e < ihi * table->vectors_per_row; e++) {
+        const float* restrict a = k->x + (origin + entries[e].x);
+        const float* restrict b = bp + (size_t)entries[e].w * MF_F32_NR;
+        mf_vf weights[MF_FEW_TILE];
+        MF_UNROLL
+        for (int32_t u = 0; u < vectors; u++) {
+            weights[u] = mf_vf_load(b + u * MF_VF);
+        }
+        MF_UNROLL
+        for (int32_t r = 0; r < rows; r++) {
+            const mf_vf v = mf_vf_splat(a[r * step]);
+            MF_UNROLL
+            for (int32_t u = 0; u < vectors; u++) {
+                tile[r * vectors + u] = mf_vf_fma(v, weights[u], tile[r * vectors + u]);
+            }
+        }
+    }
+    few_inputs_store_f32(rows, vectors, tile, k, n, oh, ow0, o0, cols, skip);
+}
+
 /* One output row's pixels of a panel `vectors` vectors wide (a constant in each caller). */
 MF_INLINE void few_inputs_row_f32(int32_t vectors, const conv_f32_call* k,
-                                  const direct_geometry* d, const float* bp, int32_t g,
-                                  int32_t n, int32_t oh, int32_t o0, int32_t cols) {
+                                  const direct_geometry* d, const window_table* table,
+                                  const float* bp, int32_t g, int32_t n, int32_t oh, int32_t o0,
+                                  int32_t cols) {
+    const mf_conv* p = k->p;
+    const mf_view* xv = k->xv;
     const int32_t rows = MF_FEW_TILE / vectors;
     const int32_t tiles = d->ow_hi - d->ow_lo >= rows;
+    int32_t ilo, ihi;
+    valid_kernel_rows(p, xv->h, oh, &ilo, &ihi);
     int32_t ow = 0;
     while (ow < k->yv->w) {
         if (tiles && ow >= d->ow_lo && ow < d->ow_hi) {
             const int32_t first = mf_min_i32(ow, d->ow_hi - rows);
-            few_inputs_tile_f32(rows, vectors, k, d, bp, g, n, oh, first, 0, k->p->kw, o0, cols,
-                                ow - first);
+            const int32_t origin = n * xv->sn + (oh * p->stride_h - p->pad_top) * xv->sh +
+                                   (first * p->stride_w - p->pad_left) * xv->sw + g * d->cin;
+            few_inputs_tile_f32(rows, vectors, k, table, d->step, bp, origin, ilo, ihi, n, oh,
+                                first, o0, cols, ow - first);
             ow = first + rows;
         } else {
             int32_t jlo, jhi;
-            valid_taps(k->p, k->xv->w, ow, &jlo, &jhi);
-            few_inputs_tile_f32(1, vectors, k, d, bp, g, n, oh, ow, jlo, jhi, o0, cols, 0);
+            valid_taps(p, xv->w, ow, &jlo, &jhi);
+            few_inputs_pixel_f32(vectors, k, d, bp, g, n, oh, ow, jlo, jhi, o0, cols);
             ow++;
         }
     }
 }
 
+/* The window table (width 1) is in the workspace. */
 MF_NOINLINE void few_inputs_f32(const float* x, const mf_view* xv, const float* w_packed,
                                 const float* acc, const mf_view* accv, float* y,
-                                const mf_view* yv, const mf_conv* p) {
+                                const mf_view* yv, const mf_conv* p, float* workspace) {
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, panels = (og + MF_F32_NR - 1) / MF_F32_NR;
     const conv_f32_call k = {x,  xv,      w_packed, NULL, acc, accv, y, yv, p, NULL, NULL, d.cin,
                              og, d.depth, panels,   NULL};
+    const window_table table = build_window_table(xv, p, &d, 1, (window_entry*)workspace);
     for (int32_t g = 0; g < p->groups; g++) {
         for (int32_t panel = 0; panel < panels; panel++) {
             const float* bp = w_packed + ((size_t)g * panels + panel) * d.depth * MF_F32_NR;
@@ -935,9 +1063,11 @@ MF_NOINLINE void few_inputs_f32(const float* x, const mf_view* xv, const float* 
             for (int32_t n = 0; n < yv->n; n++) {
                 for (int32_t oh = 0; oh < yv->h; oh++) {
                     if (cols <= MF_F32_NR / 2) {
-                        few_inputs_row_f32(MF_F32_NR / 2 / MF_VF, &k, &d, bp, g, n, oh, o0, cols);
+                        few_inputs_row_f32(MF_F32_NR / 2 / MF_VF, &k, &d, &table, bp, g, n, oh,
+                                           o0, cols);
                     } else {
-                        few_inputs_row_f32(MF_F32_NR / MF_VF, &k, &d, bp, g, n, oh, o0, cols);
+                        few_inputs_row_f32(MF_F32_NR / MF_VF, &k, &d, &table, bp, g, n, oh, o0,
+                                           cols);
                     }
                 }
             }
@@ -969,7 +1099,7 @@ void mf_partial_conv2d_f32(const float* x, const mf_view* xv, const float* w_pac
     if (yv->c / p->groups <= MF_DIRECT_OG) {
         direct_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace);
     } else if (xv->c / p->groups <= MF_FEW_CIN) {
-        few_inputs_f32(x, xv, w_packed, acc, accv, y, yv, p);
+        few_inputs_f32(x, xv, w_packed, acc, accv, y, yv, p, workspace);
     } else {
         conv_f32(x, xv, w_packed, NULL, acc, accv, y, yv, p, NULL, workspace, NULL);
     }
