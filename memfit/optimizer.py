@@ -186,7 +186,7 @@ def _with_primitives(
         report(f"profiling primitives for the {base.source} plan: {done}/{total}")
 
     costs = profile_graph(base.graph, CostCache(cache), profiled)
-    problem = build_problem(base.graph, costs, plan=activations)
+    problem = build_problem(base.graph, costs, plan=activations, per_step=True)
     default = evaluate(problem, {layer.name: pareto.DEFAULT for layer in problem.layers})
     layers_s = sum(cost_model.op_seconds(op) for op in ops)
     report(f"choosing primitives for the {base.source} plan ({len(problem.layers)} layers)")

@@ -3,12 +3,13 @@ the tensors that may stay NCHW between them, and the activation arena memfit pla
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from memfit.codegen.plan import C_STORAGE
 from memfit.codegen.views import tensor_view
 from memfit.ir.core import Graph
 from memfit.planning import MemoryPlan, plan_memory
+from memfit.planning.arena import align_up
 from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
 from memfit.selection.ilp import Layer, Link, Option, Problem
@@ -50,13 +51,28 @@ def links(graph: Graph, selectable: set[str], plan: MemoryPlan | None = None) ->
     return tuple(found)
 
 
+def step_bytes(plan: MemoryPlan, names: Iterable[str]) -> dict[str, int]:
+    """Op name -> the activation bytes (each buffer aligned as ``plan`` places it) live while
+    it runs in ``plan``'s op order."""
+    lifetimes, alignment = plan.lifetimes, plan.arena.alignment
+    step = {name: i for i, name in enumerate(lifetimes.order)}
+    return {
+        name: sum(align_up(b.size, alignment) for b in lifetimes.live_at(step[name]))
+        for name in names
+    }
+
+
 def build_problem(
     graph: Graph,
     costs: Mapping[str, LayerCosts],
     other_seconds: float = 0.0,
     plan: MemoryPlan | None = None,
+    *,
+    per_step: bool = False,
 ) -> Problem:
-    """The problem of ``graph`` (``plan``: its ``activation_plan``, made when not given)."""
+    """The problem of ``graph`` (``plan``: its ``activation_plan``, made when not given).
+    With ``per_step``, a layer's workspace counts beside the activations live while it runs
+    (``step_bytes``) rather than on top of the whole arena (TASO's model)."""
     plan = plan or activation_plan(graph)
     layers = []
     for op in graph.ops:
@@ -82,4 +98,5 @@ def build_problem(
         links(graph, set(costs), plan),
         plan.arena.size,
         other_seconds,
+        step_bytes(plan, (layer.name for layer in layers)) if per_step else {},
     )
