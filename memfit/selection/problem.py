@@ -4,11 +4,12 @@ the tensors that may stay NCHW between them, and the activation arena memfit pla
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from memfit.codegen.plan import C_STORAGE
 from memfit.codegen.views import tensor_view
 from memfit.ir.core import Graph
-from memfit.planning import MemoryPlan, plan_memory
+from memfit.planning import MemoryPlan, StorageOptions, plan_memory
 from memfit.planning.arena import align_up
 from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
@@ -18,11 +19,13 @@ from memfit.selection.pareto import DEFAULT
 from memfit.selection.profile import LayerCosts
 
 
-def activation_plan(graph: Graph) -> MemoryPlan:
+def activation_plan(
+    graph: Graph, storage: StorageOptions = C_STORAGE, *, reorder: bool = True
+) -> MemoryPlan:
     """The plan memfit makes for ``graph``'s activations alone (no kernel workspace, even
-    inside ``kernel_workspace``)."""
+    inside ``kernel_workspace``; ``reorder``: whether it may choose the op order)."""
     with without_workspace():
-        return plan_memory(graph.copy(), storage=C_STORAGE)
+        return plan_memory(graph.copy(), storage=storage, reorder=reorder)
 
 
 def links(graph: Graph, selectable: set[str], plan: MemoryPlan | None = None) -> tuple[Link, ...]:
@@ -62,6 +65,12 @@ def step_bytes(plan: MemoryPlan, names: Iterable[str]) -> dict[str, int]:
     }
 
 
+def _step_bytes_of_any_choice(graph: Graph, costs: Mapping[str, LayerCosts]) -> dict[str, int]:
+    layers = frozenset(costs)
+    plan = activation_plan(graph, replace(C_STORAGE, not_in_place=layers), reorder=False)
+    return step_bytes(plan, (op.name for op in graph.ops if op.name in layers))
+
+
 def build_problem(
     graph: Graph,
     costs: Mapping[str, LayerCosts],
@@ -72,7 +81,10 @@ def build_problem(
 ) -> Problem:
     """The problem of ``graph`` (``plan``: its ``activation_plan``, made when not given).
     With ``per_step``, a layer's workspace counts beside the activations live while it runs
-    (``step_bytes``) rather than on top of the whole arena (TASO's model)."""
+    (``step_bytes``) rather than on top of the whole arena (TASO's model); those bytes come
+    from a plan where no selectable layer runs in place, as a layer running a chosen primitive
+    cannot (a 1x1 convolution writing over its input keeps its larger output live from the
+    step before: that step's bytes would hold only for memfit's own kernel)."""
     plan = plan or activation_plan(graph)
     layers = []
     for op in graph.ops:
@@ -98,5 +110,5 @@ def build_problem(
         links(graph, set(costs), plan),
         plan.arena.size,
         other_seconds,
-        step_bytes(plan, (layer.name for layer in layers)) if per_step else {},
+        _step_bytes_of_any_choice(graph, costs) if per_step else {},
     )
