@@ -8,9 +8,10 @@ included when called inside ``memfit.codegen.plan.kernel_workspace``):
 - ``mafat``: several fused groups over the longest run of layers, each on its own grid
   (``memfit.tiling.mafat``), searched for the fastest configuration within the budget;
 - ``primitives``: on each of the above, the convolutions' (float32 or int8) primitive and
-  layout chosen by the ILP of ``memfit.selection`` (TASO) from costs measured on this machine:
-  the fastest choice whose arena plus workspace fits the budget, the fastest overall, and the
-  one with the least workspace, each planned for real.
+  layout chosen by the ILP of ``memfit.selection`` (TASO) from costs measured on this machine,
+  each layer's workspace counted beside the activations live while it runs: the fastest
+  choice that fits the budget, the fastest overall, and the one with the least memory, each
+  planned for real in the tiled plan's op order.
 
 Every candidate's latency is predicted by the calibrated cost model on the graph and plan it
 really produces; for a primitive selection, the cost model's time of the selected layers is
@@ -37,9 +38,11 @@ from memfit.tiling.discovery import METHODS as DISCOVERY_METHODS
 from memfit.tiling.discovery import OptimizeResult, PeakBuffer, optimize, peak_buffers
 
 METHODS = (*DISCOVERY_METHODS, "mafat", "primitives")
-MAX_PROFILED_SHAPES = 48
+MAX_PROFILED_SHAPES = 64
 """Primitive selection is tried on a candidate only when its convolutions have at most
-this many distinct shapes (a fine grid's tiles would each be profiled)."""
+this many distinct shapes (a fine grid's tiles would each be profiled). Half-memory plans of
+GoogLeNet and ResNet-50 (strips over a few layers) have 54; ResNet-50's profiles in about 45 s
+with nothing cached."""
 
 Progress = Callable[[str], None]
 
@@ -186,7 +189,7 @@ def _with_primitives(
         report(f"profiling primitives for the {base.source} plan: {done}/{total}")
 
     costs = profile_graph(base.graph, CostCache(cache), profiled)
-    problem = build_problem(base.graph, costs, plan=activations)
+    problem = build_problem(base.graph, costs, plan=activations, per_step=True)
     default = evaluate(problem, {layer.name: pareto.DEFAULT for layer in problem.layers})
     layers_s = sum(cost_model.op_seconds(op) for op in ops)
     report(f"choosing primitives for the {base.source} plan ({len(problem.layers)} layers)")
@@ -211,7 +214,7 @@ def _with_primitives(
             Candidate(
                 f"{base.source}+primitives",
                 graph,
-                plan_memory(graph, alignment),
+                plan_memory(graph, alignment, reorder=False),
                 (*base.rewrites, entry),
                 base.extra_macs,
                 base.predicted_latency_s + delta,

@@ -68,6 +68,30 @@ def test_budget_forces_the_smaller_workspace_where_it_costs_least() -> None:
     assert ilp.solve(problem, budget_bytes=1009) is None
 
 
+def test_step_bytes_let_a_layer_take_workspace_where_the_activations_leave_room() -> None:
+    layers = (
+        layer("l1", {DEFAULT: (3.0, 10), A_NHWC: (1.0, 300)}),
+        layer("l2", {DEFAULT: (2.0, 10), B_NHWC: (1.5, 80)}),
+    )
+    taso = Problem(layers, (), arena_bytes=1000)
+    per_step = Problem(layers, (), arena_bytes=1000, step_bytes={"l1": 600, "l2": 1000})
+    # Arena + workspace: the large workspace of l1 does not fit; beside l1's live bytes it does.
+    assert ilp.solve(taso, 1010) is not None
+    assert ilp.solve(taso, 1010).evaluation.assignment == {"l1": DEFAULT, "l2": DEFAULT}
+    solution = ilp.solve(per_step, 1010)
+    assert solution is not None
+    assert solution.evaluation.assignment == {"l1": A_NHWC, "l2": DEFAULT}
+    assert solution.evaluation.peak_bytes == 1010  # l2: 1000 live + 10
+    smallest = ilp.solve(per_step, minimize_memory=True)
+    assert smallest is not None and smallest.evaluation.peak_bytes == 1010
+    assert smallest.evaluation.assignment["l1"] == A_NHWC  # free below the peak: the faster
+    for budget in (None, 1100, 1010, 1005):
+        want = brute_force(per_step, budget)
+        got = ilp.solve(per_step, budget)
+        assert (got is None) == (want is None)
+        assert got is None or want is None or abs(got.evaluation.seconds - want.seconds) < 1e-9
+
+
 def test_conversions_are_charged_unless_the_tensor_stays_nchw() -> None:
     # each layer alone is faster in NCHW by 1.0, but a conversion costs 0.8 on each side
     problem = Problem(

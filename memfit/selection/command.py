@@ -5,10 +5,11 @@ Profiles every applicable (layer, primitive, layout) and layout conversion on th
 memory, evaluates the baselines (greedy; each primitive alone), then emits, compiles, verifies
 and times the chosen points and baselines side by side, and reports predicted beside measured
 latency. Beside them, ``memfit optimize``'s choices (FDT, FFMT and MAFAT tiling with primitive
-selection) at falling budgets are measured in the same rounds, and the front over every method
-is the measured points no other point beats on both planned arena and latency. ``--features``
-works on the model up to its first dense layer (the classifier, whose weights do not depend on
-the selection, makes every build of VGG-19 or AlexNet slow).
+selection) at falling budgets and at half the time-optimal point's arena are measured in the
+same rounds, and the front over every method is the measured points no other point beats on
+both planned arena and latency. ``--features`` works on the model up to its first dense layer
+(the classifier, whose weights do not depend on the selection, makes every build of VGG-19 or
+AlexNet slow).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -257,7 +258,9 @@ def run_pareto(
             Configuration(group[0].evaluation.assignment, group[0].evaluation.nchw_tensors)
             for group in unique.values()
         ]
-        plans = optimizer_plans(graph, say, cache) if tiling else []
+        # The half-memory point asked of the front: half the time-optimal point's arena.
+        half = _planned_arena(graph, chosen[0]) // 2
+        plans = optimizer_plans(graph, say, cache, [half]) if tiling else []
         configurations += [_configuration(candidate) for _, candidate in plans]
         start = time.perf_counter()
         results = measure(
@@ -297,24 +300,40 @@ OPTIMIZER_MAX_MAC_OVERHEAD = 0.2
 
 
 def optimizer_plans(
-    graph: Graph, say: Any, cache: Path | None = None
+    graph: Graph, say: Any, cache: Path | None = None, budgets: Sequence[int] = ()
 ) -> list[tuple[PlanPoint, Any]]:
-    """``memfit optimize``'s chosen plan without a budget (the smallest peak) and at budgets of
-    the untiled peak's fractions (``memfit.optimizer.sweep``), each once: (point, candidate)."""
+    """``memfit optimize``'s chosen plan without a budget (the smallest peak), at budgets of
+    the untiled peak's fractions (``memfit.optimizer.sweep``) and at ``budgets`` (bytes), each
+    once: (point, candidate)."""
     from memfit.codegen.plan import kernel_workspace
-    from memfit.optimizer import sweep
+    from memfit.optimizer import choose, sweep
+
+    def decisions() -> Iterator[tuple[str, int | None, Any]]:
+        for fraction, budget, decision in sweep(
+            graph, max_mac_overhead=OPTIMIZER_MAX_MAC_OVERHEAD, profile_cache=cache
+        ):
+            label = "optimize, smallest peak" if budget is None else f"optimize, {fraction:g}x"
+            yield label, budget, decision
+        for budget in budgets:
+            yield (
+                f"optimize, {_mib(budget)}",
+                budget,
+                choose(
+                    graph,
+                    budget=budget,
+                    max_mac_overhead=OPTIMIZER_MAX_MAC_OVERHEAD,
+                    profile_cache=cache,
+                ),
+            )
 
     found: dict[tuple[Any, ...], tuple[PlanPoint, Any]] = {}
     with kernel_workspace():
         say("memfit optimize: the smallest peak, then falling budgets")
-        for fraction, budget, decision in sweep(
-            graph, max_mac_overhead=OPTIMIZER_MAX_MAC_OVERHEAD, profile_cache=cache
-        ):
+        for label, budget, decision in decisions():
             chosen = decision.chosen
             if chosen.source == "untiled" or (budget is not None and not decision.fits_budget):
                 continue
             key = (chosen.peak_bytes, json.dumps(chosen.rewrites, sort_keys=True))
-            label = "optimize, smallest peak" if budget is None else f"optimize, {fraction:g}x"
             point = PlanPoint(
                 label,
                 budget,
@@ -325,6 +344,16 @@ def optimizer_plans(
             )
             found.setdefault(key, (point, chosen))
     return list(found.values())
+
+
+def _planned_arena(graph: Graph, evaluation: Evaluation) -> int:
+    """The arena the generated C of ``graph`` with ``evaluation``'s primitives needs (its
+    activations and every op's workspace, as planned for it)."""
+    from memfit.codegen.plan import plan_for_c
+    from memfit.selection.lowering import configure
+
+    configured = configure(graph, evaluation.assignment, evaluation.nchw_tensors)
+    return plan_for_c(configured).arena.size
 
 
 def _configuration(candidate: Any) -> Configuration:

@@ -8,17 +8,21 @@ Variables (CP-SAT, integers: nanoseconds and bytes):
   selectable layer) is stored NCHW, which it is exactly when its producer and all its consumers
   run NCHW; otherwise it is NHWC, and a layer running NCHW converts its input into its workspace
   (``convert_in[l]``) and its output out of it (``convert_out[l]``), paying the measured time;
-- ``W``: the workspace, at least every layer's primitive workspace plus its conversion buffers.
+- ``W``: the workspace, at least every layer's primitive workspace plus its conversion buffers;
+- ``P``: the peak, at least the arena and, for every layer, the activation bytes live while it
+  runs (``Problem.step_bytes``; the whole arena where not given) plus its workspace.
 
-Minimise the sum of the chosen primitives' and conversions' times subject to
-``arena + W <= budget``. ``evaluate`` computes time and memory of any assignment without the
-solver; every answer is re-checked with it.
+Minimise the sum of the chosen primitives' and conversions' times subject to ``P <= budget``.
+Without step bytes this is TASO's ``arena + W <= budget``; with them a layer may take a large
+workspace where the activations leave room for it (what the arena planner, which places every
+op's workspace as a buffer of its own, can use). ``evaluate`` computes time and memory of any
+assignment without the solver; every answer is re-checked with it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from memfit.errors import InternalError
@@ -61,6 +65,11 @@ class Problem:
     """The activation arena, without workspace."""
     other_seconds: float = 0.0
     """Time of everything else in the model (added to every assignment's time)."""
+    step_bytes: Mapping[str, int] = field(default_factory=dict)
+    """Layer name -> activation bytes live while it runs (the arena for a layer not in it)."""
+
+    def live_bytes(self, layer: str) -> int:
+        return self.step_bytes.get(layer, self.arena_bytes)
 
     def layer(self, name: str) -> Layer:
         for layer in self.layers:
@@ -77,7 +86,7 @@ class Evaluation:
     seconds: float
     workspace_bytes: int
     peak_bytes: int
-    """arena + workspace."""
+    """The arena, or the most any layer needs: its live activations plus its workspace."""
     nchw_tensors: frozenset[str]
     conversions: int
     other_seconds: float
@@ -95,6 +104,7 @@ def evaluate(problem: Problem, assignment: Mapping[str, Choice]) -> Evaluation:
     input_kept = {c for link in problem.links if link.tensor in kept for c in link.consumers}
     output_kept = {link.producer for link in problem.links if link.tensor in kept}
     seconds, workspace, conversions = problem.other_seconds, 0, 0
+    peak = problem.arena_bytes
     for layer in problem.layers:
         choice = assignment[layer.name]
         option = layer.options[choice]
@@ -110,11 +120,12 @@ def evaluate(problem: Problem, assignment: Mapping[str, Choice]) -> Evaluation:
                 need += layer.output_conversion.workspace_bytes
                 conversions += 1
         workspace = max(workspace, need)
+        peak = max(peak, problem.live_bytes(layer.name) + need)
     return Evaluation(
         dict(assignment),
         seconds,
         workspace,
-        problem.arena_bytes + workspace,
+        peak,
         kept,
         conversions,
         problem.other_seconds,
@@ -135,8 +146,9 @@ def solve(
     minimize_memory: bool = False,
     time_limit_s: float = TIME_LIMIT_S,
 ) -> Solution | None:
-    """The fastest assignment with ``arena + workspace <= budget_bytes`` (None: infeasible).
-    With ``minimize_memory``, the smallest workspace instead (ties broken by time)."""
+    """The fastest assignment whose peak (``Evaluation.peak_bytes``) is within ``budget_bytes``
+    (None: infeasible). With ``minimize_memory``, the smallest peak instead (ties broken by
+    time)."""
     from ortools.sat.python import cp_model
 
     model = cp_model.CpModel()
@@ -168,6 +180,7 @@ def solve(
         default=0,
     )
     workspace = model.new_int_var(0, largest, "W")
+    peak = model.new_int_var(problem.arena_bytes, problem.arena_bytes + largest, "P")
     time_terms = []
     for layer in problem.layers:
         need = [x[layer.name, c] * o.workspace_bytes for c, o in layer.options.items()]
@@ -187,8 +200,9 @@ def solve(
             need.append(convert * conversion.workspace_bytes)
             time_terms.append(convert * round(conversion.seconds * NANOSECONDS))
         model.add(workspace >= sum(need))
+        model.add(peak >= problem.live_bytes(layer.name) + sum(need))
     if budget_bytes is not None:
-        model.add(workspace <= budget_bytes - problem.arena_bytes)
+        model.add(peak <= budget_bytes)
     total_time = sum(time_terms)
     if minimize_memory:
         bound = sum(
@@ -198,7 +212,7 @@ def solve(
             )
             for layer in problem.layers
         )
-        model.minimize(workspace * (bound + 1) + total_time)
+        model.minimize(peak * (bound + 1) + total_time)
     else:
         model.minimize(total_time)
     solver = cp_model.CpSolver()

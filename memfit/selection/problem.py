@@ -3,12 +3,14 @@ the tensors that may stay NCHW between them, and the activation arena memfit pla
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 
 from memfit.codegen.plan import C_STORAGE
 from memfit.codegen.views import tensor_view
 from memfit.ir.core import Graph
-from memfit.planning import MemoryPlan, plan_memory
+from memfit.planning import MemoryPlan, StorageOptions, plan_memory
+from memfit.planning.arena import align_up
 from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
 from memfit.selection.ilp import Layer, Link, Option, Problem
@@ -17,11 +19,13 @@ from memfit.selection.pareto import DEFAULT
 from memfit.selection.profile import LayerCosts
 
 
-def activation_plan(graph: Graph) -> MemoryPlan:
+def activation_plan(
+    graph: Graph, storage: StorageOptions = C_STORAGE, *, reorder: bool = True
+) -> MemoryPlan:
     """The plan memfit makes for ``graph``'s activations alone (no kernel workspace, even
-    inside ``kernel_workspace``)."""
+    inside ``kernel_workspace``; ``reorder``: whether it may choose the op order)."""
     with without_workspace():
-        return plan_memory(graph.copy(), storage=C_STORAGE)
+        return plan_memory(graph.copy(), storage=storage, reorder=reorder)
 
 
 def links(graph: Graph, selectable: set[str], plan: MemoryPlan | None = None) -> tuple[Link, ...]:
@@ -50,13 +54,37 @@ def links(graph: Graph, selectable: set[str], plan: MemoryPlan | None = None) ->
     return tuple(found)
 
 
+def step_bytes(plan: MemoryPlan, names: Iterable[str]) -> dict[str, int]:
+    """Op name -> the activation bytes (each buffer aligned as ``plan`` places it) live while
+    it runs in ``plan``'s op order."""
+    lifetimes, alignment = plan.lifetimes, plan.arena.alignment
+    step = {name: i for i, name in enumerate(lifetimes.order)}
+    return {
+        name: sum(align_up(b.size, alignment) for b in lifetimes.live_at(step[name]))
+        for name in names
+    }
+
+
+def _step_bytes_of_any_choice(graph: Graph, costs: Mapping[str, LayerCosts]) -> dict[str, int]:
+    layers = frozenset(costs)
+    plan = activation_plan(graph, replace(C_STORAGE, not_in_place=layers), reorder=False)
+    return step_bytes(plan, (op.name for op in graph.ops if op.name in layers))
+
+
 def build_problem(
     graph: Graph,
     costs: Mapping[str, LayerCosts],
     other_seconds: float = 0.0,
     plan: MemoryPlan | None = None,
+    *,
+    per_step: bool = False,
 ) -> Problem:
-    """The problem of ``graph`` (``plan``: its ``activation_plan``, made when not given)."""
+    """The problem of ``graph`` (``plan``: its ``activation_plan``, made when not given).
+    With ``per_step``, a layer's workspace counts beside the activations live while it runs
+    (``step_bytes``) rather than on top of the whole arena (TASO's model); those bytes come
+    from a plan where no selectable layer runs in place, as a layer running a chosen primitive
+    cannot (a 1x1 convolution writing over its input keeps its larger output live from the
+    step before: that step's bytes would hold only for memfit's own kernel)."""
     plan = plan or activation_plan(graph)
     layers = []
     for op in graph.ops:
@@ -82,4 +110,5 @@ def build_problem(
         links(graph, set(costs), plan),
         plan.arena.size,
         other_seconds,
+        _step_bytes_of_any_choice(graph, costs) if per_step else {},
     )
