@@ -138,9 +138,47 @@ static void requant_nchw(const int32_t* sums, int32_t pixels, int32_t count, con
  * of DIRECT_BLOCK output channels (NHWC) or output columns (NCHW) at a time on the stack. */
 #define DIRECT_BLOCK 64
 
+/* One output channel over a dense input (groups 1, pixels of exactly C channels, no column
+ * dilation): a kernel row's taps inside the map are one contiguous run of x and of w, so each
+ * row is a single dot product the compiler vectorizes (an FDT partition of one channel). */
+static void direct_one_channel_s8(const int8_t* x, const int8_t* w, const int32_t* bias,
+                                  int8_t* y, const mf_prim_conv* p, const mf_requant_s8* q) {
+    const int32_t cin = p->c, offset = q->input_offset;
+    for (int32_t n = 0; n < p->n; n++) {
+        for (int32_t oh = 0; oh < p->oh; oh++) {
+            for (int32_t ow = 0; ow < p->ow; ow++) {
+                const int32_t left = ow * p->stride_w - p->pad_left;
+                const int32_t j0 = mf_max_i32(0, -left), j1 = mf_min_i32(p->kw, p->w - left);
+                int32_t sum = 0;
+                for (int32_t i = 0; i < p->kh && j0 < j1; i++) {
+                    const int32_t ih = oh * p->stride_h - p->pad_top + i * p->dilation_h;
+                    if (ih < 0 || ih >= p->h) {
+                        continue;
+                    }
+                    const int8_t* restrict xp =
+                        x + ((size_t)(n * p->h + ih) * p->w + left + j0) * (size_t)cin;
+                    const int8_t* restrict wp = w + ((size_t)i * p->kw + j0) * (size_t)cin;
+                    const int32_t length = (j1 - j0) * cin;
+                    int32_t row = 0;
+                    for (int32_t k = 0; k < length; k++) {
+                        row += (xp[k] + offset) * wp[k];
+                    }
+                    sum = add_wrap(sum, row);
+                }
+                int8_t* out = y + ((size_t)(n * p->oh + oh) * p->ow + ow) * p->y_pixel_stride;
+                mf_requant_channels(&sum, bias, q, 0, 1, out);
+            }
+        }
+    }
+}
+
 MF_PRIMITIVE_S8(mf_prim_direct_nhwc_s8) {
     (void)workspace;
     const int32_t cin = p->c / p->groups, og = p->m / p->groups, offset = q->input_offset;
+    if (p->m == 1 && p->groups == 1 && p->x_pixel_stride == p->c && p->dilation_w == 1) {
+        direct_one_channel_s8(x, w, bias, y, p, q);
+        return;
+    }
     int32_t sums[DIRECT_BLOCK];
     for (int32_t n = 0; n < p->n; n++) {
         for (int32_t oh = 0; oh < p->oh; oh++) {
