@@ -659,11 +659,13 @@ def test_depthwise_conv2d(lib: ctypes.CDLL, case: tuple, quantized: bool) -> Non
     assert_untouched(parent, y)
 
 
-# In place, float rows are stored through a ring of output rows in blocks of channels
-# (mf_inplace.c) when a block holds at least 4: one block of all channels (rows stored at once,
-# or one row later with "same" padding), blocks of 8 channels and a shorter last one, blocks of
-# 4; with fewer (small maps with many channels), and int8 always, channel by channel (int8 with
-# depth multiplier 1 plane by plane through the temporary).
+# In place (mf_inplace.c), output pixels go straight into the output while their bytes lie below
+# the input still to be read (a strided op's pixels after its first few), else through a ring of
+# pixels in the one-channel temporary, in blocks of as many channels as it holds: all of them
+# (strided maps; stride 1 when the map has about as many rows as channels), blocks of 8 and a
+# shorter last one, blocks of 4. Float with fewer than 4 channels a block, int8 unless a block
+# holds all channels and out of place would run rows too (more than 16 channels), channel by
+# channel (int8 with depth multiplier 1 plane by plane through the temporary).
 DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
     (1, 17, 17, 8, 1, 3, 3, (2, 2), (1, 1), (0, 0, 0, 0)),
     (2, 16, 15, 12, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
@@ -672,24 +674,36 @@ DEPTHWISE_IN_PLACE_CASES = [c for c in DEPTHWISE_CASES if c[4] == 1] + [
     (2, 10, 11, 30, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
     (1, 14, 13, 27, 1, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1)),
     (1, 7, 7, 21, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    # every channel in one block, int8 too: strided with padding (straight into the output
+    # after the first row), odd channels in batches of 2 at stride 1, dilated, stride (2, 1)
+    (1, 24, 26, 32, 1, 3, 3, (2, 2), (1, 1), (1, 1, 1, 1)),
+    (2, 21, 23, 37, 1, 3, 3, (2, 2), (1, 1), (0, 1, 1, 1)),
+    (2, 20, 22, 17, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1)),
+    (1, 30, 30, 24, 1, 3, 3, (1, 1), (2, 2), (2, 2, 2, 2)),
+    (1, 19, 18, 33, 1, 3, 3, (2, 1), (1, 1), (1, 0, 1, 2)),
 ]
 
 
-@pytest.mark.parametrize("case", DEPTHWISE_IN_PLACE_CASES)
-@pytest.mark.parametrize("quantized", [False, True])
-def test_depthwise_conv2d_in_place(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
-    """The output overwrites the input's buffer channel by channel, as the planner lays it out
-    (output contiguous from the same start), with only Ho*Wo elements of temporary."""
+def temporary(op: Op, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(parent, channel): the in-place temporary of the size the planner reserves, inside a
+    poisoned parent with room after it (a kernel writing past it shows there)."""
+    from memfit.planning.scratch import in_place_scratch_bytes
+
+    _, ho, wo, _ = op.output.shape
+    parent = np.full(ho * wo + 64, POISON[np.dtype(dtype)], dtype)
+    channel = parent[: ho * wo]
+    assert channel.nbytes == in_place_scratch_bytes(op)
+    return parent, channel
+
+
+def check_depthwise_in_place(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
     rng = generator("depthwise in place", case, quantized)
     op, (x, weights, bias) = depthwise_op(rng, case, quantized, "none")
     want = expected(op, x, weights, bias)
     buffer = x.copy()
     y = np.ndarray(want.shape, want.dtype, buffer=buffer)
     assert want.size <= x.size
-    channel = np.zeros(want.shape[1] * want.shape[2], want.dtype)
-    from memfit.planning.scratch import in_place_scratch_bytes
-
-    assert channel.nbytes == in_place_scratch_bytes(op)
+    parent, channel = temporary(op, want.dtype)
     call(
         lib,
         params.kernel_name(op, in_place=True),
@@ -704,6 +718,15 @@ def test_depthwise_conv2d_in_place(lib: ctypes.CDLL, case: tuple, quantized: boo
         ptr(channel),
     )
     (assert_same if quantized else assert_close)(y, want)
+    assert_untouched(parent, channel)
+
+
+@pytest.mark.parametrize("case", DEPTHWISE_IN_PLACE_CASES)
+@pytest.mark.parametrize("quantized", [False, True])
+def test_depthwise_conv2d_in_place(lib: ctypes.CDLL, case: tuple, quantized: bool) -> None:
+    """The output overwrites the input's buffer channel by channel, as the planner lays it out
+    (output contiguous from the same start), with only Ho*Wo elements of temporary."""
+    check_depthwise_in_place(lib, case, quantized)
 
 
 # ---- dense layers ---------------------------------------------------------------------------
@@ -1020,20 +1043,24 @@ POOL_IN_PLACE_CASES = [c for c in POOL_CASES if c[0] * c[1] * c[2] > 1] + [
     (1, 23, 23, 16, (3, 3), (2, 2), (0, 0, 0, 0), False),
     (2, 14, 13, 9, (3, 3), (1, 1), (1, 1, 1, 1), False),
     (1, 12, 12, 40, (3, 3), (1, 1), (1, 1, 1, 1), True),
+    # FFMT tiles of ResNet's stem pooling (with and without the padding above): every channel
+    # at once, straight into the output after the first row; more channels than a block of
+    # the row kernels (64); odd channels in batches of 2; a 2x2 window without padding
+    (1, 22, 30, 64, (3, 3), (2, 2), (1, 1, 1, 1), False),
+    (1, 15, 28, 20, (3, 3), (2, 2), (0, 1, 1, 1), False),
+    (1, 18, 18, 130, (3, 3), (2, 2), (1, 1, 1, 1), True),
+    (2, 11, 13, 37, (3, 3), (2, 2), (1, 1, 1, 1), True),
+    (1, 16, 17, 24, (2, 2), (2, 2), (0, 0, 0, 1), False),
 ]
 
 
-@pytest.mark.parametrize("case", POOL_IN_PLACE_CASES)
-@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
-@pytest.mark.parametrize("quantized", [False, True])
-def test_pool_in_place(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None:
-    """The output overwrites the input's buffer channel by channel (contiguous from the same
-    start), through a one-channel temporary of the size the planner reserves."""
-    from memfit.planning.scratch import in_place_scratch_bytes
-
+def check_pool_in_place(
+    lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool, activation: str = "none"
+) -> None:
     rng = generator(kind, "in place", case, quantized)
     n, h, w, c, kernel, stride, pads, include = case
     attrs = {"kernel": kernel, "strides": stride, "pads": pads, "count_include_pad": include}
+    attrs["activation"] = activation
     if quantized:
         x, xq = int8(rng, (n, h, w, c)), random_q(rng)
         op = single_op(kind, [(x, xq, False)], attrs, quant=xq)
@@ -1045,12 +1072,10 @@ def test_pool_in_place(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool
     want = expected(op, x)
     buffer = x.copy()
     y = np.ndarray(want.shape, want.dtype, buffer=buffer)
-    channel = np.zeros(want.shape[1] * want.shape[2], want.dtype)
-    assert channel.nbytes == in_place_scratch_bytes(op)
-    name = params.kernel_name(op, in_place=True)
+    parent, channel = temporary(op, want.dtype)
     call(
         lib,
-        name,
+        params.kernel_name(op, in_place=True),
         ptr(buffer),
         ref(view(buffer)),
         ptr(buffer),
@@ -1060,6 +1085,33 @@ def test_pool_in_place(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool
         ptr(channel),
     )
     (assert_same if quantized else assert_close)(y, want)
+    assert_untouched(parent, channel)
+
+
+@pytest.mark.parametrize("case", POOL_IN_PLACE_CASES)
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
+@pytest.mark.parametrize("quantized", [False, True])
+def test_pool_in_place(lib: ctypes.CDLL, case: tuple, kind: str, quantized: bool) -> None:
+    """The output overwrites the input's buffer channel by channel (contiguous from the same
+    start), through a one-channel temporary of the size the planner reserves."""
+    check_pool_in_place(lib, case, kind, quantized, "relu" if case[3] % 2 else "none")
+
+
+@pytest.mark.parametrize("case", [POOL_IN_PLACE_CASES[-3], POOL_IN_PLACE_CASES[5]])
+@pytest.mark.parametrize("kind", ["max_pool2d", "avg_pool2d"])
+def test_pool_in_place_without_vector_types(
+    lib_without_vector_types: ctypes.CDLL, case: tuple, kind: str
+) -> None:
+    check_pool_in_place(lib_without_vector_types, case, kind, False)
+
+
+@pytest.mark.parametrize(
+    "case", [DEPTHWISE_IN_PLACE_CASES[-4], DEPTHWISE_IN_PLACE_CASES[-3], DEPTHWISE_CASES[1]]
+)
+def test_depthwise_in_place_without_vector_types(
+    lib_without_vector_types: ctypes.CDLL, case: tuple
+) -> None:
+    check_depthwise_in_place(lib_without_vector_types, case, False)
 
 
 def keepdims_view(y: np.ndarray, x: np.ndarray, axes: Sequence[int]) -> np.ndarray:

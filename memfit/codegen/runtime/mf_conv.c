@@ -1439,19 +1439,21 @@ MF_INLINE void depthwise_pixels_f32(int32_t rows, const float* x, const mf_view*
     }
 }
 
-/* Output row oh of batch n, channels [cfirst, cfirst + count), depth multiplier 1, stored at
- * out[ow * stride + c - cfirst]. */
+/* Output pixels [ow0, ow1) of row oh of batch n, channels [cfirst, cfirst + count), depth
+ * multiplier 1, stored at out[(ow - ow0) * stride + c - cfirst]. */
 static void depthwise_row_lanes_f32(const float* x, const mf_view* xv, const float* w,
                                     const float* bias, const mf_view* yv, const mf_conv* p,
-                                    const mf_range_f32* act, int32_t n, int32_t oh,
-                                    int32_t cfirst, int32_t count, float* out, int32_t stride) {
+                                    const mf_range_f32* act, int32_t n, int32_t oh, int32_t ow0,
+                                    int32_t ow1, int32_t cfirst, int32_t count, float* out,
+                                    int32_t stride) {
     depthwise_row d = {n, oh, 0, 0, yv->c};
     int32_t ow_lo, ow_hi;
     valid_rows(p, xv->h, oh, &d.ilo, &d.ihi);
     interior_columns(p, xv->w, yv->w, &ow_lo, &ow_hi);
-    int32_t ow = 0;
-    while (ow < yv->w) {
-        float* o = out + (size_t)ow * stride;
+    ow_hi = mf_min_i32(ow_hi, ow1);
+    int32_t ow = ow0;
+    while (ow < ow1) {
+        float* o = out + (size_t)(ow - ow0) * stride;
         if (ow >= ow_lo && ow + MF_DIRECT_R <= ow_hi) {
             depthwise_pixels_f32(MF_DIRECT_R, x, xv, w, bias, p, act, &d, ow, 0, p->kw, cfirst,
                                  cfirst + count, o, stride);
@@ -1466,24 +1468,26 @@ static void depthwise_row_lanes_f32(const float* x, const mf_view* xv, const flo
     }
 }
 
-/* Output row oh of batch n, channels [cfirst, cfirst + count), stored at
- * out[ow * stride + c - cfirst], in chunks of at most MF_DW_ROW accumulators. */
+/* Output pixels [first, last) of row oh of batch n, channels [cfirst, cfirst + count), stored
+ * at out[(ow - first) * stride + c - cfirst], in chunks of at most MF_DW_ROW accumulators. */
 static void depthwise_row_f32(const float* x, const mf_view* xv, const float* w,
                               const float* bias, const mf_view* yv, const mf_conv* p,
-                              const mf_range_f32* act, int32_t n, int32_t oh, int32_t cfirst,
-                              int32_t count, float* out, int32_t stride) {
+                              const mf_range_f32* act, int32_t n, int32_t oh, int32_t first,
+                              int32_t last, int32_t cfirst, int32_t count, float* out,
+                              int32_t stride) {
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     float acc[MF_DW_ROW];
     if (mult == 1) {
-        depthwise_row_lanes_f32(x, xv, w, bias, yv, p, act, n, oh, cfirst, count, out, stride);
+        depthwise_row_lanes_f32(x, xv, w, bias, yv, p, act, n, oh, first, last, cfirst, count,
+                                out, stride);
         return;
     }
     depthwise_chunks(count, mult, &cb, &owb);
     for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
         const int32_t len = mf_min_i32(cb, cfirst + count - c0);
-        for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
-            const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
+        for (int32_t ow0 = first; ow0 < last; ow0 += owb) {
+            const int32_t ow1 = mf_min_i32(ow0 + owb, last);
             for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
                 acc[t] = 0.0f;
             }
@@ -1515,7 +1519,7 @@ static void depthwise_row_f32(const float* x, const mf_view* xv, const float* w,
             }
             for (int32_t ow = ow0; ow < ow1; ow++) {
                 mf_activate_row(acc + (ow - ow0) * len, bias ? bias + c0 : NULL, act, len,
-                                out + (size_t)ow * stride + (c0 - cfirst));
+                                out + (size_t)(ow - first) * stride + (c0 - cfirst));
             }
         }
     }
@@ -1526,7 +1530,7 @@ void mf_depthwise_conv2d_f32(const float* x, const mf_view* xv, const float* w,
                              const mf_range_f32* act) {
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            depthwise_row_f32(x, xv, w, bias, yv, p, act, n, oh, 0, yv->c,
+            depthwise_row_f32(x, xv, w, bias, yv, p, act, n, oh, 0, yv->w, 0, yv->c,
                               y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
@@ -1574,18 +1578,21 @@ static void depthwise_tap_s8(const int8_t* restrict x, const mf_view* xv, const 
 }
 
 
+/* Output pixels [first, last) of row oh of batch n, channels [cfirst, cfirst + count), stored
+ * at out[(ow - first) * stride + c - cfirst]. */
 static void depthwise_row_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
                              const int32_t* bias, const mf_view* yv, const mf_conv* p,
-                             const mf_requant_s8* q, int32_t n, int32_t oh, int32_t cfirst,
-                             int32_t count, int8_t* out, int32_t stride) {
+                             const mf_requant_s8* q, int32_t n, int32_t oh, int32_t first,
+                             int32_t last, int32_t cfirst, int32_t count, int8_t* out,
+                             int32_t stride) {
     const int32_t channels = yv->c, mult = p->depth_multiplier;
     int32_t cb, owb;
     int32_t acc[MF_DW_ROW];
     depthwise_chunks(count, mult, &cb, &owb);
     for (int32_t c0 = cfirst; c0 < cfirst + count; c0 += cb) {
         const int32_t len = mf_min_i32(cb, cfirst + count - c0);
-        for (int32_t ow0 = 0; ow0 < yv->w; ow0 += owb) {
-            const int32_t ow1 = mf_min_i32(ow0 + owb, yv->w);
+        for (int32_t ow0 = first; ow0 < last; ow0 += owb) {
+            const int32_t ow1 = mf_min_i32(ow0 + owb, last);
             for (int32_t t = 0; t < (ow1 - ow0) * len; t++) {
                 acc[t] = 0;
             }
@@ -1603,7 +1610,7 @@ static void depthwise_row_s8(const int8_t* x, const mf_view* xv, const int8_t* w
             }
             for (int32_t ow = ow0; ow < ow1; ow++) {
                 mf_requant_channels(acc + (ow - ow0) * len, bias, q, c0, len,
-                                    out + (size_t)ow * stride + (c0 - cfirst));
+                                    out + (size_t)(ow - first) * stride + (c0 - cfirst));
             }
         }
     }
@@ -1708,25 +1715,30 @@ void mf_depthwise_conv2d_s8(const int8_t* x, const mf_view* xv, const int8_t* w,
     }
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            depthwise_row_s8(x, xv, w, bias, yv, p, q, n, oh, 0, yv->c,
+            depthwise_row_s8(x, xv, w, bias, yv, p, q, n, oh, 0, yv->w, 0, yv->c,
                              y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
 
 /* ---- depthwise in place -------------------------------------------------------------------
- * Output channel c over input channel c (memfit.planning.storage). Float, two ways, chosen by
- * how many channels a block of the row ring (mf_inplace.c) can hold in the one-channel
- * temporary:
- *  - blocks of MF_DW_LANES or MF_DW_LANES / 2 channels, each row computed as above and stored
- *    through the ring: contiguous vectors of channels;
- *  - fewer (small maps with many channels, where the vectors would be a few lanes wide):
- *    channel by channel, the output plane of channel c (batch n) accumulated row by row, tap by
- *    tap over valid columns, into `channel`, then copied to the output's channel-c positions.
- * int8 always channel by channel (its row blocks were slower on MobileNetV2): plane by plane
- * (above) with depth multiplier 1, else the way below.
- * Measured side by side: on ShuffleNet's 28x28x136 float maps the blocks are 2x faster than
- * channel by channel. */
+ * Output channel c over input channel c (memfit.planning.storage), chosen by how many channels a
+ * block of mf_inplace.c can hold in the one-channel temporary:
+ *  - float, blocks of MF_DW_LANES or MF_DW_LANES / 2 channels or all of them, each run of
+ *    pixels computed as above, straight into the output or through the ring: contiguous vectors
+ *    of channels;
+ *  - float, fewer (small maps with many channels at stride 1, where the vectors would be a few
+ *    lanes wide): channel by channel, the output plane of channel c (batch n) accumulated row by
+ *    row, tap by tap over valid columns, into `channel`, then copied to the output's channel-c
+ *    positions;
+ *  - int8, one block of all channels where out of place would run rows (more than
+ *    MF_PLANE_CHANNELS): the rows above (blocks of a few int8 channels were up to 2x slower
+ *    than channel by channel);
+ *  - int8 otherwise channel by channel: plane by plane (above) with depth multiplier 1, else
+ *    the way below.
+ * Measured side by side (tests' kernels, x86-64): a strided 3x3 on 48x48x64 int8 is 8x faster
+ * in one block than channel by channel (as fast as out of place); at stride 1 on 12x12x64 int8
+ * channel by channel stays about 8x slower than out of place. */
 
 static void depthwise_by_channel_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
@@ -1826,24 +1838,34 @@ typedef struct {
     const void* quantization; /* mf_range_f32 or mf_requant_s8 */
 } depthwise_context;
 
-static void depthwise_row_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t c0,
-                                      int32_t len, void* row) {
+static void depthwise_pixels_inplace_f32(const void* context, int32_t n, int32_t oh,
+                                         int32_t ow0, int32_t ow1, int32_t c0, int32_t len,
+                                         void* out, int32_t stride) {
     const depthwise_context* k = (const depthwise_context*)context;
     depthwise_row_f32((const float*)k->x, k->xv, (const float*)k->w, (const float*)k->bias,
-                      k->yv, k->p, (const mf_range_f32*)k->quantization, n, oh, c0, len,
-                      (float*)row, len);
+                      k->yv, k->p, (const mf_range_f32*)k->quantization, n, oh, ow0, ow1, c0,
+                      len, (float*)out, stride);
+}
+
+static void depthwise_pixels_inplace_s8(const void* context, int32_t n, int32_t oh,
+                                        int32_t ow0, int32_t ow1, int32_t c0, int32_t len,
+                                        void* out, int32_t stride) {
+    const depthwise_context* k = (const depthwise_context*)context;
+    depthwise_row_s8((const int8_t*)k->x, k->xv, (const int8_t*)k->w, (const int32_t*)k->bias,
+                     k->yv, k->p, (const mf_requant_s8*)k->quantization, n, oh, ow0, ow1, c0,
+                     len, (int8_t*)out, stride);
 }
 
 void mf_depthwise_conv2d_inplace_f32(const float* x, const mf_view* xv, const float* w,
                                      const float* bias, float* y, const mf_view* yv,
                                      const mf_conv* p, const mf_range_f32* act, float* channel) {
     const depthwise_context context = {x, xv, w, bias, yv, p, act};
-    mf_inplace op = {xv, yv, sizeof(float), p->stride_h, p->pad_top, MF_DW_LANES,
-                     depthwise_row_inplace_f32, &context};
+    mf_inplace op = {xv, yv, sizeof(float), p->stride_h, p->stride_w, p->pad_top,
+                     p->pad_left, MF_DW_LANES, depthwise_pixels_inplace_f32, &context};
     const int32_t most = mf_inplace_block_channels(&op, x, y);
     if (most >= MF_DW_LANES / 2) {
         op.lanes = most >= MF_DW_LANES ? MF_DW_LANES : MF_DW_LANES / 2;
-        mf_channelwise_inplace(&op, x, y, channel);
+        mf_channelwise_inplace(&op, most, x, y, channel);
     } else {
         depthwise_by_channel_f32(x, xv, w, bias, y, yv, p, act, channel);
     }
@@ -1855,6 +1877,16 @@ void mf_depthwise_conv2d_inplace_s8(const int8_t* x, const mf_view* xv, const in
     mf_conv plane;
     int32_t along_h;
     const int32_t chunk = plane_geometry(xv, yv, p, &plane, &along_h);
+    if (chunk == 0 || yv->c > MF_PLANE_CHANNELS) { /* rows out of place */
+        const depthwise_context context = {x, xv, w, bias, yv, p, q};
+        const mf_inplace op = {xv, yv, sizeof(int8_t), p->stride_h, p->stride_w, p->pad_top,
+                               p->pad_left, 1, depthwise_pixels_inplace_s8, &context};
+        const int32_t most = mf_inplace_block_channels(&op, x, y);
+        if (most >= yv->c) {
+            mf_channelwise_inplace(&op, most, x, y, channel);
+            return;
+        }
+    }
     /* planes pay a call's setup per channel: on person_detect's maps 24 pixels wide and less
      * (64 to 256 channels) up to 1.5x slower than rows; one pixel wide, 6x faster */
     if (chunk > 0 && (along_h || yv->w >= MF_PLANE_MIN_WIDTH)) {

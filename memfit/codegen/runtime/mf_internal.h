@@ -294,24 +294,28 @@ static inline int32_t mf_view_offset(const mf_view* v, int32_t n, int32_t h, int
     return n * v->sn + h * v->sh + w * v->sw;
 }
 
-/* A channel-wise op run in place (mf_inplace.c): compute_row writes output row oh of batch n,
- * channels [c0, c0 + len), to row[ow * len + c - c0], reading the input only. */
-typedef void (*mf_row_fn)(const void* context, int32_t n, int32_t oh, int32_t c0, int32_t len,
-                          void* row);
+/* A channel-wise op run in place (mf_inplace.c): compute_pixels writes output pixels
+ * [ow0, ow1) of row oh of batch n, channels [c0, c0 + len), to out[(ow - ow0) * stride + c - c0],
+ * reading the input only. */
+typedef void (*mf_pixels_fn)(const void* context, int32_t n, int32_t oh, int32_t ow0, int32_t ow1,
+                             int32_t c0, int32_t len, void* out, int32_t stride);
 typedef struct {
     const mf_view* xv;
     const mf_view* yv;
     int32_t element_size;
-    int32_t stride_h, pad_top;   /* output row oh reads input rows from oh * stride_h - pad_top */
+    int32_t stride_h, stride_w;  /* output pixel (oh, ow) reads input rows from */
+    int32_t pad_top, pad_left;   /* oh * stride_h - pad_top, columns from ow * stride_w - pad_left */
     int32_t lanes;               /* blocks of a multiple of this many channels when they fit */
-    mf_row_fn compute_row;
+    mf_pixels_fn compute_pixels;
     const void* context;
 } mf_inplace;
 
-/* Runs op with y over x (output channel c over input channel c); scratch: Ho*Wo elements. */
-void mf_channelwise_inplace(const mf_inplace* op, const void* x, void* y, void* scratch);
 /* The most channels a block of mf_channelwise_inplace can hold (0 for an empty output). */
 int32_t mf_inplace_block_channels(const mf_inplace* op, const void* x, const void* y);
+/* Runs op with y over x (output channel c over input channel c) in blocks of at most `most`
+ * channels, mf_inplace_block_channels(op, x, y); scratch: Ho*Wo elements. */
+void mf_channelwise_inplace(const mf_inplace* op, int32_t most, const void* x, void* y,
+                            void* scratch);
 
 /* out[j] = act(acc[j] + bias[j]) (bias may be NULL); a clamp loop compilers vectorize when the
  * activation is a clamp alone. */

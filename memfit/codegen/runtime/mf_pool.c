@@ -14,23 +14,23 @@ static void window(const mf_pool* p, const mf_view* xv, int32_t oh, int32_t ow, 
 }
 
 
-/* One output row of a pooling: output row oh of batch n, channels [c0, c0 + len), stored at
- * out[ow * stride + c - c0]. Windows are clipped to the input; channels are innermost and
- * contiguous so the loops vectorize. Float averages are summed in double, as the NumPy
+/* Output pixels [ow0, ow1) of row oh of batch n of a pooling, channels [c0, c0 + len), stored at
+ * out[(ow - ow0) * stride + c - c0]. Windows are clipped to the input; channels are innermost
+ * and contiguous so the loops vectorize. Float averages are summed in double, as the NumPy
  * reference does, and rounded once; float maxima are exact in either. */
-static void pool_row_f32(int32_t average, const float* x, const mf_view* xv, const mf_view* yv,
-                         const mf_pool* p, const mf_range_f32* act, int32_t n, int32_t oh,
-                         int32_t c0, int32_t len, float* out, int32_t stride) {
+static void pool_pixels_f32(int32_t average, const float* x, const mf_view* xv, const mf_pool* p,
+                            const mf_range_f32* act, int32_t n, int32_t oh, int32_t ow0,
+                            int32_t ow1, int32_t c0, int32_t len, float* out, int32_t stride) {
     double sums[MF_POOL_BLOCK];
     float best[MF_POOL_BLOCK];
-    for (int32_t ow = 0; ow < yv->w; ow++) {
+    for (int32_t ow = ow0; ow < ow1; ow++) {
         int32_t h0, h1, w0, w1;
         window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
         const double count =
             p->count_include_pad ? (double)(p->kh * p->kw) : (double)((h1 - h0) * (w1 - w0));
         for (int32_t b0 = 0; b0 < len; b0 += MF_POOL_BLOCK) {
             const int32_t block = mf_min_i32(MF_POOL_BLOCK, len - b0);
-            float* dst = out + (size_t)ow * stride + b0;
+            float* dst = out + (size_t)(ow - ow0) * stride + b0;
             if (average) {
                 for (int32_t c = 0; c < block; c++) {
                     sums[c] = 0.0;
@@ -64,17 +64,17 @@ static void pool_row_f32(int32_t average, const float* x, const mf_view* xv, con
     }
 }
 
-static void pool_row_s8(int32_t average, const int8_t* x, const mf_view* xv, const mf_view* yv,
-                        const mf_pool* p, const mf_range_s8* act, int32_t n, int32_t oh,
-                        int32_t c0, int32_t len, int8_t* out, int32_t stride) {
+static void pool_pixels_s8(int32_t average, const int8_t* x, const mf_view* xv, const mf_pool* p,
+                           const mf_range_s8* act, int32_t n, int32_t oh, int32_t ow0,
+                           int32_t ow1, int32_t c0, int32_t len, int8_t* out, int32_t stride) {
     int32_t acc[MF_POOL_BLOCK];
-    for (int32_t ow = 0; ow < yv->w; ow++) {
+    for (int32_t ow = ow0; ow < ow1; ow++) {
         int32_t h0, h1, w0, w1;
         window(p, xv, oh, ow, &h0, &h1, &w0, &w1);
         const int32_t count = p->count_include_pad ? p->kh * p->kw : (h1 - h0) * (w1 - w0);
         for (int32_t b0 = 0; b0 < len; b0 += MF_POOL_BLOCK) {
             const int32_t block = mf_min_i32(MF_POOL_BLOCK, len - b0);
-            int8_t* dst = out + (size_t)ow * stride + b0;
+            int8_t* dst = out + (size_t)(ow - ow0) * stride + b0;
             for (int32_t c = 0; c < block; c++) {
                 acc[c] = average ? 0 : INT8_MIN;
             }
@@ -107,8 +107,8 @@ void mf_max_pool2d_f32(const float* x, const mf_view* xv, float* y, const mf_vie
                        const mf_pool* p, const mf_range_f32* act) {
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            pool_row_f32(0, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
-                         yv->sw);
+            pool_pixels_f32(0, x, xv, p, act, n, oh, 0, yv->w, 0, yv->c,
+                            y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
@@ -117,8 +117,8 @@ void mf_avg_pool2d_f32(const float* x, const mf_view* xv, float* y, const mf_vie
                        const mf_pool* p, const mf_range_f32* act) {
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            pool_row_f32(1, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
-                         yv->sw);
+            pool_pixels_f32(1, x, xv, p, act, n, oh, 0, yv->w, 0, yv->c,
+                            y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
@@ -127,8 +127,8 @@ void mf_max_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_vi
                       const mf_pool* p, const mf_range_s8* act) {
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            pool_row_s8(0, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
-                        yv->sw);
+            pool_pixels_s8(0, x, xv, p, act, n, oh, 0, yv->w, 0, yv->c,
+                           y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
@@ -137,8 +137,8 @@ void mf_avg_pool2d_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_vi
                       const mf_pool* p, const mf_range_s8* act) {
     for (int32_t n = 0; n < yv->n; n++) {
         for (int32_t oh = 0; oh < yv->h; oh++) {
-            pool_row_s8(1, x, xv, yv, p, act, n, oh, 0, yv->c, y + mf_view_offset(yv, n, oh, 0),
-                        yv->sw);
+            pool_pixels_s8(1, x, xv, p, act, n, oh, 0, yv->w, 0, yv->c,
+                           y + mf_view_offset(yv, n, oh, 0), yv->sw);
         }
     }
 }
@@ -302,56 +302,58 @@ void mf_reduce_max_s8(const int8_t* x, const mf_nd* xv, int8_t* y, const mf_nd* 
 }
 
 /* ---- pooling in place ----------------------------------------------------------------------
- * As memfit.planning.storage plans it, output channel c over input channel c: row by row and
- * block of channels by block through the planner's one-channel temporary (mf_inplace.c). */
+ * As memfit.planning.storage plans it, output channel c over input channel c: pixels in order,
+ * straight into the output or through the planner's one-channel temporary (mf_inplace.c). */
 
 typedef struct {
     int32_t average;
     const void* x;
     const mf_view* xv;
-    const mf_view* yv;
     const mf_pool* p;
     const void* act;
 } pool_context;
 
-static void pool_row_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t c0,
-                                 int32_t len, void* row) {
+static void pool_pixels_inplace_f32(const void* context, int32_t n, int32_t oh, int32_t ow0,
+                                    int32_t ow1, int32_t c0, int32_t len, void* out,
+                                    int32_t stride) {
     const pool_context* k = (const pool_context*)context;
-    pool_row_f32(k->average, (const float*)k->x, k->xv, k->yv, k->p,
-                 (const mf_range_f32*)k->act, n, oh, c0, len, (float*)row, len);
+    pool_pixels_f32(k->average, (const float*)k->x, k->xv, k->p, (const mf_range_f32*)k->act, n,
+                    oh, ow0, ow1, c0, len, (float*)out, stride);
 }
 
-static void pool_row_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t c0,
-                                int32_t len, void* row) {
+static void pool_pixels_inplace_s8(const void* context, int32_t n, int32_t oh, int32_t ow0,
+                                   int32_t ow1, int32_t c0, int32_t len, void* out,
+                                   int32_t stride) {
     const pool_context* k = (const pool_context*)context;
-    pool_row_s8(k->average, (const int8_t*)k->x, k->xv, k->yv, k->p, (const mf_range_s8*)k->act,
-                n, oh, c0, len, (int8_t*)row, len);
+    pool_pixels_s8(k->average, (const int8_t*)k->x, k->xv, k->p, (const mf_range_s8*)k->act, n,
+                   oh, ow0, ow1, c0, len, (int8_t*)out, stride);
 }
 
-static void pool_inplace(int32_t average, int32_t element_size, mf_row_fn row, const void* x,
-                         const mf_view* xv, void* y, const mf_view* yv, const mf_pool* p,
-                         const void* act, void* channel) {
-    const pool_context context = {average, x, xv, yv, p, act};
-    const mf_inplace op = {xv, yv, element_size, p->stride_h, p->pad_top, 1, row, &context};
-    mf_channelwise_inplace(&op, x, y, channel);
+static void pool_inplace(int32_t average, int32_t element_size, mf_pixels_fn pixels,
+                         const void* x, const mf_view* xv, void* y, const mf_view* yv,
+                         const mf_pool* p, const void* act, void* channel) {
+    const pool_context context = {average, x, xv, p, act};
+    const mf_inplace op = {xv, yv, element_size, p->stride_h, p->stride_w, p->pad_top,
+                           p->pad_left, 1, pixels, &context};
+    mf_channelwise_inplace(&op, mf_inplace_block_channels(&op, x, y), x, y, channel);
 }
 
 void mf_max_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
                                const mf_pool* p, const mf_range_f32* act, float* channel) {
-    pool_inplace(0, sizeof(float), pool_row_inplace_f32, x, xv, y, yv, p, act, channel);
+    pool_inplace(0, sizeof(float), pool_pixels_inplace_f32, x, xv, y, yv, p, act, channel);
 }
 
 void mf_avg_pool2d_inplace_f32(const float* x, const mf_view* xv, float* y, const mf_view* yv,
                                const mf_pool* p, const mf_range_f32* act, float* channel) {
-    pool_inplace(1, sizeof(float), pool_row_inplace_f32, x, xv, y, yv, p, act, channel);
+    pool_inplace(1, sizeof(float), pool_pixels_inplace_f32, x, xv, y, yv, p, act, channel);
 }
 
 void mf_max_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                               const mf_pool* p, const mf_range_s8* act, int8_t* channel) {
-    pool_inplace(0, sizeof(int8_t), pool_row_inplace_s8, x, xv, y, yv, p, act, channel);
+    pool_inplace(0, sizeof(int8_t), pool_pixels_inplace_s8, x, xv, y, yv, p, act, channel);
 }
 
 void mf_avg_pool2d_inplace_s8(const int8_t* x, const mf_view* xv, int8_t* y, const mf_view* yv,
                               const mf_pool* p, const mf_range_s8* act, int8_t* channel) {
-    pool_inplace(1, sizeof(int8_t), pool_row_inplace_s8, x, xv, y, yv, p, act, channel);
+    pool_inplace(1, sizeof(int8_t), pool_pixels_inplace_s8, x, xv, y, yv, p, act, channel);
 }
