@@ -519,14 +519,66 @@ def test_partial_conv2d_direct(lib: ctypes.CDLL, case: tuple, quantized: bool) -
     _check_partial_conv2d(lib, generator("partial conv2d direct", case, quantized), case, quantized)
 
 
-@pytest.mark.parametrize("case", [DIRECT_CASES[1], DIRECT_CASES[3], *FEW_INPUTS_CASES[1:3]])
+# Three columns (a 3-wide kernel, stride_w 1, dilation_w 1, one column of padding each side,
+# output as wide as input): float tiles of consecutive pixels across the whole row, the
+# padding column beside a row's first and last tile read as zeros. conv2d with at most 4
+# outputs (input channels whole vectors): a row of exactly one block, a last block moved back,
+# stride_h 2 with dilation_h 2 and uneven top/bottom padding over two batches, groups, a kernel
+# 5 rows high; partial_conv2d over at most 4 inputs: a row of exactly one tile (6 pixels for 16
+# channels), two panels, 32 channels (3-pixel tiles), 20 (not whole vectors), a 1x3 kernel.
+# Rows too narrow for one block or tile go the general way.
+# (n, h, w, cin, cout, kh, kw, stride, dilation, pads, groups)
+THREE_COLUMN_DIRECT_CASES = [
+    (1, 5, 8, 8, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 7, 19, 16, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (2, 9, 12, 24, 3, 3, 3, (2, 1), (2, 1), (2, 1, 0, 1), 1),
+    (1, 6, 10, 32, 4, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 2),
+    (1, 6, 9, 8, 2, 5, 3, (1, 1), (1, 1), (2, 1, 2, 1), 1),
+    (1, 3, 5, 8, 1, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+]
+THREE_COLUMN_FEW_INPUTS_CASES = [
+    (1, 6, 6, 1, 16, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (1, 7, 13, 3, 48, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+    (2, 8, 9, 2, 32, 3, 3, (2, 1), (3, 1), (3, 1, 1, 1), 1),
+    (1, 5, 11, 4, 20, 3, 3, (1, 1), (1, 1), (0, 1, 2, 1), 1),
+    (1, 4, 7, 1, 16, 1, 3, (1, 1), (1, 1), (0, 1, 0, 1), 1),
+    (1, 4, 5, 1, 16, 3, 3, (1, 1), (1, 1), (1, 1, 1, 1), 1),
+]
+
+
+@pytest.mark.parametrize("case", THREE_COLUMN_DIRECT_CASES)
+@pytest.mark.parametrize("strided", [False, True])
+def test_conv2d_three_columns(lib: ctypes.CDLL, case: tuple, strided: bool) -> None:
+    """Float conv2d over three columns with at most 4 outputs per group, input and output
+    dense or strided."""
+    assert case[4] // case[-1] <= 4 and case[3] // case[-1] % 8 == 0
+    _check_conv2d_f32(lib, generator("conv2d three columns", case, strided), case, "relu6", strided)
+
+
+@pytest.mark.parametrize("case", THREE_COLUMN_DIRECT_CASES + THREE_COLUMN_FEW_INPUTS_CASES)
+def test_partial_conv2d_three_columns(lib: ctypes.CDLL, case: tuple) -> None:
+    """Float partial_conv2d over three columns (the first partition, then one accumulating in
+    place: pixels of a moved-back tile are not added twice)."""
+    _check_partial_conv2d(lib, generator("partial conv2d three columns", case), case, False)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        DIRECT_CASES[1],
+        DIRECT_CASES[3],
+        *FEW_INPUTS_CASES[1:3],
+        THREE_COLUMN_DIRECT_CASES[2],
+        *THREE_COLUMN_FEW_INPUTS_CASES[1:3],
+    ],
+)
 def test_float_tiles_without_vector_types(
     lib_without_vector_types: ctypes.CDLL, case: tuple
 ) -> None:
     """The float direct and few-inputs tiles with mf_vf a struct of an array, as compilers
     without GCC's vector extensions get them: whole and partial vectors, tiles moved back."""
     rng = generator("no vector types", case)
-    if case in DIRECT_CASES:
+    if case in DIRECT_CASES or case in THREE_COLUMN_DIRECT_CASES:
         _check_conv2d_f32(lib_without_vector_types, rng, case, "relu6", False)
     _check_partial_conv2d(lib_without_vector_types, rng, case, False)
 

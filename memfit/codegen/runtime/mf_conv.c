@@ -82,14 +82,6 @@ static void valid_taps(const mf_conv* p, int32_t width, int32_t ow, int32_t* jlo
     *jhi = b;
 }
 
-#if defined(__GNUC__)
-#define MF_INLINE static inline __attribute__((always_inline))
-#define MF_NOINLINE static __attribute__((noinline))
-#else
-#define MF_INLINE static inline
-#define MF_NOINLINE static
-#endif
-
 /* The window sum of output channel weights w (the layer's [KH][KW][cin] run) at border pixel
  * (n, oh, ow) over tap columns [jlo, jhi), x pointing at the group's first input channel:
  * vectors of MF_VF lanes along the runs, added up at the end with the runs' last len % MF_VF
@@ -251,12 +243,76 @@ MF_INLINE void window_s8(int32_t rows, const int8_t* x, const mf_view* xv, const
     }
 }
 
+/* ---- three columns: a 3-wide kernel, stride 1, its output as wide as its input ----------
+ * The common 3x3 "same" convolution (stride_w 1, dilation_w 1, one column of padding on each
+ * side) with its shape known here: a tile of consecutive output pixels reads one input pixel
+ * per column once for the kernel row's three taps (the tile's columns plus one on each side),
+ * and the padding column next to a row's first or last tile is read as zeros instead of
+ * sending those pixels down a border path of their own. Any stride_h, dilation_h, pad_top;
+ * kernel rows outside the input are skipped. */
+
+static int32_t three_columns(const mf_view* xv, const mf_view* yv, const mf_conv* p,
+                             int32_t tile) {
+    return p->kw == 3 && p->stride_w == 1 && p->dilation_w == 1 && p->pad_left == 1 &&
+           yv->w == xv->w && yv->w >= tile;
+}
+
+/* Kernel row i's part of three_column_block_f32. */
+MF_INLINE void three_column_row_f32(mf_vf* sums, const float* restrict row, int32_t sw,
+                                    int32_t cin, int32_t left, int32_t right,
+                                    const float* restrict wi) {
+    const float zeros[MF_VF] = {0.0f};
+    for (int32_t c = 0; c < cin; c += MF_VF) {
+        const mf_vf w0 = mf_vf_load(wi + c), w1 = mf_vf_load(wi + cin + c);
+        const mf_vf w2 = mf_vf_load(wi + 2 * cin + c);
+        const float* first = left ? row - sw + c : zeros;
+        const float* last = right ? row + MF_VF * sw + c : zeros;
+        MF_UNROLL
+        for (int32_t q = 0; q < MF_VF + 2; q++) {
+            const mf_vf v = mf_vf_load(q == 0            ? first
+                                       : q == MF_VF + 1 ? last
+                                                        : row + (q - 1) * sw + c);
+            if (q < MF_VF) {
+                sums[q] = mf_vf_fma(v, w0, sums[q]);
+            }
+            if (q >= 1 && q <= MF_VF) {
+                sums[q - 1] = mf_vf_fma(v, w1, sums[q - 1]);
+            }
+            if (q >= 2) {
+                sums[q - 2] = mf_vf_fma(v, w2, sums[q - 2]);
+            }
+        }
+    }
+}
+
+/* Lane r = the window sum of output channel weights w ([KH][3][cin], cin whole vectors) at
+ * pixel ow0 + r of a row, r < MF_VF: kernel row i's input pixel ow0 + q - 1 at
+ * x[origin + i * row_step + (q - 1) * xv->sw] (the column before the row's first pixel, or
+ * after its last, as zeros: `left`, `right` say whether it is inside). Each input vector is
+ * loaded once for its three taps, against the kernel row's three weight vectors. */
+MF_INLINE mf_vf three_column_block_f32(const float* x, const mf_view* xv, int32_t cin,
+                                       int32_t origin, int32_t row_step, int32_t ilo,
+                                       int32_t ihi, int32_t left, int32_t right,
+                                       const float* restrict w) {
+    mf_vf sums[MF_VF];
+    MF_UNROLL
+    for (int32_t r = 0; r < MF_VF; r++) {
+        sums[r] = mf_vf_splat(0.0f);
+    }
+    for (int32_t i = ilo; i < ihi; i++) {
+        three_column_row_f32(sums, x + (origin + i * row_step), xv->sw, cin, left, right,
+                             w + i * 3 * cin);
+    }
+    return mf_vf_sums(sums);
+}
+
 /* Float conv2d / partial_conv2d with og <= MF_DIRECT_OG: the group's weights unpacked from
  * their panel to [og][K] in the workspace (F32_MR * K floats: room for MF_F32_MR channels),
  * the window table after them (at most K entries of two int32). Interior pixels go MF_VF at a
  * time (a vector of their sums per channel), the last block of a row's interior moved back to
  * end with it (its pixels already stored are not stored again: the accumulator may be the
- * output); border pixels, and interiors narrower than a block, one at a time. conv2d's
+ * output); border pixels, and interiors narrower than a block, one at a time; over three
+ * columns with cin whole vectors, a row's every pixel in blocks. conv2d's
  * activation runs on the vectors; one output channel of dense pixels is stored as a vector (a
  * moved-back block stores its first pixels again, with the same values). */
 MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_packed,
@@ -266,7 +322,9 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
     const direct_geometry d = direct_setup(xv, yv, p);
     const int32_t og = yv->c / p->groups, depth = d.depth;
     const int32_t panels = (og + MF_F32_NR - 1) / MF_F32_NR;
-    const int32_t blocks = d.ow_hi - d.ow_lo >= MF_VF;
+    const int32_t three = three_columns(xv, yv, p, MF_VF) && d.cin % MF_VF == 0;
+    const int32_t lo = three ? 0 : d.ow_lo, hi = three ? yv->w : d.ow_hi; /* in blocks */
+    const int32_t blocks = hi - lo >= MF_VF;
     const int32_t vector_store = act != NULL && og == 1 && yv->sw == 1;
     const window_table table =
         build_window_table(xv, p, &d, MF_VF, (window_entry*)(workspace + og * depth));
@@ -288,15 +346,19 @@ MF_NOINLINE void direct_f32(const float* x, const mf_view* xv, const float* w_pa
                 int32_t ow = 0;
                 while (ow < yv->w) {
                     int32_t first = ow, rows = 1; /* pixels [first, first + rows) computed */
-                    if (blocks && ow >= d.ow_lo && ow < d.ow_hi) {
-                        first = mf_min_i32(ow, d.ow_hi - MF_VF);
+                    if (blocks && ow >= lo && ow < hi) {
+                        first = mf_min_i32(ow, hi - MF_VF);
                         rows = MF_VF;
                         const int32_t origin =
                             n * xv->sn + (oh * p->stride_h - p->pad_top) * xv->sh +
-                            (first * p->stride_w - p->pad_left) * xv->sw;
+                            (first * p->stride_w - (three ? 0 : p->pad_left)) * xv->sw;
                         for (int32_t o = 0; o < og; o++) {
-                            sums[o] = window_block_f32(xg, origin, d.step, &table, ilo, ihi,
-                                                       workspace + o * depth);
+                            const float* w = workspace + o * depth;
+                            sums[o] = three ? three_column_block_f32(
+                                                  xg, xv, d.cin, origin, p->dilation_h * xv->sh,
+                                                  ilo, ihi, first > 0, first + MF_VF < yv->w, w)
+                                            : window_block_f32(xg, origin, d.step, &table, ilo,
+                                                               ihi, w);
                         }
                     } else {
                         int32_t jlo, jhi;
@@ -1017,6 +1079,72 @@ MF_INLINE void few_inputs_tile_f32(int32_t rows, int32_t vectors, const conv_f32
     few_inputs_store_f32(rows, vectors, tile, k, n, oh, ow0, o0, cols, skip);
 }
 
+/* Kernel row i's part of three_column_tile_f32. */
+MF_INLINE void three_column_tile_row_f32(int32_t rows, int32_t vectors, mf_vf* tile,
+                                         const float* restrict row, int32_t sw, int32_t cin,
+                                         int32_t left, int32_t right,
+                                         const float* restrict bi) {
+    for (int32_t c = 0; c < cin; c++) {
+        const float* restrict b = bi + (size_t)c * MF_F32_NR;
+        mf_vf weights[3][MF_F32_NR / MF_VF];
+        MF_UNROLL
+        for (int32_t j = 0; j < 3; j++) {
+            MF_UNROLL
+            for (int32_t u = 0; u < vectors; u++) {
+                weights[j][u] = mf_vf_load(b + (size_t)j * cin * MF_F32_NR + u * MF_VF);
+            }
+        }
+        MF_UNROLL
+        for (int32_t q = 0; q < rows + 2; q++) {
+            const int32_t inside = q == 0 ? left : (q == rows + 1 ? right : 1);
+            const mf_vf v = mf_vf_splat(inside ? row[(q - 1) * sw + c] : 0.0f);
+            MF_UNROLL
+            for (int32_t j = 0; j < 3; j++) {
+                const int32_t r = q - j; /* the pixel whose tap j reads column q */
+                if (r < 0 || r >= rows) {
+                    continue;
+                }
+                MF_UNROLL
+                for (int32_t u = 0; u < vectors; u++) {
+                    tile[r * vectors + u] = mf_vf_fma(v, weights[j][u], tile[r * vectors + u]);
+                }
+            }
+        }
+    }
+}
+
+/* few_inputs_tile_f32 over three columns (three_columns: the row's every pixel in tiles), the
+ * input pixel before the tile's first column or after its last read as zeros where it is
+ * padding (`left`, `right` say whether it is inside): each input value of a kernel row is
+ * broadcast once against the row's three taps, whose weight vectors are loaded once per kernel
+ * row and input channel. */
+MF_INLINE void three_column_tile_f32(int32_t rows, int32_t vectors, const conv_f32_call* k,
+                                     const float* bp, int32_t origin, int32_t ilo, int32_t ihi,
+                                     int32_t left, int32_t right, int32_t n, int32_t oh,
+                                     int32_t ow0, int32_t o0, int32_t cols, int32_t skip) {
+    const int32_t cin = k->cin, sw = k->xv->sw, row_step = k->p->dilation_h * k->xv->sh;
+    mf_vf tile[MF_FEW_TILE];
+    MF_UNROLL
+    for (int32_t t = 0; t < rows * vectors; t++) {
+        tile[t] = mf_vf_splat(0.0f);
+    }
+    const size_t taps_step = (size_t)3 * cin * MF_F32_NR; /* weights of a kernel row */
+    if (ilo == 0 && ihi == 3) { /* a 3x3 kernel away from the top and bottom: unrolled (the
+                                 * 1->16 tiles of resnet8's FDT 12% faster) */
+        MF_UNROLL
+        for (int32_t i = 0; i < 3; i++) {
+            three_column_tile_row_f32(rows, vectors, tile, k->x + (origin + i * row_step), sw,
+                                      cin, left, right, bp + i * taps_step);
+        }
+    } else {
+        for (int32_t i = ilo; i < ihi; i++) {
+            three_column_tile_row_f32(rows, vectors, tile, k->x + (origin + i * row_step), sw,
+                                      cin, left, right, bp + i * taps_step);
+        }
+    }
+    few_inputs_store_f32(rows, vectors, tile, k, n, oh, ow0, o0, cols, skip);
+}
+
 /* One output row's pixels of a panel `vectors` vectors wide (a constant in each caller). */
 MF_INLINE void few_inputs_row_f32(int32_t vectors, const conv_f32_call* k,
                                   const direct_geometry* d, const window_table* table,
@@ -1029,6 +1157,17 @@ MF_INLINE void few_inputs_row_f32(int32_t vectors, const conv_f32_call* k,
     int32_t ilo, ihi;
     valid_kernel_rows(p, xv->h, oh, &ilo, &ihi);
     int32_t ow = 0;
+    if (three_columns(xv, k->yv, p, rows)) {
+        while (ow < k->yv->w) {
+            const int32_t first = mf_min_i32(ow, k->yv->w - rows);
+            const int32_t origin = n * xv->sn + (oh * p->stride_h - p->pad_top) * xv->sh +
+                                   first * xv->sw + g * d->cin;
+            three_column_tile_f32(rows, vectors, k, bp, origin, ilo, ihi, first > 0,
+                                  first + rows < k->yv->w, n, oh, first, o0, cols, ow - first);
+            ow = first + rows;
+        }
+        return;
+    }
     while (ow < k->yv->w) {
         if (tiles && ow >= d->ow_lo && ow < d->ow_hi) {
             const int32_t first = mf_min_i32(ow, d->ow_hi - rows);

@@ -27,6 +27,17 @@
 #define MF_NO_UNROLL
 #endif
 
+/* Inlining for the register tiles' helpers, whose loops must be compiled together with their
+ * callers' (GCC 12 left some out of line, called once per multiply-add, in fully unrolled
+ * tiles), and against it where inlining slowed the code around. */
+#if defined(__GNUC__)
+#define MF_INLINE static inline __attribute__((always_inline))
+#define MF_NOINLINE static __attribute__((noinline))
+#else
+#define MF_INLINE static inline
+#define MF_NOINLINE static
+#endif
+
 /* A fused multiply-add where the target has one in hardware (fmaf would be a slow library
  * call elsewhere); a multiply and an add otherwise. */
 #if defined(FP_FAST_FMAF)
@@ -60,17 +71,17 @@ typedef struct {
 #define MF_LANE(v, l) ((v).lane[l])
 #endif
 
-static inline mf_vf mf_vf_load(const float* p) {
+MF_INLINE mf_vf mf_vf_load(const float* p) {
     mf_vf v;
     memcpy(&v, p, sizeof v);
     return v;
 }
 
-static inline void mf_vf_store(float* p, mf_vf v) { memcpy(p, &v, sizeof v); }
+MF_INLINE void mf_vf_store(float* p, mf_vf v) { memcpy(p, &v, sizeof v); }
 
 /* (As vector operations with vector types: their loops over the lanes were sometimes left as
  * scalar code around arrays of vectors.) */
-static inline mf_vf mf_vf_splat(float value) {
+MF_INLINE mf_vf mf_vf_splat(float value) {
 #if MF_VECTOR_TYPES
     const mf_vf v = {value, value, value, value, value, value, value, value}; /* MF_VF */
     return v;
@@ -83,7 +94,7 @@ static inline mf_vf mf_vf_splat(float value) {
 #endif
 }
 
-static inline mf_vf mf_vf_add(mf_vf a, mf_vf b) {
+MF_INLINE mf_vf mf_vf_add(mf_vf a, mf_vf b) {
 #if MF_VECTOR_TYPES
     return a + b;
 #else
@@ -95,13 +106,23 @@ static inline mf_vf mf_vf_add(mf_vf a, mf_vf b) {
 #endif
 }
 
-/* a * b + c, lane by lane */
-static inline mf_vf mf_vf_fma(mf_vf a, mf_vf b, mf_vf c) {
+/* a * b + c, lane by lane. With vector types, the lanes written out as one vector: as a loop,
+ * GCC 12 sometimes vectorized it with a run-time overlap check and a scalar fallback, or left
+ * it out of line, in large unrolled tiles. */
+MF_INLINE mf_vf mf_vf_fma(mf_vf a, mf_vf b, mf_vf c) {
+#if MF_VECTOR_TYPES
+#define MF_FMA_LANE(l) MF_FMA(a[l], b[l], c[l])
+    const mf_vf v = {MF_FMA_LANE(0), MF_FMA_LANE(1), MF_FMA_LANE(2), MF_FMA_LANE(3),
+                     MF_FMA_LANE(4), MF_FMA_LANE(5), MF_FMA_LANE(6), MF_FMA_LANE(7)}; /* MF_VF */
+#undef MF_FMA_LANE
+    return v;
+#else
     mf_vf v;
     for (int32_t l = 0; l < MF_VF; l++) {
         MF_LANE(v, l) = MF_FMA(MF_LANE(a, l), MF_LANE(b, l), MF_LANE(c, l));
     }
     return v;
+#endif
 }
 
 /* The sum of the lanes: the upper half added to the lower, and so on down to one. (With vector
