@@ -44,6 +44,11 @@ this many distinct shapes (a fine grid's tiles would each be profiled). Half-mem
 GoogLeNet and ResNet-50 (strips over a few layers) have 54; ResNet-50's profiles in about 45 s
 with nothing cached."""
 
+PROFILING_TIME_LIMIT = 100.0
+"""Seconds from the start of ``choose`` after which no more primitives are profiled (the
+micro-benchmarks of a tiled plan's many shapes take a minute or more with nothing cached): the
+candidates left get no primitive selection, with a note, and what was measured stays cached."""
+
 Progress = Callable[[str], None]
 
 
@@ -164,13 +169,20 @@ def _with_primitives(
     alignment: int,
     report: Progress,
     cache: Path | None,
+    deadline: float,
 ) -> tuple[list[Candidate], str | None]:
     """``base`` with its convolutions' primitives chosen: the fastest within the budget,
     the fastest, and the least workspace (each distinct selection once)."""
     from memfit.selection import lowering, pareto
     from memfit.selection.ilp import evaluate, solve
     from memfit.selection.problem import activation_plan, build_problem
-    from memfit.selection.profile import CostCache, conv_job, profile_graph, selectable_ops
+    from memfit.selection.profile import (
+        CostCache,
+        ProfilingTimeout,
+        conv_job,
+        profile_graph,
+        selectable_ops,
+    )
 
     ops = selectable_ops(base.graph)
     if not ops:
@@ -188,7 +200,14 @@ def _with_primitives(
     def profiled(done: int, total: int) -> None:
         report(f"profiling primitives for the {base.source} plan: {done}/{total}")
 
-    costs = profile_graph(base.graph, CostCache(cache), profiled)
+    try:
+        costs = profile_graph(base.graph, CostCache(cache), profiled, deadline)
+    except ProfilingTimeout:
+        return [], (
+            f"primitives: not tried on the {base.source} plan: profiling its convolutions "
+            f"passed the time limit ({PROFILING_TIME_LIMIT:.0f} s from the start); what was "
+            "measured is cached, so running again goes further"
+        )
     problem = build_problem(base.graph, costs, plan=activations, per_step=True)
     default = evaluate(problem, {layer.name: pareto.DEFAULT for layer in problem.layers})
     layers_s = sum(cost_model.op_seconds(op) for op in ops)
@@ -251,6 +270,7 @@ def choose(
             f"{', '.join(METHODS)}"
         )
     start = time.perf_counter()
+    deadline = time.monotonic() + PROFILING_TIME_LIMIT
     report = progress or (lambda message: None)
     model = cost_model or default_cost_model()
     notes = []
@@ -297,7 +317,9 @@ def choose(
     if "primitives" in methods:
         selected: list[Candidate] = []
         for base in candidates:
-            more, note = _with_primitives(base, budget, model, alignment, report, profile_cache)
+            more, note = _with_primitives(
+                base, budget, model, alignment, report, profile_cache, deadline
+            )
             selected += more
             if note:
                 notes.append(note)

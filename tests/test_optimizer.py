@@ -110,6 +110,26 @@ def test_int8_models_get_primitive_selection():
         assert choice_of(op) == choice_of(chosen.graph.op(op.name))
 
 
+def test_primitives_are_not_profiled_past_the_time_limit(monkeypatch, tmp_path):
+    """With nothing cached and the profiling time used up, the optimizer goes on without
+    primitive selection and says why."""
+    import memfit.optimizer
+    from memfit.codegen.plan import kernel_workspace
+    from memfit.zoo import build
+
+    monkeypatch.setattr(memfit.optimizer, "PROFILING_TIME_LIMIT", 0.0)
+    with kernel_workspace():
+        decision = choose(
+            build("resnet8"),
+            methods=("primitives",),
+            cost_model=uncalibrated_cost_model(),
+            profile_cache=tmp_path / "costs.json",
+        )
+    assert {c.source for c in decision.candidates} == {"untiled"}
+    assert any("time limit" in note for note in decision.notes)
+    assert not (tmp_path / "costs.json").exists()
+
+
 @pytest.mark.parametrize(
     ("record", "message"),
     [

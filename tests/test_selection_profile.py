@@ -20,6 +20,7 @@ from memfit.selection.profile import (
     ConversionJob,
     ConvJob,
     CostCache,
+    ProfilingTimeout,
     conv_job,
     measure,
     profiling_passes,
@@ -108,3 +109,16 @@ def test_the_program_starts_buffers_on_the_generated_codes_alignment() -> None:
     source = profile._source(jobs, [list(range(len(jobs)))])
     assert f"#define LINE {ALIGNMENT}\n" in source
     assert ALIGNMENT % 64 == 0  # a cache line at least
+
+
+def test_profiling_stops_at_its_deadline(tmp_path: Path) -> None:
+    """Past the deadline nothing more runs; a deadline far ahead changes nothing."""
+    import time
+
+    graph = conv_chain()
+    cache = CostCache(tmp_path / "costs.json")
+    with pytest.raises(ProfilingTimeout):
+        measure(profiling_passes(graph)[:1], cache, deadline=time.monotonic() - 1)
+    assert cache.get(profiling_passes(graph)[0][0]) is None
+    seconds = measure(profiling_passes(graph)[:1], cache, deadline=time.monotonic() + 600)
+    assert all(value > 0 for value in seconds.values())

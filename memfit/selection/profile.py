@@ -40,6 +40,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -151,12 +152,21 @@ class CostCache:
         os.replace(temporary, self.path)
 
 
+class ProfilingTimeout(Exception):
+    """The micro-benchmarks did not finish by their deadline; the passes that did are cached,
+    so the next run goes on from there."""
+
+
 def measure(
-    passes: Sequence[Sequence[Job]], cache: CostCache, progress: Progress | None = None
+    passes: Sequence[Sequence[Job]],
+    cache: CostCache,
+    progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> dict[str, float]:
     """Seconds of every job of ``passes`` (key -> seconds). A pass with a job the cache does not
     have runs whole (its jobs' times depend on the pass around them), and all its jobs' times
-    are cached."""
+    are cached. Raises ProfilingTimeout when ``time.monotonic()`` passes ``deadline`` before
+    every missing pass has run."""
     passes = [list(p) for p in passes if p]
     missing = [p for p in passes if any(cache.get(job) is None for job in p)]
     total = len(passes) * ROUNDS
@@ -164,13 +174,15 @@ def measure(
     if progress is not None:
         progress(done, total)
     if missing:
+        if deadline is not None and time.monotonic() > deadline:
+            raise ProfilingTimeout(f"{len(missing)} of {len(passes)} passes not run")
         unique = {job.key: job for p in missing for job in p}
         jobs = list(unique.values())
         index = {key: i for i, key in enumerate(unique)}
         steps = [[index[job.key] for job in p] for p in missing]
         with tempfile.TemporaryDirectory(prefix="memfit-profile-") as scratch:
             program = _build(jobs, steps, Path(scratch), cache.compiler)
-            for finished in _run(program, jobs):
+            for finished in _run(program, jobs, deadline):
                 if finished:  # the last round of a pass: its jobs' costs so far
                     cache.put(finished)
                 done += 1
@@ -414,15 +426,22 @@ def _build(
     return program
 
 
-def _run(program: Path, jobs: Sequence[Job]) -> Iterable[list[tuple[Job, float]]]:
+def _run(
+    program: Path, jobs: Sequence[Job], deadline: float | None = None
+) -> Iterable[list[tuple[Job, float]]]:
     """As each pass finishes a round: the costs of its jobs if it was the last round (the
-    fastest run of each so far), else nothing."""
+    fastest run of each so far), else nothing. Past ``deadline`` the program is stopped and
+    ProfilingTimeout raised."""
     with subprocess.Popen(
         [str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None
         finished: list[tuple[Job, float]] = []
         for line in process.stdout:
+            if deadline is not None and time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise ProfilingTimeout("stopped at the deadline")
             fields = line.split()
             if fields[:1] == ["job"]:
                 finished.append((jobs[int(fields[1])], float(fields[2])))
@@ -474,10 +493,14 @@ def profiling_passes(graph: Graph) -> list[list[Job]]:
 
 
 def profile_graph(
-    graph: Graph, cache: CostCache | None = None, progress: Progress | None = None
+    graph: Graph,
+    cache: CostCache | None = None,
+    progress: Progress | None = None,
+    deadline: float | None = None,
 ) -> dict[str, LayerCosts]:
-    """Measured costs of every selectable layer of ``graph`` (op name -> costs)."""
-    seconds = measure(profiling_passes(graph), cache or CostCache(), progress)
+    """Measured costs of every selectable layer of ``graph`` (op name -> costs); raises
+    ProfilingTimeout past ``deadline`` (``time.monotonic()``), see ``measure``."""
+    seconds = measure(profiling_passes(graph), cache or CostCache(), progress, deadline)
     costs = {}
     for op in selectable_ops(graph):
         x = op.inputs[0]
