@@ -44,7 +44,7 @@ this many distinct shapes (a fine grid's tiles would each be profiled). Half-mem
 GoogLeNet and ResNet-50 (strips over a few layers) have 54; ResNet-50's profiles in about 45 s
 with nothing cached."""
 
-PROFILING_TIME_LIMIT = 100.0
+PROFILING_TIME_LIMIT = 90.0
 """Seconds from the start of ``choose`` after which no more primitives are profiled (the
 micro-benchmarks of a tiled plan's many shapes take a minute or more with nothing cached): the
 candidates left get no primitive selection, with a note, and what was measured stays cached."""

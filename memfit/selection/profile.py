@@ -40,6 +40,7 @@ import json
 import os
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -182,6 +183,8 @@ def measure(
         steps = [[index[job.key] for job in p] for p in missing]
         with tempfile.TemporaryDirectory(prefix="memfit-profile-") as scratch:
             program = _build(jobs, steps, Path(scratch), cache.compiler)
+            if deadline is not None and time.monotonic() > deadline:
+                raise ProfilingTimeout("the micro-benchmarks were built after the deadline")
             for finished in _run(program, jobs, deadline):
                 if finished:  # the last round of a pass: its jobs' costs so far
                     cache.put(finished)
@@ -436,20 +439,27 @@ def _run(
         [str(program)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     ) as process:
         assert process.stdout is not None
-        finished: list[tuple[Job, float]] = []
-        for line in process.stdout:
-            if deadline is not None and time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise ProfilingTimeout("stopped at the deadline")
-            fields = line.split()
-            if fields[:1] == ["job"]:
-                finished.append((jobs[int(fields[1])], float(fields[2])))
-            elif fields[:1] == ["pass"]:
-                yield finished
-                finished = []
-        error = process.stderr.read() if process.stderr is not None else ""
-        if process.wait() != 0:
+        timer = None
+        if deadline is not None:  # a round can be long and silent: stop it from outside
+            timer = threading.Timer(max(0.0, deadline - time.monotonic()), process.kill)
+            timer.start()
+        try:
+            finished: list[tuple[Job, float]] = []
+            for line in process.stdout:
+                fields = line.split()
+                if fields[:1] == ["job"]:
+                    finished.append((jobs[int(fields[1])], float(fields[2])))
+                elif fields[:1] == ["pass"]:
+                    yield finished
+                    finished = []
+            error = process.stderr.read() if process.stderr is not None else ""
+            status = process.wait()
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if deadline is not None and time.monotonic() > deadline and status != 0:
+            raise ProfilingTimeout("stopped at the deadline")
+        if status != 0:
             raise ProgramError(f"the primitive micro-benchmarks failed: {error.strip()}")
 
 
