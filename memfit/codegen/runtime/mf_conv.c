@@ -733,30 +733,43 @@ static void pack_pixels_f32(const float* x, const mf_view* xv, const mf_conv* p,
  * one row of B per step; width (MF_F32_NR or MF_F32_NR / 2) and kstep are constants in each
  * caller, so that a panel holding a group's last few channels (34 output channels: 32 + 2)
  * costs half a panel. (Quarter panels of 8 columns compiled to scalar code with GCC 12.) */
-MF_INLINE void gemm_columns_f32(int32_t width, int32_t kstep, int32_t segments, int32_t run,
-                                int32_t gap, const float* const* rows, const float* restrict bp,
-                                float* restrict tile) {
-    float acc[MF_F32_MR * MF_F32_NR];
-    for (int32_t t = 0; t < MF_F32_MR * width; t++) {
+MF_INLINE void gemm_block_f32(int32_t i0, int32_t j0, int32_t rows_n, int32_t cols_n,
+                              int32_t kstep, int32_t segments, int32_t run, int32_t gap,
+                              const float* const* rows, const float* restrict bp,
+                              float* restrict tile) {
+    float acc[MF_F32_BLOCK_ROWS * MF_F32_BLOCK_COLS];
+    for (int32_t t = 0; t < rows_n * cols_n; t++) {
         acc[t] = 0.0f;
     }
     for (int32_t s = 0; s < segments; s++) {
-        const float* restrict bs = bp + (size_t)s * run * MF_F32_NR;
+        const float* restrict bs = bp + (size_t)s * run * MF_F32_NR + j0;
         const int32_t start = s * gap;
         for (int32_t k = 0; k < run; k++) {
             const float* restrict b = bs + k * MF_F32_NR;
             MF_UNROLL
-            for (int32_t i = 0; i < MF_F32_MR; i++) {
-                const float av = rows[i][start + k * kstep];
-                for (int32_t j = 0; j < width; j++) {
-                    acc[i * width + j] = MF_FMA(av, b[j], acc[i * width + j]);
+            for (int32_t i = 0; i < rows_n; i++) {
+                const float av = rows[i0 + i][start + k * kstep];
+                for (int32_t j = 0; j < cols_n; j++) {
+                    acc[i * cols_n + j] = MF_FMA(av, b[j], acc[i * cols_n + j]);
                 }
             }
         }
     }
-    for (int32_t i = 0; i < MF_F32_MR; i++) {
-        for (int32_t j = 0; j < width; j++) {
-            tile[i * MF_F32_NR + j] = acc[i * width + j];
+    for (int32_t i = 0; i < rows_n; i++) {
+        for (int32_t j = 0; j < cols_n; j++) {
+            tile[(i0 + i) * MF_F32_NR + j0 + j] = acc[i * cols_n + j];
+        }
+    }
+}
+
+MF_INLINE void gemm_columns_f32(int32_t width, int32_t kstep, int32_t segments, int32_t run,
+                                int32_t gap, const float* const* rows, const float* restrict bp,
+                                float* restrict tile) {
+    const int32_t cols_n = width < MF_F32_BLOCK_COLS ? width : MF_F32_BLOCK_COLS;
+    for (int32_t i0 = 0; i0 < MF_F32_MR; i0 += MF_F32_BLOCK_ROWS) {
+        for (int32_t j0 = 0; j0 < width; j0 += cols_n) {
+            gemm_block_f32(i0, j0, MF_F32_BLOCK_ROWS, cols_n, kstep, segments, run, gap, rows,
+                           bp, tile);
         }
     }
 }
