@@ -33,7 +33,7 @@ from memfit.codegen.cost_model import CostModel
 from memfit.errors import UsageError
 from memfit.ir.core import Graph
 from memfit.ir.ops import macs
-from memfit.planning import MemoryPlan, plan_memory
+from memfit.planning import MemoryPlan, plan_memory, plan_memory_quickly
 from memfit.tiling.discovery import METHODS as DISCOVERY_METHODS
 from memfit.tiling.discovery import OptimizeResult, PeakBuffer, optimize, peak_buffers
 
@@ -233,7 +233,7 @@ def _with_primitives(
             Candidate(
                 f"{base.source}+primitives",
                 graph,
-                plan_memory(graph, alignment, reorder=False),
+                plan_memory_quickly(graph, alignment, reorder=False),
                 (*base.rewrites, entry),
                 base.extra_macs,
                 base.predicted_latency_s + delta,

@@ -163,3 +163,32 @@ def test_arena_keeps_live_tensors_apart(graph):
             )
             if live_together and touched[a.name] & touched[b.name]:
                 assert plan.storage.root(a.name) == plan.storage.root(b.name), (a, b)
+
+
+@pytest.mark.parametrize("build", [small_cnn, residual_block, inception])
+def test_quick_planning_of_a_large_graph_skips_the_slow_parts(build, monkeypatch):
+    """Above TUNED_STORAGE_MAX_OPS ops (lowered to 1 here) plan_memory_quickly neither switches
+    sharing op by op nor calls CP-SAT; its plan still runs right and is no better than the full
+    one; at or below the limit it is the full plan."""
+    import memfit.planning as planning
+    import memfit.planning.storage_choice as storage_choice
+    import memfit.planning.suite as suite
+
+    g = build()
+    x = np.random.default_rng(3).standard_normal(g.inputs[0].shape).astype(np.float32)
+    expected = execute(g, {"x": x}, separate_plan(g))
+    full = plan_memory(g.copy(), reorder=False)
+    assert planning.plan_memory_quickly(g.copy(), reorder=False).arena.size == full.arena.size
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a slow part ran")
+
+    monkeypatch.setattr(planning, "TUNED_STORAGE_MAX_OPS", 1)
+    monkeypatch.setattr(suite, "exact", refuse)
+    monkeypatch.setattr(storage_choice._Toggles, "share_more", refuse)
+    quick = planning.plan_memory_quickly(g, reorder=False)
+    check_assignment(quick.lifetimes.buffers, quick.assignment, 16)
+    assert quick.arena.size >= full.arena.size
+    got = execute(g, {"x": x}, quick.arena)
+    for name in expected:
+        np.testing.assert_array_equal(got[name], expected[name])

@@ -59,6 +59,7 @@ from memfit.planning.suite import SuiteResult, run_suite
 
 __all__ = [
     "NO_SHARING",
+    "TUNED_STORAGE_MAX_OPS",
     "ArenaPlan",
     "Assignment",
     "Buffer",
@@ -84,6 +85,7 @@ __all__ = [
     "model_order",
     "model_schedule",
     "plan_memory",
+    "plan_memory_quickly",
     "register_scratch",
     "run_suite",
     "schedule_ops",
@@ -120,6 +122,12 @@ class MemoryPlan:
         return self.lifetimes.storage.in_place
 
 
+TUNED_STORAGE_MAX_OPS = 800
+"""Graphs with more ops than this are planned with ``tune_storage`` off where time matters
+(the optimizer's candidates, primitive selection): the op-by-op storage choice costs time
+quadratic in the ops."""
+
+
 def plan_memory(
     graph: Graph,
     alignment: int = 16,
@@ -128,6 +136,7 @@ def plan_memory(
     storage: StorageOptions | None = None,
     exact_time_limit: float = DEFAULT_TIME_LIMIT,
     schedule_time_limit: float = 2.0,
+    tune_storage: bool = True,
 ) -> MemoryPlan:
     """Plan the arena of ``graph``: op order, lifetimes, offsets, checked.
 
@@ -141,15 +150,43 @@ def plan_memory(
     (``memfit.planning.storage_choice``), and the plan records what was used
     (``MemoryPlan.storage``). ``schedule_time_limit`` bounds all the op-order searches
     together; the plan depends on the time only if it is reached (``plan.schedule.timed_out``).
-    ``exact_time_limit=0`` skips the CP-SAT solver.
+    ``exact_time_limit=0`` skips the CP-SAT solver. Without ``tune_storage`` the sharing is
+    switched for whole kinds of ops, not op by op (``TUNED_STORAGE_MAX_OPS``).
     """
     shared, schedule = choose_storage(
-        graph, alignment, storage, reorder=reorder, schedule_time_limit=schedule_time_limit
+        graph,
+        alignment,
+        storage,
+        reorder=reorder,
+        schedule_time_limit=schedule_time_limit,
+        tune=tune_storage,
     )
     apply_schedule(graph, schedule.order)
     lifetimes = compute_lifetimes(graph, schedule.order, storage=shared)
     suite = run_suite(lifetimes.buffers, alignment, exact_time_limit=exact_time_limit)
     return assemble_plan(graph, schedule, lifetimes, suite, alignment)
+
+
+def plan_memory_quickly(
+    graph: Graph,
+    alignment: int = 16,
+    *,
+    reorder: bool = True,
+    storage: StorageOptions | None = None,
+) -> MemoryPlan:
+    """``plan_memory``, with its parts whose time grows fastest with the ops left out on graphs
+    of more than ``TUNED_STORAGE_MAX_OPS`` ops (a finely tiled graph): the op-by-op storage
+    choice and the CP-SAT placement (about 12 s per plan on 1,332 ops whatever its time limit,
+    most of it building the model). Greedy and hill-climbing placement remain, checked."""
+    large = len(graph.ops) > TUNED_STORAGE_MAX_OPS
+    return plan_memory(
+        graph,
+        alignment,
+        reorder=reorder,
+        storage=storage,
+        tune_storage=not large,
+        exact_time_limit=0.0 if large else DEFAULT_TIME_LIMIT,
+    )
 
 
 def tflm_greedy(graph: Graph, alignment: int = 16) -> MemoryPlan:

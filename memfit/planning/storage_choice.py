@@ -60,12 +60,15 @@ def choose_storage(
     *,
     reorder: bool = True,
     schedule_time_limit: float = 2.0,
+    tune: bool = True,
 ) -> tuple[StorageMap, Schedule]:
     """The storage map (within ``allowed``) and op order with the lowest peak found, sharing as
     much as that peak allows.
 
     With ``reorder`` off every candidate is judged in the model order. ``schedule_time_limit``
-    bounds the time of all the schedules together.
+    bounds the time of all the schedules together. Without ``tune`` the best of the whole-graph
+    switches is kept as it is: switching ops one by one costs time quadratic in the ops (on a
+    tiled graph of 1,332 ops, about 100 s).
     """
     allowed = StorageOptions() if allowed is None else allowed
     deadline = time.monotonic() + schedule_time_limit
@@ -100,6 +103,8 @@ def choose_storage(
             best = (storage, found)
     assert best is not None
     storage, chosen = best
+    if not tune:
+        return storage, dataclasses.replace(chosen, timed_out=timed_out)
 
     candidates = (concats | resized) - allowed.not_in_place  # the caller's stay excluded
     searcher = _Toggles(builder, chosen.order, alignment, candidates, _groups(graph, full))

@@ -9,7 +9,7 @@ from dataclasses import replace
 from memfit.codegen.plan import C_STORAGE
 from memfit.codegen.views import tensor_view
 from memfit.ir.core import Graph
-from memfit.planning import MemoryPlan, StorageOptions, plan_memory
+from memfit.planning import MemoryPlan, StorageOptions, plan_memory_quickly
 from memfit.planning.arena import align_up
 from memfit.planning.scratch import without_workspace
 from memfit.selection import primitives
@@ -25,7 +25,7 @@ def activation_plan(
     """The plan memfit makes for ``graph``'s activations alone (no kernel workspace, even
     inside ``kernel_workspace``; ``reorder``: whether it may choose the op order)."""
     with without_workspace():
-        return plan_memory(graph.copy(), storage=storage, reorder=reorder)
+        return plan_memory_quickly(graph.copy(), storage=storage, reorder=reorder)
 
 
 def links(graph: Graph, selectable: set[str], plan: MemoryPlan | None = None) -> tuple[Link, ...]:

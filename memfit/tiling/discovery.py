@@ -53,6 +53,7 @@ from memfit.ir.core import Graph, Op, Tensor
 from memfit.ir.dtypes import DType
 from memfit.ir.ops import macs
 from memfit.planning import (
+    TUNED_STORAGE_MAX_OPS,
     Lifetimes,
     MemoryPlan,
     StorageMap,
@@ -90,7 +91,7 @@ MIN_GAIN = 0.005
 MAX_CHAIN_OPS = 16
 MAX_REGION_OPS = 48
 """Ops a region with branches may hold (several residual blocks)."""
-FULL_PLANNER_OPS = 800
+FULL_PLANNER_OPS = TUNED_STORAGE_MAX_OPS
 _LAYERS = ("conv2d", "fully_connected")
 """Ops a candidate chain may hold on each side of its base."""
 
